@@ -1,0 +1,375 @@
+// Package store defines the persistence contract of the engine: one interface,
+// implemented by the sqlite and postgres subpackages, and the row types and
+// sentinel errors they share. It imports nothing of the engine, so the store
+// packages never depend on it.
+//
+// The engine's state machine is written once, against Tx; each dialect only
+// implements the primitive reads and writes. Every write happens inside
+// Store.Write, which runs one transaction; events appended in it get their
+// positions when they are written and become visible at commit.
+//
+// # Positions
+//
+// Every event in the log has a position: an int64 that is unique across the
+// whole database and increases in commit order. A reader that has seen
+// position P can never later find a new event with a position below P. Both
+// dialects guarantee this by serialising appends on one counter row
+// (log_head): AppendEvents takes the row lock (PostgreSQL) or runs under the
+// single writer (SQLite), so the transaction that takes positions first also
+// commits first. AppendEvents must therefore be the last statement of a
+// transaction that locks other rows, so the counter lock is held only for the
+// insert and the commit, and lock order is always: runs, step runs, log_head.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Drivers translate their own errors into these in one
+// place, so the engine never sees a driver error type.
+var (
+	// ErrNotFound: the row asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique constraint was violated (a row with that key exists).
+	ErrConflict = errors.New("already exists")
+	// ErrRetry: the transaction lost a race (deadlock, serialisation failure)
+	// and can be run again as a whole. Store.Write retries it by itself a few
+	// times before returning it.
+	ErrRetry = errors.New("transaction conflict, retry")
+)
+
+// RunStatus is the state of a run.
+type RunStatus string
+
+const (
+	RunQueued    RunStatus = "queued"
+	RunRunning   RunStatus = "running"
+	RunCompleted RunStatus = "completed"
+	RunFailed    RunStatus = "failed"
+	RunCancelled RunStatus = "cancelled"
+	RunTimedOut  RunStatus = "timed_out"
+)
+
+// Terminal reports whether no further transition can happen.
+func (s RunStatus) Terminal() bool {
+	switch s {
+	case RunCompleted, RunFailed, RunCancelled, RunTimedOut:
+		return true
+	}
+	return false
+}
+
+// StepStatus is the state of a step run (of its current attempt).
+type StepStatus string
+
+const (
+	// StepPending: waiting for its parents to complete (not claimable).
+	StepPending StepStatus = "pending"
+	// StepQueued: ready to run once AvailableAt has passed.
+	StepQueued    StepStatus = "queued"
+	StepRunning   StepStatus = "running"
+	StepCompleted StepStatus = "completed"
+	StepFailed    StepStatus = "failed"
+	StepCancelled StepStatus = "cancelled"
+	StepTimedOut  StepStatus = "timed_out"
+)
+
+// Terminal reports whether the step run will not run again.
+func (s StepStatus) Terminal() bool {
+	switch s {
+	case StepCompleted, StepFailed, StepCancelled, StepTimedOut:
+		return true
+	}
+	return false
+}
+
+// Tenant owns runs, workflows, workers and tokens.
+type Tenant struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// Token kinds.
+const (
+	TokenAdmin   = "admin"   // may do everything, in every tenant (created on first start)
+	TokenAPI     = "api"     // may do everything in its tenant
+	TokenBrowser = "browser" // read-only, scoped to one run or one metadata key/value
+)
+
+// Token is an API credential. Only a hash of the secret is stored.
+type Token struct {
+	ID        string
+	TenantID  string
+	Hash      string // hex SHA-256 of the secret
+	Kind      string
+	Name      string
+	RunID     string // browser scope: one run
+	MetaKey   string // browser scope: one metadata key/value
+	MetaValue string
+	ExpiresAt time.Time // zero: never
+	CreatedAt time.Time
+}
+
+// Workflow is a registered workflow definition. Definition is the engine's
+// JSON encoding of the steps; the store keeps it opaque.
+type Workflow struct {
+	TenantID   string
+	Name       string
+	Definition []byte
+	OnEvents   []string
+	UpdatedAt  time.Time
+}
+
+// Run is one execution of a workflow.
+type Run struct {
+	ID              string
+	TenantID        string
+	Workflow        string
+	Status          RunStatus
+	Input           []byte // JSON
+	Output          []byte // JSON, set when completed
+	Error           string
+	Metadata        map[string]string
+	ParentRunID     string
+	ParentStepRunID string
+	CreatedAt       time.Time
+	StartedAt       time.Time // zero until the first step starts
+	FinishedAt      time.Time // zero until terminal
+}
+
+// StepRun is one step of one run. It is retried in place: Attempt counts up,
+// and each attempt is also kept as a StepAttempt.
+type StepRun struct {
+	ID       string
+	RunID    string
+	TenantID string
+	Workflow string
+	Step     string
+	Parents  []string
+	Status   StepStatus
+	// Attempt is the current attempt, starting at 1 when first claimed; 0
+	// while it never ran.
+	Attempt int
+	// Failures counts failed and timed-out attempts; retries are allowed
+	// while Failures <= Retries. Attempts lost with their worker do not count.
+	Failures  int
+	Retries   int
+	BackoffMs int64 // base of the exponential backoff between retries
+	TimeoutMs int64 // per-attempt execution timeout; 0: none
+	WorkerID  string
+	// StreamSeq is the sequence number of the last stream event stored for
+	// the current attempt: puts carry a per-attempt sequence, so a put that is
+	// sent again after a lost reply is stored once.
+	StreamSeq   int64
+	AvailableAt time.Time // a queued step run is claimable from then on
+	TimeoutAt   time.Time // a running step run times out then; zero: never
+	Output      []byte    // JSON
+	Error       string
+	CreatedAt   time.Time
+	StartedAt   time.Time // of the current attempt
+	FinishedAt  time.Time
+}
+
+// StepAttempt is the history of one attempt of a step run.
+type StepAttempt struct {
+	StepRunID  string
+	Attempt    int
+	Status     StepStatus
+	WorkerID   string
+	Error      string
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Worker is one connection of a worker process. A worker that reconnects
+// registers again and gets a new ID.
+type Worker struct {
+	ID          string
+	TenantID    string
+	Name        string
+	NodeID      string // engine node holding its connection
+	Workflows   []string
+	Slots       int
+	Alive       bool
+	HeartbeatAt time.Time
+	CreatedAt   time.Time
+}
+
+// Event types of the run event log.
+const (
+	EventRunStarted     = "run.started"
+	EventRunCompleted   = "run.completed"
+	EventRunFailed      = "run.failed"
+	EventRunCancelled   = "run.cancelled"
+	EventRunTimedOut    = "run.timed_out"
+	EventStepStarted    = "step.started"
+	EventStepCompleted  = "step.completed"
+	EventStepFailed     = "step.failed"
+	EventStepCancelled  = "step.cancelled"
+	EventStepTimedOut   = "step.timed_out"
+	EventStepStream     = "step.stream"
+	EventStepRetrying   = "step.retrying"
+	EventStepReassigned = "step.reassigned"
+)
+
+// Event is one entry of the run event log.
+type Event struct {
+	// Position is assigned by AppendEvents; see the package comment.
+	Position  int64
+	TenantID  string
+	RunID     string
+	Workflow  string
+	Type      string
+	StepRunID string // step events only
+	Step      string
+	Attempt   int
+	// Payload is the data a step put on the stream (step.stream only).
+	Payload []byte
+	// Data is a JSON object with the event's details (output, error, ...);
+	// nil when there are none.
+	Data      []byte
+	CreatedAt time.Time
+}
+
+// Terminal reports whether the event ends its run.
+func (e Event) Terminal() bool {
+	switch e.Type {
+	case EventRunCompleted, EventRunFailed, EventRunCancelled, EventRunTimedOut:
+		return true
+	}
+	return false
+}
+
+// ClaimParams selects queued step runs for one worker.
+type ClaimParams struct {
+	TenantID  string
+	WorkerID  string
+	Workflows []string // workflow names the worker runs
+	Now       time.Time
+	Limit     int
+}
+
+// ListRunsParams filters runs, newest first.
+type ListRunsParams struct {
+	TenantID  string
+	Workflow  string    // optional
+	Status    RunStatus // optional
+	MetaKey   string    // optional, with MetaValue
+	MetaValue string
+	// Before pages: only runs created strictly before this run ID (IDs are
+	// UUIDv7, ordered by creation). Optional.
+	Before string
+	Limit  int
+}
+
+// ReadEventsParams reads a run's events after a position.
+type ReadEventsParams struct {
+	TenantID string
+	RunID    string
+	After    int64 // exclusive; 0 reads from the start
+	Limit    int
+	// MaxBytes stops a page early once its payloads reach this many bytes
+	// (always at least one event). 0: no byte limit.
+	MaxBytes int
+}
+
+// Tx is one write transaction. Reads through Tx that name a row for update
+// lock it (PostgreSQL FOR UPDATE) until the transaction ends.
+type Tx interface {
+	CreateTenant(ctx context.Context, t Tenant) error
+	GetTenantByName(ctx context.Context, name string) (Tenant, error)
+	CreateToken(ctx context.Context, t Token) error
+
+	// UpsertWorkflow stores a definition, replacing an older one of that name.
+	UpsertWorkflow(ctx context.Context, w Workflow) error
+	GetWorkflow(ctx context.Context, tenantID, name string) (Workflow, error)
+
+	InsertRun(ctx context.Context, r Run) error
+	// GetRunForUpdate reads and locks a run.
+	GetRunForUpdate(ctx context.Context, tenantID, runID string) (Run, error)
+	// UpdateRun writes Status, Output, Error, StartedAt and FinishedAt.
+	UpdateRun(ctx context.Context, r Run) error
+
+	InsertStepRuns(ctx context.Context, steps []StepRun) error
+	// GetStepRunForUpdate reads and locks a step run. Lock the run first.
+	GetStepRunForUpdate(ctx context.Context, stepRunID string) (StepRun, error)
+	// ListStepRunsForUpdate reads and locks every step run of a run.
+	ListStepRunsForUpdate(ctx context.Context, runID string) ([]StepRun, error)
+	// UpdateStepRun writes every mutable field (Status through FinishedAt).
+	UpdateStepRun(ctx context.Context, s StepRun) error
+	// ClaimStepRuns atomically takes up to Limit queued step runs whose
+	// AvailableAt has passed, oldest first, for the worker: each becomes
+	// running, assigned to WorkerID, with Attempt incremented and StartedAt =
+	// Now. The caller sets TimeoutAt and writes events. Rows another
+	// transaction holds are skipped, never waited for.
+	ClaimStepRuns(ctx context.Context, p ClaimParams) ([]StepRun, error)
+	// ListTimedOutStepRuns returns running step runs whose TimeoutAt is at or
+	// before now, oldest first, skipping rows locked by others.
+	ListTimedOutStepRuns(ctx context.Context, now time.Time, limit int) ([]StepRun, error)
+	// ListStepRunsOfWorker returns the running step runs assigned to a worker.
+	ListStepRunsOfWorker(ctx context.Context, workerID string) ([]StepRun, error)
+
+	// UpsertStepAttempt records an attempt (keyed by step run and attempt).
+	UpsertStepAttempt(ctx context.Context, a StepAttempt) error
+
+	InsertWorker(ctx context.Context, w Worker) error
+	GetWorkerForUpdate(ctx context.Context, workerID string) (Worker, error)
+	// MarkWorkerDead sets Alive to false; reports whether it was alive.
+	MarkWorkerDead(ctx context.Context, workerID string) (bool, error)
+	// ListDeadWorkers returns alive workers whose last heartbeat is before
+	// the deadline, skipping rows locked by others.
+	ListDeadWorkers(ctx context.Context, heartbeatBefore time.Time, limit int) ([]Worker, error)
+
+	// AppendEvents writes events to the log, assigning consecutive positions
+	// in slice order (written back into the slice). Call it last in a
+	// transaction: it takes the log's counter lock until commit.
+	AppendEvents(ctx context.Context, events []Event) error
+}
+
+// Store is the engine's database.
+type Store interface {
+	// Write runs fn in one write transaction and commits it if fn returns
+	// nil. On ErrRetry it runs fn again (a few times), so fn must not have
+	// effects outside the transaction. After a commit that appended events,
+	// the commit hook (see Options) is called with them.
+	Write(ctx context.Context, fn func(Tx) error) error
+
+	// LogID identifies this database's event log. It is chosen at creation
+	// and never changes, so a position from another database can be refused.
+	LogID(ctx context.Context) (string, error)
+
+	GetRun(ctx context.Context, tenantID, runID string) (Run, error)
+	ListRuns(ctx context.Context, p ListRunsParams) ([]Run, error)
+	ListStepRuns(ctx context.Context, runID string) ([]StepRun, error)
+	ListStepAttempts(ctx context.Context, runID string) ([]StepAttempt, error)
+	ListWorkflows(ctx context.Context, tenantID string) ([]Workflow, error)
+	GetWorkflowByName(ctx context.Context, tenantID, name string) (Workflow, error)
+	GetTenant(ctx context.Context, id string) (Tenant, error)
+	CountTenants(ctx context.Context) (int, error)
+
+	// LookupToken finds a token by the hash of its secret.
+	LookupToken(ctx context.Context, hash string) (Token, error)
+
+	// TouchWorker records a heartbeat; ErrNotFound if the worker is unknown
+	// or no longer alive.
+	TouchWorker(ctx context.Context, workerID string, now time.Time) error
+
+	// ReadEvents reads a run's events after a position, in position order.
+	ReadEvents(ctx context.Context, p ReadEventsParams) ([]Event, error)
+
+	Close() error
+}
+
+// CommitHook is called after a transaction that appended events has
+// committed, with those events (positions set). It must not block: the
+// engine's notifier only records which runs moved.
+type CommitHook func(events []Event)
+
+// Options configure a store when it is opened.
+type Options struct {
+	// CommitHook, if set, is called after every commit that appended events.
+	CommitHook CommitHook
+}
