@@ -200,19 +200,17 @@ type Worker struct {
 
 // Event types of the run event log.
 const (
-	EventRunStarted     = "run.started"
-	EventRunCompleted   = "run.completed"
-	EventRunFailed      = "run.failed"
-	EventRunCancelled   = "run.cancelled"
-	EventRunTimedOut    = "run.timed_out"
-	EventStepStarted    = "step.started"
-	EventStepCompleted  = "step.completed"
-	EventStepFailed     = "step.failed"
-	EventStepCancelled  = "step.cancelled"
-	EventStepTimedOut   = "step.timed_out"
-	EventStepStream     = "step.stream"
-	EventStepRetrying   = "step.retrying"
-	EventStepReassigned = "step.reassigned"
+	EventRunStarted    = "run.started"
+	EventRunCompleted  = "run.completed"
+	EventRunFailed     = "run.failed"
+	EventRunCancelled  = "run.cancelled"
+	EventRunTimedOut   = "run.timed_out"
+	EventStepStarted   = "step.started"
+	EventStepCompleted = "step.completed"
+	EventStepFailed    = "step.failed"
+	EventStepCancelled = "step.cancelled"
+	EventStepTimedOut  = "step.timed_out"
+	EventStepStream    = "step.stream"
 )
 
 // Event is one entry of the run event log.
@@ -250,6 +248,14 @@ type ClaimParams struct {
 	Workflows []string // workflow names the worker runs
 	Now       time.Time
 	Limit     int
+}
+
+// ClaimStepRunParams claims one step run.
+type ClaimStepRunParams struct {
+	StepRunID string
+	WorkerID  string
+	Now       time.Time
+	TimeoutAt time.Time // zero: no timeout
 }
 
 // ListRunsParams filters runs, newest first.
@@ -305,7 +311,20 @@ type Tx interface {
 	// running, assigned to WorkerID, with Attempt incremented and StartedAt =
 	// Now. The caller sets TimeoutAt and writes events. Rows another
 	// transaction holds are skipped, never waited for.
+	//
+	// The engine does not use it (it locks step runs before their run, the
+	// reverse of the lock order); it claims with ListClaimableStepRuns, then
+	// GetRunForUpdate, then ClaimStepRun.
 	ClaimStepRuns(ctx context.Context, p ClaimParams) ([]StepRun, error)
+	// ListClaimableStepRuns returns up to Limit queued step runs of the
+	// tenant and workflows whose AvailableAt is at or before Now, oldest
+	// first, without locking them (WorkerID is ignored).
+	ListClaimableStepRuns(ctx context.Context, p ClaimParams) ([]StepRun, error)
+	// ClaimStepRun makes one step run running for a worker if it is still
+	// queued: Attempt+1, WorkerID, StartedAt = now, TimeoutAt as given,
+	// FinishedAt 0, StreamSeq 0, Error "". It reports false (and no error)
+	// when the step run is no longer queued. Lock its run first.
+	ClaimStepRun(ctx context.Context, p ClaimStepRunParams) (StepRun, bool, error)
 	// ListTimedOutStepRuns returns running step runs whose TimeoutAt is at or
 	// before now, oldest first, skipping rows locked by others.
 	ListTimedOutStepRuns(ctx context.Context, now time.Time, limit int) ([]StepRun, error)
@@ -344,6 +363,9 @@ type Store interface {
 	GetRun(ctx context.Context, tenantID, runID string) (Run, error)
 	ListRuns(ctx context.Context, p ListRunsParams) ([]Run, error)
 	ListStepRuns(ctx context.Context, runID string) ([]StepRun, error)
+	// GetStepRun reads a step run without locking it (to learn its run
+	// before locking the run, then the step run, in that order).
+	GetStepRun(ctx context.Context, stepRunID string) (StepRun, error)
 	ListStepAttempts(ctx context.Context, runID string) ([]StepAttempt, error)
 	ListWorkflows(ctx context.Context, tenantID string) ([]Workflow, error)
 	GetWorkflowByName(ctx context.Context, tenantID, name string) (Workflow, error)
@@ -359,6 +381,9 @@ type Store interface {
 
 	// ReadEvents reads a run's events after a position, in position order.
 	ReadEvents(ctx context.Context, p ReadEventsParams) ([]Event, error)
+	// LastRunPosition returns the position of a run's newest event, 0 if it
+	// has none.
+	LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error)
 
 	Close() error
 }

@@ -1,8 +1,8 @@
 -- +goose Up
 -- Times are Unix microseconds (0 = unset); ids are UUIDv7 text.
 
--- The event log's counter: appends take positions from it under the single
--- writer, so positions follow commit order (see package store).
+-- The event log's counter: an append increments it and holds its row lock
+-- until commit, so positions follow commit order (see package store).
 CREATE TABLE log_head (
     id            INTEGER PRIMARY KEY CHECK (id = 1),
     log_id        TEXT    NOT NULL,

@@ -1,0 +1,386 @@
+package runnel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"connectrpc.com/connect"
+
+	runnelv1 "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
+)
+
+// Admin triggers, inspects and cancels runs. Get one from [Client.Admin].
+//
+// Errors returned by its methods wrap the engine's [connect.Error], so
+// [connect.CodeOf] tells, for example, connect.CodeNotFound (no such run or
+// workflow), connect.CodeInvalidArgument, connect.CodeUnauthenticated
+// (missing or bad token) or connect.CodePermissionDenied apart.
+type Admin struct {
+	c *Client
+}
+
+// RunStatus is the state of a run.
+type RunStatus string
+
+// Run states. Completed, failed, cancelled and timed out are terminal.
+const (
+	RunQueued    RunStatus = "queued"
+	RunRunning   RunStatus = "running"
+	RunCompleted RunStatus = "completed"
+	RunFailed    RunStatus = "failed"
+	RunCancelled RunStatus = "cancelled"
+	RunTimedOut  RunStatus = "timed_out"
+)
+
+// Terminal reports whether the run has finished: no further change can
+// happen to it.
+func (s RunStatus) Terminal() bool {
+	switch s {
+	case RunCompleted, RunFailed, RunCancelled, RunTimedOut:
+		return true
+	}
+	return false
+}
+
+// StepStatus is the state of a step run (of its current attempt).
+type StepStatus string
+
+// Step run states. Completed, failed, cancelled and timed out are terminal.
+const (
+	// StepPending: waiting for its parent steps to complete.
+	StepPending   StepStatus = "pending"
+	StepQueued    StepStatus = "queued"
+	StepRunning   StepStatus = "running"
+	StepCompleted StepStatus = "completed"
+	StepFailed    StepStatus = "failed"
+	StepCancelled StepStatus = "cancelled"
+	StepTimedOut  StepStatus = "timed_out"
+)
+
+// Terminal reports whether the step run will not run again.
+func (s StepStatus) Terminal() bool {
+	switch s {
+	case StepCompleted, StepFailed, StepCancelled, StepTimedOut:
+		return true
+	}
+	return false
+}
+
+// Run is one execution of a workflow, as returned by [Admin.GetRun] and
+// [Admin.ListRuns].
+type Run struct {
+	ID       string
+	Workflow string
+	Status   RunStatus
+	// Input is the run's JSON input.
+	Input json.RawMessage
+	// Output is the run's JSON output (the outputs of its steps) once it
+	// completed; nil before.
+	Output json.RawMessage
+	// Error says why the run failed, timed out or was cancelled.
+	Error              string
+	AdditionalMetadata map[string]string
+	// ParentRunID is set for a child run.
+	ParentRunID string
+	// ParentStepRunID is the step run that spawned a child run.
+	ParentStepRunID string
+	CreatedAt       time.Time
+	// StartedAt is zero until the first step started.
+	StartedAt time.Time
+	// FinishedAt is zero until the run is terminal.
+	FinishedAt time.Time
+	// Steps are the run's step runs; [Admin.ListRuns] may leave them out.
+	Steps []StepRun
+}
+
+// StepRun is one step of a run.
+type StepRun struct {
+	ID      string
+	Step    string
+	Parents []string
+	Status  StepStatus
+	// Attempt is the current attempt (1, 2, …); 0 while it never ran.
+	Attempt int
+	// Output is the step's JSON output once it completed.
+	Output json.RawMessage
+	Error  string
+	// StartedAt is the start of the current attempt; zero if none.
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// Attempts is the history of every attempt, oldest first.
+	Attempts []StepAttempt
+}
+
+// StepAttempt is the record of one attempt of a step run.
+type StepAttempt struct {
+	Attempt    int
+	Status     StepStatus
+	WorkerID   string
+	Error      string
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// WorkflowInfo describes a registered workflow, as returned by
+// [Admin.ListWorkflows].
+type WorkflowInfo struct {
+	Name     string
+	Steps    []StepInfo
+	OnEvents []string
+}
+
+// StepInfo describes a step of a registered workflow.
+type StepInfo struct {
+	Name    string
+	Parents []string
+	Retries int
+	Backoff time.Duration
+	Timeout time.Duration
+}
+
+// RunOption configures [Admin.RunWorkflow].
+type RunOption interface {
+	applyToRun(*runConfig)
+}
+
+type runConfig struct {
+	metadata map[string]string
+}
+
+type runOptionFunc func(*runConfig)
+
+func (f runOptionFunc) applyToRun(c *runConfig) { f(c) }
+
+// WithAdditionalMetadata attaches string key/value metadata to the run.
+// Child runs inherit it, and a metadata subscription follows every run that
+// carries a given key and value. Repeated options are merged, later keys
+// winning.
+func WithAdditionalMetadata(meta map[string]string) RunOption {
+	meta = maps.Clone(meta)
+	return runOptionFunc(func(c *runConfig) {
+		if c.metadata == nil {
+			c.metadata = make(map[string]string, len(meta))
+		}
+		maps.Copy(c.metadata, meta)
+	})
+}
+
+// RunWorkflow triggers a run of the named workflow and returns its run id.
+//
+// The input is marshalled to JSON; nil becomes {}. A [json.RawMessage] or
+// []byte is sent as is and must be valid JSON. The run is queued when
+// RunWorkflow returns; follow it with [Listener.Stream] or [Admin.GetRun].
+//
+// Errors: the input cannot be marshalled or is not valid JSON, or the engine
+// refused the call (connect.CodeNotFound for an unknown workflow).
+func (a *Admin) RunWorkflow(ctx context.Context, workflow string, input any, opts ...RunOption) (string, error) {
+	var cfg runConfig
+	for _, opt := range opts {
+		opt.applyToRun(&cfg)
+	}
+	data, err := marshalInput(input)
+	if err != nil {
+		return "", fmt.Errorf("run workflow %q: %w", workflow, err)
+	}
+	resp, err := a.c.run.TriggerRun(ctx, connect.NewRequest(&runnelv1.TriggerRunRequest{
+		Workflow:           workflow,
+		Input:              data,
+		AdditionalMetadata: cfg.metadata,
+	}))
+	if err != nil {
+		return "", fmt.Errorf("run workflow %q: %w", workflow, err)
+	}
+	return resp.Msg.GetRunId(), nil
+}
+
+// marshalInput turns a run input into JSON.
+func marshalInput(input any) ([]byte, error) {
+	var raw []byte
+	switch v := input.(type) {
+	case nil:
+		return []byte("{}"), nil
+	case json.RawMessage:
+		raw = v
+	case []byte:
+		raw = v
+	default:
+		data, err := json.Marshal(input)
+		if err != nil {
+			return nil, fmt.Errorf("marshal input: %w", err)
+		}
+		return data, nil
+	}
+	if len(raw) == 0 {
+		return []byte("{}"), nil
+	}
+	if !json.Valid(raw) {
+		return nil, errors.New("input is not valid JSON")
+	}
+	return raw, nil
+}
+
+// GetRun returns a run with its steps and their attempts.
+//
+// Errors: connect.CodeNotFound if no run with that id is visible to the
+// token's tenant.
+func (a *Admin) GetRun(ctx context.Context, runID string) (*Run, error) {
+	resp, err := a.c.run.GetRun(ctx, connect.NewRequest(&runnelv1.GetRunRequest{RunId: runID}))
+	if err != nil {
+		return nil, fmt.Errorf("get run %s: %w", runID, err)
+	}
+	if resp.Msg.GetRun() == nil {
+		return nil, fmt.Errorf("get run %s: engine returned no run", runID)
+	}
+	return runFromProto(resp.Msg.GetRun()), nil
+}
+
+// ListRunsOptions filters [Admin.ListRuns]. Zero fields do not filter.
+type ListRunsOptions struct {
+	Workflow string
+	Status   RunStatus
+	// MetaKey and MetaValue select runs whose additional metadata has this
+	// key with this value.
+	MetaKey   string
+	MetaValue string
+	// Limit caps the number of runs returned; 0 lets the engine choose.
+	Limit int
+	// Before pages backwards: only runs created before the run with this id.
+	// Pass the ID of the last run of the previous page.
+	Before string
+}
+
+// ListRuns returns runs, newest first.
+//
+// Errors: connect.CodeInvalidArgument for a bad filter, or a transport error.
+func (a *Admin) ListRuns(ctx context.Context, opts ListRunsOptions) ([]*Run, error) {
+	if opts.Limit < 0 {
+		return nil, fmt.Errorf("list runs: negative limit %d", opts.Limit)
+	}
+	resp, err := a.c.run.ListRuns(ctx, connect.NewRequest(&runnelv1.ListRunsRequest{
+		Workflow:  opts.Workflow,
+		Status:    string(opts.Status),
+		MetaKey:   opts.MetaKey,
+		MetaValue: opts.MetaValue,
+		Limit:     int32(min(opts.Limit, 1<<31-1)),
+		Before:    opts.Before,
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	runs := make([]*Run, 0, len(resp.Msg.GetRuns()))
+	for _, r := range resp.Msg.GetRuns() {
+		runs = append(runs, runFromProto(r))
+	}
+	return runs, nil
+}
+
+// CancelRun cancels a run: its running steps' contexts are cancelled and no
+// further steps start. Cancelling a finished run is not an error.
+//
+// Errors: connect.CodeNotFound if there is no such run.
+func (a *Admin) CancelRun(ctx context.Context, runID string) error {
+	if _, err := a.c.run.CancelRun(ctx, connect.NewRequest(&runnelv1.CancelRunRequest{RunId: runID})); err != nil {
+		return fmt.Errorf("cancel run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// ListWorkflows returns the workflows registered in the token's tenant.
+func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {
+	resp, err := a.c.run.ListWorkflows(ctx, connect.NewRequest(&runnelv1.ListWorkflowsRequest{}))
+	if err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	infos := make([]WorkflowInfo, 0, len(resp.Msg.GetWorkflows()))
+	for _, wf := range resp.Msg.GetWorkflows() {
+		info := WorkflowInfo{Name: wf.GetName(), OnEvents: wf.GetOnEvents()}
+		for _, s := range wf.GetSteps() {
+			info.Steps = append(info.Steps, StepInfo{
+				Name:    s.GetName(),
+				Parents: s.GetParents(),
+				Retries: int(s.GetRetries()),
+				Backoff: time.Duration(s.GetBackoffMs()) * time.Millisecond,
+				Timeout: time.Duration(s.GetTimeoutMs()) * time.Millisecond,
+			})
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// CreateToken mints an API token for a tenant (created if it does not
+// exist) and returns its secret; name labels it. Only admin tokens may do
+// this.
+//
+// Errors: connect.CodePermissionDenied for a non-admin token.
+func (a *Admin) CreateToken(ctx context.Context, tenant, name string) (string, error) {
+	resp, err := a.c.run.CreateToken(ctx, connect.NewRequest(&runnelv1.CreateTokenRequest{Tenant: tenant, Name: name}))
+	if err != nil {
+		return "", fmt.Errorf("create token for tenant %q: %w", tenant, err)
+	}
+	return resp.Msg.GetToken(), nil
+}
+
+// fromMicros converts the protocol's microsecond timestamps; 0 means unset.
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
+}
+
+func rawJSON(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	return json.RawMessage(b)
+}
+
+func runFromProto(r *runnelv1.Run) *Run {
+	run := &Run{
+		ID:                 r.GetId(),
+		Workflow:           r.GetWorkflow(),
+		Status:             RunStatus(r.GetStatus()),
+		Input:              rawJSON(r.GetInput()),
+		Output:             rawJSON(r.GetOutput()),
+		Error:              r.GetError(),
+		AdditionalMetadata: r.GetAdditionalMetadata(),
+		ParentRunID:        r.GetParentRunId(),
+		ParentStepRunID:    r.GetParentStepRunId(),
+		CreatedAt:          fromMicros(r.GetCreatedAtUs()),
+		StartedAt:          fromMicros(r.GetStartedAtUs()),
+		FinishedAt:         fromMicros(r.GetFinishedAtUs()),
+	}
+	if run.AdditionalMetadata == nil {
+		run.AdditionalMetadata = map[string]string{}
+	}
+	for _, s := range r.GetSteps() {
+		sr := StepRun{
+			ID:         s.GetId(),
+			Step:       s.GetStep(),
+			Parents:    s.GetParents(),
+			Status:     StepStatus(s.GetStatus()),
+			Attempt:    int(s.GetAttempt()),
+			Output:     rawJSON(s.GetOutput()),
+			Error:      s.GetError(),
+			StartedAt:  fromMicros(s.GetStartedAtUs()),
+			FinishedAt: fromMicros(s.GetFinishedAtUs()),
+		}
+		for _, a := range s.GetAttempts() {
+			sr.Attempts = append(sr.Attempts, StepAttempt{
+				Attempt:    int(a.GetAttempt()),
+				Status:     StepStatus(a.GetStatus()),
+				WorkerID:   a.GetWorkerId(),
+				Error:      a.GetError(),
+				StartedAt:  fromMicros(a.GetStartedAtUs()),
+				FinishedAt: fromMicros(a.GetFinishedAtUs()),
+			})
+		}
+		run.Steps = append(run.Steps, sr)
+	}
+	return run
+}

@@ -1,0 +1,246 @@
+package runnel
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/runnel-dev/runnel/internal/gen/runnel/v1/runnelv1connect"
+)
+
+// Environment variables read by [NewClient].
+const (
+	// EnvHost names the engine's base URL, e.g. "http://127.0.0.1:7077".
+	EnvHost = "RUNNEL_HOST"
+	// EnvToken names the API token sent with every call.
+	EnvToken = "RUNNEL_TOKEN"
+	// DefaultHost is the engine's address when neither [WithHost] nor
+	// RUNNEL_HOST says otherwise.
+	DefaultHost = "http://127.0.0.1:7077"
+)
+
+const (
+	// maxSendBytes bounds one request message: a PutStream batch holds up to
+	// 8 MiB of payloads (or one 4 MiB payload), plus framing.
+	maxSendBytes = 16 << 20
+	// maxReadBytes bounds one response message: a Subscribe batch can carry
+	// several 4 MiB payloads, and GetRun returns every step output.
+	maxReadBytes = 64 << 20
+)
+
+// Client talks to a Runnel engine. It is safe for concurrent use; create one
+// per process and share it.
+type Client struct {
+	host   string
+	token  string
+	logger *slog.Logger
+
+	worker runnelv1connect.WorkerServiceClient
+	run    runnelv1connect.RunServiceClient
+}
+
+// ClientOption configures a [Client]. Options override the environment.
+type ClientOption interface {
+	applyToClient(*clientConfig)
+}
+
+type clientConfig struct {
+	host       string
+	hostSet    bool
+	token      string
+	tokenSet   bool
+	httpClient *http.Client
+	logger     *slog.Logger
+}
+
+type clientOptionFunc func(*clientConfig)
+
+func (f clientOptionFunc) applyToClient(c *clientConfig) { f(c) }
+
+// WithHost sets the engine's base URL ("http://host:port" or
+// "https://host:port"), overriding RUNNEL_HOST. A host without a scheme is
+// taken as http://.
+func WithHost(url string) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.host, c.hostSet = url, true })
+}
+
+// WithToken sets the API token sent as "Authorization: Bearer <token>" with
+// every call, overriding RUNNEL_TOKEN.
+func WithToken(token string) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.token, c.tokenSet = token, true })
+}
+
+// WithHTTPClient sets the HTTP client used for every call. Streaming calls
+// (worker sessions, subscriptions) are long-lived, so the client must not
+// have an overall Timeout. The default client speaks HTTP/2 without TLS
+// (prior knowledge) to http:// hosts and HTTP/2 or HTTP/1.1 to https://
+// hosts, and pings idle connections so that a dead engine is noticed.
+func WithHTTPClient(client *http.Client) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.httpClient = client })
+}
+
+// WithLogger sets the logger for the client and the workers it creates
+// (reconnects, dropped reports). The default is [slog.Default].
+func WithLogger(logger *slog.Logger) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.logger = logger })
+}
+
+// NewClient returns a client for the engine at RUNNEL_HOST (default
+// http://127.0.0.1:7077) that authenticates with RUNNEL_TOKEN; options
+// override both. It does not connect: the first call does.
+//
+// It returns an error if the host is not a valid http:// or https:// URL.
+func NewClient(opts ...ClientOption) (*Client, error) {
+	var cfg clientConfig
+	for _, opt := range opts {
+		opt.applyToClient(&cfg)
+	}
+	if !cfg.hostSet {
+		cfg.host = os.Getenv(EnvHost)
+	}
+	if cfg.host == "" {
+		cfg.host = DefaultHost
+	}
+	if !cfg.tokenSet {
+		cfg.token = os.Getenv(EnvToken)
+	}
+	host, err := parseHost(cfg.host)
+	if err != nil {
+		return nil, fmt.Errorf("runnel: new client: %w", err)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	httpClient := cfg.httpClient
+	if httpClient == nil {
+		httpClient = defaultHTTPClient(host)
+	}
+	connectOpts := []connect.ClientOption{
+		connect.WithInterceptors(bearerAuth{token: cfg.token}),
+		connect.WithSendMaxBytes(maxSendBytes),
+		connect.WithReadMaxBytes(maxReadBytes),
+	}
+	return &Client{
+		host:   host,
+		token:  cfg.token,
+		logger: cfg.logger,
+		worker: runnelv1connect.NewWorkerServiceClient(httpClient, host, connectOpts...),
+		run:    runnelv1connect.NewRunServiceClient(httpClient, host, connectOpts...),
+	}, nil
+}
+
+// Host returns the engine's base URL the client calls.
+func (c *Client) Host() string { return c.host }
+
+// Admin returns the client's run administration API.
+func (c *Client) Admin() *Admin { return &Admin{c: c} }
+
+// Listener returns the client's run subscription API (every event).
+func (c *Client) Listener() *Listener { return &Listener{c: c} }
+
+// Subscribe returns the client's stream subscription API (only the data
+// steps put on the stream).
+func (c *Client) Subscribe() *Subscriber { return &Subscriber{l: c.Listener()} }
+
+// parseHost validates and normalises an engine base URL.
+func parseHost(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("invalid host %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("invalid host %q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("invalid host %q: no host name", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("invalid host %q: must not have a query or fragment", raw)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// defaultHTTPClient returns a client that speaks HTTP/2 to the engine. For
+// http:// hosts that is unencrypted HTTP/2 with prior knowledge (h2c): the
+// transport only does so when HTTP/1 is not in its protocol set, so HTTP/1 is
+// left out. HTTP/2 multiplexes a worker's Listen stream, heartbeats and
+// stream puts on one connection, and pings detect a dead connection that
+// would otherwise leave a Listen or Subscribe stream hanging.
+func defaultHTTPClient(host string) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Protocols = new(http.Protocols)
+	if strings.HasPrefix(host, "http://") {
+		t.Protocols.SetUnencryptedHTTP2(true)
+	} else {
+		t.Protocols.SetHTTP1(true)
+		t.Protocols.SetHTTP2(true)
+	}
+	t.HTTP2 = &http.HTTP2Config{
+		SendPingTimeout: 15 * time.Second,
+		PingTimeout:     10 * time.Second,
+	}
+	return &http.Client{Transport: t}
+}
+
+// bearerAuth adds the API token to every call, unary and streaming.
+type bearerAuth struct{ token string }
+
+func (a bearerAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if a.token != "" && req.Spec().IsClient {
+			req.Header().Set("Authorization", "Bearer "+a.token)
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a bearerAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		if a.token != "" {
+			conn.RequestHeader().Set("Authorization", "Bearer "+a.token)
+		}
+		return conn
+	}
+}
+
+func (a bearerAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// isTransient reports whether a failed call may succeed if made again: the
+// engine was unreachable or restarting, or the connection broke. Internal
+// and Unknown errors count only when they did not come from the engine (a
+// broken connection yields them client-side); an engine that says Internal
+// has made up its mind.
+func isTransient(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeAborted:
+		return true
+	case connect.CodeInternal, connect.CodeUnknown:
+		return !connect.IsWireError(err)
+	}
+	return false
+}
+
+// isStale reports whether the engine refused a call about a step attempt
+// because that attempt is no longer current (cancelled, timed out, or
+// re-queued as a new attempt).
+func isStale(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeFailedPrecondition, connect.CodeNotFound:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,123 @@
+package runnel
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	runnelv1 "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
+)
+
+// Context is what a [StepFunc] gets: a context.Context that is cancelled
+// when the step is cancelled, times out, or its worker loses its session or
+// stops, plus the step's inputs and its output stream.
+type Context interface {
+	context.Context
+
+	// PutStream puts data on the run's event stream as a step.stream event
+	// of this attempt. Events are stored in the order they are put.
+	//
+	// PutStream copies data and returns at once; the worker sends queued
+	// events in batches. It blocks only while the attempt's send queue is
+	// full, until there is room or the context is done. Use [Context.Flush]
+	// to wait until events are stored.
+	//
+	// Errors: a payload over [MaxPayloadSize] is refused with an error
+	// wrapping [ErrPayloadTooLarge] (nothing is sent; the step may go on).
+	// Once a send failed for good (the attempt is stale, or the engine
+	// refused the data), that error is returned by every later PutStream
+	// and Flush. PutStream also fails after the context is done or after
+	// the step returned.
+	PutStream(data []byte) error
+
+	// WorkflowInput unmarshals the run's JSON input into v.
+	WorkflowInput(v any) error
+
+	// StepOutput unmarshals the output of parent step into v. It returns an
+	// error naming the step if it is not a parent of this step.
+	StepOutput(step string, v any) error
+
+	// AdditionalMetadata returns a copy of the run's additional metadata.
+	AdditionalMetadata() map[string]string
+
+	// RetryCount is the number of earlier attempts: Attempt() - 1.
+	RetryCount() int
+
+	// Attempt is this attempt's number, starting at 1.
+	Attempt() int
+
+	// RunID is the id of the run.
+	RunID() string
+
+	// StepRunID is the id of this step run (the same for all its attempts).
+	StepRunID() string
+
+	// StepName is the name of the step.
+	StepName() string
+
+	// WorkflowName is the name of the run's workflow.
+	WorkflowName() string
+
+	// Flush waits until every event put so far is durably stored by the
+	// engine, and returns the stream's error if a send failed for good.
+	// A step need not call it: the worker flushes the stream before it
+	// reports the step's result.
+	Flush() error
+}
+
+// stepContext implements Context for one step attempt.
+type stepContext struct {
+	context.Context
+	a       *runnelv1.StepAssignment
+	parents []string
+	stream  *stepStream
+}
+
+func (c *stepContext) PutStream(data []byte) error { return c.stream.Put(c, data) }
+
+func (c *stepContext) Flush() error { return c.stream.Flush(c) }
+
+func (c *stepContext) WorkflowInput(v any) error {
+	in := c.a.GetInput()
+	if len(in) == 0 {
+		in = []byte("null")
+	}
+	if err := json.Unmarshal(in, v); err != nil {
+		return fmt.Errorf("workflow input: %w", err)
+	}
+	return nil
+}
+
+func (c *stepContext) StepOutput(step string, v any) error {
+	if !slices.Contains(c.parents, step) {
+		return fmt.Errorf("step output: %q is not a parent of step %q", step, c.a.GetStep())
+	}
+	out, ok := c.a.GetParentOutputs()[step]
+	if !ok {
+		return fmt.Errorf("step output: the engine sent no output of parent step %q", step)
+	}
+	if len(out) == 0 {
+		out = []byte("null")
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("step output of %q: %w", step, err)
+	}
+	return nil
+}
+
+func (c *stepContext) AdditionalMetadata() map[string]string {
+	m := maps.Clone(c.a.GetAdditionalMetadata())
+	if m == nil {
+		m = map[string]string{}
+	}
+	return m
+}
+
+func (c *stepContext) RetryCount() int      { return max(int(c.a.GetAttempt())-1, 0) }
+func (c *stepContext) Attempt() int         { return int(c.a.GetAttempt()) }
+func (c *stepContext) RunID() string        { return c.a.GetRunId() }
+func (c *stepContext) StepRunID() string    { return c.a.GetStepRunId() }
+func (c *stepContext) StepName() string     { return c.a.GetStep() }
+func (c *stepContext) WorkflowName() string { return c.a.GetWorkflow() }

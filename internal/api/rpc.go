@@ -1,0 +1,170 @@
+// Package api serves the engine over the network: the Connect RPC services
+// used by the Go SDK and workers (this file), and the auth and error mapping
+// shared by every edge.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/gen/runnel/v1/runnelv1connect"
+)
+
+// MaxRPCMessageSize bounds one RPC message: a stream put carries up to a few
+// 4 MiB payloads.
+const MaxRPCMessageSize = 64 << 20
+
+// RPC serves the Connect services.
+type RPC struct {
+	engine *engine.Engine
+	log    *slog.Logger
+}
+
+// NewRPC returns the RPC services over e.
+func NewRPC(e *engine.Engine, log *slog.Logger) *RPC {
+	return &RPC{engine: e, log: log}
+}
+
+// Mount registers the services on mux.
+func (r *RPC) Mount(mux *http.ServeMux) {
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(&authInterceptor{engine: r.engine, log: r.log}),
+		connect.WithReadMaxBytes(MaxRPCMessageSize),
+	}
+	mux.Handle(runnelv1connect.NewWorkerServiceHandler(&workerService{engine: r.engine}, opts...))
+	mux.Handle(runnelv1connect.NewRunServiceHandler(&runService{engine: r.engine}, opts...))
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated principal of a request.
+func PrincipalFrom(ctx context.Context) (engine.Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(engine.Principal)
+	return p, ok
+}
+
+func mustPrincipal(ctx context.Context) engine.Principal {
+	p, ok := PrincipalFrom(ctx)
+	if !ok {
+		panic("api: handler reached without authentication")
+	}
+	return p
+}
+
+// BearerToken extracts the token of a request: the Authorization header, or
+// the token query parameter (EventSource cannot set headers).
+func BearerToken(h http.Header, query func(string) string) string {
+	if auth := h.Get("Authorization"); auth != "" {
+		if tok, ok := strings.CutPrefix(auth, "Bearer "); ok {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	if query != nil {
+		return query("token")
+	}
+	return ""
+}
+
+// authInterceptor authenticates every call and maps errors to Connect codes.
+type authInterceptor struct {
+	engine *engine.Engine
+	log    *slog.Logger
+}
+
+func (a *authInterceptor) authenticate(ctx context.Context, h http.Header) (context.Context, error) {
+	p, err := a.engine.Authenticate(ctx, BearerToken(h, nil))
+	if err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, principalKey{}, p), nil
+}
+
+func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		ctx, err := a.authenticate(ctx, req.Header())
+		if err != nil {
+			return nil, a.toConnect(req.Spec().Procedure, err)
+		}
+		resp, err := next(ctx, req)
+		if err != nil {
+			return nil, a.toConnect(req.Spec().Procedure, err)
+		}
+		return resp, nil
+	}
+}
+
+func (a *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		ctx, err := a.authenticate(ctx, conn.RequestHeader())
+		if err != nil {
+			return a.toConnect(conn.Spec().Procedure, err)
+		}
+		if err := next(ctx, conn); err != nil {
+			return a.toConnect(conn.Spec().Procedure, err)
+		}
+		return nil
+	}
+}
+
+// toConnect maps an engine error to a Connect error once, at the edge.
+// Uncoded errors are internal: logged in full, shown as a generic message.
+func (a *authInterceptor) toConnect(procedure string, err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return connect.NewError(connect.CodeCanceled, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	}
+	code := apierr.CodeOf(err)
+	if code == apierr.Internal {
+		a.log.Error("rpc failed", "procedure", procedure, "err", err)
+	}
+	return connect.NewError(ConnectCode(code), errors.New(apierr.Message(err)))
+}
+
+// ConnectCode maps an engine error code to a Connect code.
+func ConnectCode(c apierr.Code) connect.Code {
+	switch c {
+	case apierr.InvalidArgument:
+		return connect.CodeInvalidArgument
+	case apierr.NotFound:
+		return connect.CodeNotFound
+	case apierr.AlreadyExists:
+		return connect.CodeAlreadyExists
+	case apierr.FailedPrecondition:
+		return connect.CodeFailedPrecondition
+	case apierr.Unauthenticated:
+		return connect.CodeUnauthenticated
+	case apierr.PermissionDenied:
+		return connect.CodePermissionDenied
+	case apierr.ResourceExhausted:
+		return connect.CodeResourceExhausted
+	case apierr.Unavailable:
+		return connect.CodeUnavailable
+	}
+	return connect.CodeInternal
+}
+
+// requireWriter refuses read-only (browser) tokens.
+func requireWriter(p engine.Principal) error {
+	if !p.CanWrite() {
+		return apierr.New(apierr.PermissionDenied, "this token is read-only")
+	}
+	return nil
+}

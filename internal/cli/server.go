@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/demo"
+	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/server"
+)
+
+type serverOptions struct {
+	addr     string
+	dataDir  string
+	db       string
+	sync     string
+	logLevel string
+}
+
+func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
+	cmd.Flags().StringVar(&o.addr, "addr", server.DefaultAddr, "address to listen on")
+	cmd.Flags().StringVar(&o.dataDir, "data-dir", "runnel-data", "directory for the embedded database and admin.token")
+	if withDB {
+		cmd.Flags().StringVar(&o.db, "db", "", "database URL: sqlite://PATH or postgres://... (default $RUNNEL_DATABASE_URL, else SQLite in the data directory)")
+	}
+	cmd.Flags().StringVar(&o.sync, "sync", "normal", "SQLite durability: normal (survives a crash of the engine) or full (also survives power loss, slower)")
+	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
+	if o.sync != "normal" && o.sync != "full" {
+		return server.Config{}, fmt.Errorf("invalid --sync %q: want normal or full", o.sync)
+	}
+	logger, err := newLogger(stderr, o.logLevel)
+	if err != nil {
+		return server.Config{}, err
+	}
+	db := o.db
+	if db == "" {
+		db = os.Getenv("RUNNEL_DATABASE_URL")
+	}
+	cfg := server.Config{
+		Addr: o.addr, DataDir: o.dataDir, DatabaseURL: db, SQLiteSyncFull: o.sync == "full",
+		Logger: logger, Engine: engine.Config{Logger: logger},
+	}
+	return cfg, cfg.Validate()
+}
+
+func newServerCommand() *cobra.Command {
+	var o serverOptions
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the engine alone (workers connect to it)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.config(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			srv, err := server.Start(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			printAdminToken(cmd.OutOrStdout(), srv, cfg.DataDir)
+			return serveUntilDone(cmd.Context(), srv)
+		},
+	}
+	o.register(cmd, true)
+	return cmd
+}
+
+func newDevCommand() *cobra.Command {
+	var o serverOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the engine on the embedded store plus a worker with the demo workflows, in one process",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.config(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			srv, err := server.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			token := srv.AdminToken
+			if token == "" {
+				// The store exists but its admin token file is gone: mint a
+				// token for the built-in worker and the user.
+				admin := engine.Principal{Kind: "admin"}
+				if token, _, err = srv.Engine().CreateToken(ctx, admin, engine.DefaultTenant, "dev"); err != nil {
+					_ = srv.Stop(context.Background())
+					return err
+				}
+			}
+			client, err := runnel.NewClient(runnel.WithHost(srv.URL()), runnel.WithToken(token), runnel.WithLogger(cfg.Logger))
+			if err != nil {
+				_ = srv.Stop(context.Background())
+				return err
+			}
+			w, err := client.NewWorker("dev-worker", runnel.WithSlots(32))
+			if err == nil {
+				err = w.Register(demo.Workflows()...)
+			}
+			if err != nil {
+				_ = srv.Stop(context.Background())
+				return err
+			}
+			workerCtx, stopWorker := context.WithCancel(ctx)
+			workerDone := make(chan error, 1)
+			go func() { workerDone <- w.Run(workerCtx) }()
+
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Runnel dev engine on %s (store: %s)\n", srv.URL(), describeStore(cfg))
+			fmt.Fprintf(out, "API token: %s\n", token)
+			if srv.AdminToken != "" {
+				fmt.Fprintf(out, "           (kept in %s; the CLI reads it from there)\n", filepath.Join(cfg.DataDir, "admin.token"))
+			}
+			fmt.Fprintf(out, "Demo workflows: demo-text, demo-file, demo-flaky, demo-slow\n")
+			fmt.Fprintf(out, "Try: go run ./cmd/runnel run demo-text --wait\n")
+
+			err = serveUntilDone(ctx, srv)
+			stopWorker()
+			<-workerDone
+			return err
+		},
+	}
+	o.register(cmd, false)
+	return cmd
+}
+
+func describeStore(cfg server.Config) string {
+	if cfg.DatabaseURL != "" {
+		return cfg.DatabaseURL
+	}
+	return "SQLite at " + filepath.Join(cfg.DataDir, "runnel.db")
+}
+
+func printAdminToken(out io.Writer, srv *server.Server, dataDir string) {
+	if srv.NewAdminToken {
+		fmt.Fprintf(out, "Created the default tenant. Admin token (shown once, kept in %s):\n%s\n",
+			filepath.Join(dataDir, "admin.token"), srv.AdminToken)
+	}
+}
+
+// serveUntilDone serves until ctx ends (SIGINT/SIGTERM), then shuts down
+// gracefully.
+func serveUntilDone(ctx context.Context, srv *server.Server) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Wait() }()
+	select {
+	case err := <-errc:
+		_ = srv.Stop(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Stop(shutdownCtx)
+}

@@ -1,0 +1,190 @@
+// Package engine is Runnel's workflow engine: it stores workflow
+// definitions and runs, assigns step runs to connected workers, applies
+// results, retries, timeouts and cancellations, and writes every transition
+// to the run event log in the same transaction as the state change.
+//
+// The state machine is written once against store.Tx. Lock order in every
+// transaction: the run, then its step runs, then (last, via AppendEvents) the
+// log's counter. Step runs are never locked before their run, which keeps
+// concurrent transactions on one run (claim, complete, cancel) deadlock-free
+// on PostgreSQL.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/store"
+)
+
+// Config configures an engine. Zero values are the defaults.
+type Config struct {
+	// NodeID names this engine process among several sharing a database
+	// (default: a new random id).
+	NodeID string
+	// HeartbeatInterval is how often workers are asked to heartbeat
+	// (default 2s).
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout declares a silent worker dead (default 5 × interval).
+	HeartbeatTimeout time.Duration
+	// MaintenanceInterval is how often timeouts and dead workers are
+	// looked for (default 500ms).
+	MaintenanceInterval time.Duration
+	// DispatchInterval is how often queued step runs are looked for without
+	// a wake-up, which picks up retries whose backoff has passed and work
+	// queued by other nodes (default 200ms).
+	DispatchInterval time.Duration
+	// MaxBackoff caps the exponential backoff between retries (default 5m).
+	MaxBackoff time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+	Appender   eventlog.AppenderConfig
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = uuid.NewString()
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 2 * time.Second
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 5 * c.HeartbeatInterval
+	}
+	if c.MaintenanceInterval <= 0 {
+		c.MaintenanceInterval = 500 * time.Millisecond
+	}
+	if c.DispatchInterval <= 0 {
+		c.DispatchInterval = 200 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Appender.Logger == nil {
+		c.Appender.Logger = c.Logger
+	}
+	if c.Appender.Now == nil {
+		c.Appender.Now = c.Now
+	}
+}
+
+// Engine is one engine node.
+type Engine struct {
+	cfg      Config
+	log      *slog.Logger
+	store    store.Store
+	hub      *eventlog.Hub
+	appender *eventlog.Appender
+	reader   *eventlog.Reader
+	codec    eventlog.Codec
+	tokens   *tokenCache
+
+	kick chan struct{} // wakes the dispatcher (capacity 1)
+
+	mu       sync.Mutex
+	sessions map[string]*session // by worker id, on this node
+	order    []string            // session ids, for round-robin dispatch
+
+	lifeMu  sync.Mutex
+	started bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing chan struct{}
+}
+
+// New returns an engine over st. hub must be the hub the store's commit hook
+// feeds. Call Start before serving.
+func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*Engine, error) {
+	cfg.setDefaults()
+	logID, err := st.LogID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read event log id: %w", err)
+	}
+	return &Engine{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		store:    st,
+		hub:      hub,
+		appender: eventlog.NewAppender(st, cfg.Appender),
+		reader:   eventlog.NewReader(st, hub),
+		codec:    eventlog.NewCodec(logID),
+		tokens:   newTokenCache(),
+		kick:     make(chan struct{}, 1),
+		sessions: make(map[string]*session),
+		closing:  make(chan struct{}),
+	}, nil
+}
+
+// Start runs the appender, the dispatcher and the maintenance loop.
+func (e *Engine) Start(ctx context.Context) error {
+	e.lifeMu.Lock()
+	defer e.lifeMu.Unlock()
+	if e.started {
+		return errors.New("engine already started")
+	}
+	e.started = true
+	ctx, e.cancel = context.WithCancel(ctx)
+	if err := e.appender.Start(ctx); err != nil {
+		return err
+	}
+	e.wg.Add(2)
+	go func() { defer e.wg.Done(); e.dispatchLoop(ctx) }()
+	go func() { defer e.wg.Done(); e.maintenanceLoop(ctx) }()
+	return nil
+}
+
+// Stop ends worker sessions (workers reconnect elsewhere or after restart),
+// lets queued stream appends commit, and waits for the engine's goroutines.
+// Safe to call twice or before Start.
+func (e *Engine) Stop() {
+	e.lifeMu.Lock()
+	cancel := e.cancel
+	e.cancel = nil
+	e.lifeMu.Unlock()
+	if cancel == nil {
+		return
+	}
+	close(e.closing)
+	cancel()
+	e.wg.Wait()
+	e.appender.Stop()
+}
+
+// Codec returns the codec of client positions for this engine's log.
+func (e *Engine) Codec() eventlog.Codec { return e.codec }
+
+// Store returns the engine's store.
+func (e *Engine) Store() store.Store { return e.store }
+
+func (e *Engine) wakeDispatcher() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// notFound turns store.ErrNotFound into a coded error naming what was asked.
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.NotFound, format, args...)
+	}
+	return err
+}

@@ -1,0 +1,91 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/runnel-dev/runnel/internal/store"
+)
+
+const maintenanceBatch = 100
+
+// maintenanceLoop times out step attempts past their deadline and declares
+// silent workers dead. Each transition is a conditional update of a locked
+// row, so with several nodes running this loop each one still happens once.
+func (e *Engine) maintenanceLoop(ctx context.Context) {
+	tick := time.NewTicker(e.cfg.MaintenanceInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := e.expireTimeouts(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("expire step timeouts", "err", err)
+		}
+		if err := e.expireWorkers(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("expire dead workers", "err", err)
+		}
+	}
+}
+
+func (e *Engine) expireTimeouts(ctx context.Context) error {
+	var due []store.StepRun
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		var err error
+		due, err = tx.ListTimedOutStepRuns(ctx, e.now(), maintenanceBatch)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, sr := range due {
+		var rs *runState
+		err := e.store.Write(ctx, func(tx store.Tx) error {
+			var err error
+			if rs, err = lockRun(ctx, tx, sr.TenantID, sr.RunID, e.now()); err != nil {
+				return err
+			}
+			i := rs.stepIndex(sr.ID)
+			s := rs.steps[max(i, 0)]
+			if i < 0 || s.Status != store.StepRunning || s.Attempt != sr.Attempt || s.TimeoutAt.IsZero() || s.TimeoutAt.After(rs.now) {
+				rs = nil
+				return nil // ended or moved on meanwhile
+			}
+			why := failReason{
+				status:  store.StepTimedOut,
+				message: fmt.Sprintf("attempt timed out after %s", time.Duration(s.TimeoutMs)*time.Millisecond),
+				notify:  true,
+			}
+			if err := rs.failAttempt(ctx, tx, i, why, e.cfg.MaxBackoff); err != nil {
+				return err
+			}
+			return rs.save(ctx, tx)
+		})
+		if err != nil {
+			return fmt.Errorf("time out step run %s: %w", sr.ID, err)
+		}
+		e.afterCommit(rs)
+	}
+	return nil
+}
+
+func (e *Engine) expireWorkers(ctx context.Context) error {
+	var dead []store.Worker
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		var err error
+		dead, err = tx.ListDeadWorkers(ctx, e.now().Add(-e.cfg.HeartbeatTimeout), maintenanceBatch)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range dead {
+		if err := e.workerLost(ctx, w.TenantID, w.ID, "no heartbeat for "+e.cfg.HeartbeatTimeout.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

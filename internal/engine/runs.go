@@ -1,0 +1,268 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/store"
+)
+
+// Input limits.
+const (
+	MaxInputSize     = 4 << 20
+	maxMetadataPairs = 64
+	maxMetaKeyLen    = 128
+	maxMetaValueLen  = 1024
+	maxListLimit     = 1000
+)
+
+// TriggerParams starts a run.
+type TriggerParams struct {
+	TenantID string
+	Workflow string
+	Input    []byte // JSON; empty means {}
+	Metadata map[string]string
+}
+
+// TriggerRun stores a new run of a registered workflow and queues its root
+// steps. Errors: NotFound for an unknown workflow (naming the registered
+// ones), InvalidArgument for input that is not JSON or bad metadata.
+func (e *Engine) TriggerRun(ctx context.Context, p TriggerParams) (string, error) {
+	input, err := normalizeInput(p.Input)
+	if err != nil {
+		return "", err
+	}
+	if err := validateMetadata(p.Metadata); err != nil {
+		return "", err
+	}
+	wf, err := e.store.GetWorkflowByName(ctx, p.TenantID, p.Workflow)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", e.unknownWorkflow(ctx, p.TenantID, p.Workflow)
+	}
+	if err != nil {
+		return "", fmt.Errorf("load workflow %q: %w", p.Workflow, err)
+	}
+	def, err := decodeWorkflowDef(wf.Definition)
+	if err != nil {
+		return "", err
+	}
+	now := e.now()
+	run := store.Run{
+		ID: newID(), TenantID: p.TenantID, Workflow: p.Workflow, Status: store.RunQueued,
+		Input: input, Metadata: p.Metadata, CreatedAt: now,
+	}
+	if run.Metadata == nil {
+		run.Metadata = map[string]string{}
+	}
+	steps := make([]store.StepRun, 0, len(def.Steps))
+	for _, sd := range def.Steps {
+		status := store.StepQueued
+		if len(sd.Parents) > 0 {
+			status = store.StepPending
+		}
+		steps = append(steps, store.StepRun{
+			ID: newID(), RunID: run.ID, TenantID: p.TenantID, Workflow: p.Workflow, Step: sd.Name,
+			Parents: sd.Parents, Status: status, Retries: sd.Retries, BackoffMs: sd.BackoffMs,
+			TimeoutMs: sd.TimeoutMs, AvailableAt: now, CreatedAt: now,
+		})
+	}
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		if err := tx.InsertRun(ctx, run); err != nil {
+			return fmt.Errorf("insert run: %w", err)
+		}
+		if err := tx.InsertStepRuns(ctx, steps); err != nil {
+			return fmt.Errorf("insert step runs: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	e.log.Debug("run triggered", "run_id", run.ID, "workflow", run.Workflow)
+	e.wakeDispatcher()
+	return run.ID, nil
+}
+
+func (e *Engine) unknownWorkflow(ctx context.Context, tenantID, name string) error {
+	wfs, err := e.store.ListWorkflows(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("list workflows: %w", err)
+	}
+	names := make([]string, 0, len(wfs))
+	for _, w := range wfs {
+		names = append(names, w.Name)
+	}
+	if len(names) == 0 {
+		return apierr.New(apierr.NotFound, "unknown workflow %q: no workflows are registered yet (start a worker that registers it)", name)
+	}
+	slices.Sort(names)
+	return apierr.New(apierr.NotFound, "unknown workflow %q (registered: %s)", name, strings.Join(names, ", "))
+}
+
+func normalizeInput(in []byte) ([]byte, error) {
+	if len(strings.TrimSpace(string(in))) == 0 {
+		return []byte("{}"), nil
+	}
+	if len(in) > MaxInputSize {
+		return nil, apierr.New(apierr.InvalidArgument, "input of %d bytes exceeds the %d MiB limit", len(in), MaxInputSize>>20)
+	}
+	if !json.Valid(in) {
+		return nil, apierr.New(apierr.InvalidArgument, "input is not valid JSON")
+	}
+	return in, nil
+}
+
+func validateMetadata(m map[string]string) error {
+	if len(m) > maxMetadataPairs {
+		return apierr.New(apierr.InvalidArgument, "additional metadata has %d pairs, more than the limit of %d", len(m), maxMetadataPairs)
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k == "" || len(k) > maxMetaKeyLen {
+			return apierr.New(apierr.InvalidArgument, "additional metadata key %q: want 1-%d bytes", k, maxMetaKeyLen)
+		}
+		if len(m[k]) > maxMetaValueLen {
+			return apierr.New(apierr.InvalidArgument, "additional metadata value of %q: %d bytes, more than the limit of %d", k, len(m[k]), maxMetaValueLen)
+		}
+	}
+	return nil
+}
+
+// CancelRun cancels a run that has not finished: steps that never started
+// are cancelled, running ones are cancelled and their workers told to stop.
+// Errors: NotFound, FailedPrecondition when the run already finished.
+func (e *Engine) CancelRun(ctx context.Context, tenantID, runID string) (store.RunStatus, error) {
+	var rs *runState
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		var err error
+		if rs, err = lockRun(ctx, tx, tenantID, runID, e.now()); err != nil {
+			return err
+		}
+		if rs.run.Status.Terminal() {
+			return apierr.New(apierr.FailedPrecondition, "run %s already finished (%s)", runID, rs.run.Status)
+		}
+		rs.finishRun(store.RunCancelled, nil, "cancelled")
+		return rs.save(ctx, tx)
+	})
+	if err != nil {
+		return "", err
+	}
+	e.afterCommit(rs)
+	return rs.run.Status, nil
+}
+
+// RunView is a run with its steps and their attempts.
+type RunView struct {
+	store.Run
+	Steps []StepView
+}
+
+// StepView is a step run with its attempt history.
+type StepView struct {
+	store.StepRun
+	Attempts []store.StepAttempt
+}
+
+// GetRun returns a run with its steps and attempts. Errors: NotFound.
+func (e *Engine) GetRun(ctx context.Context, tenantID, runID string) (RunView, error) {
+	run, err := e.store.GetRun(ctx, tenantID, runID)
+	if err != nil {
+		return RunView{}, notFound(err, "unknown run %s", runID)
+	}
+	steps, err := e.store.ListStepRuns(ctx, runID)
+	if err != nil {
+		return RunView{}, fmt.Errorf("list step runs of %s: %w", runID, err)
+	}
+	attempts, err := e.store.ListStepAttempts(ctx, runID)
+	if err != nil {
+		return RunView{}, fmt.Errorf("list attempts of %s: %w", runID, err)
+	}
+	view := RunView{Run: run, Steps: make([]StepView, len(steps))}
+	for i, s := range steps {
+		view.Steps[i].StepRun = s
+		for _, a := range attempts {
+			if a.StepRunID == s.ID {
+				view.Steps[i].Attempts = append(view.Steps[i].Attempts, a)
+			}
+		}
+		slices.SortFunc(view.Steps[i].Attempts, func(a, b store.StepAttempt) int { return a.Attempt - b.Attempt })
+	}
+	return view, nil
+}
+
+// ListRuns lists runs newest first. Errors: InvalidArgument for bad filters.
+func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
+	if p.Status != "" && !validRunStatus(p.Status) {
+		return nil, apierr.New(apierr.InvalidArgument, "unknown run status %q (want queued, running, completed, failed, cancelled or timed_out)", p.Status)
+	}
+	if (p.MetaKey == "") != (p.MetaValue == "") && p.MetaKey == "" {
+		return nil, apierr.New(apierr.InvalidArgument, "a metadata filter needs a key")
+	}
+	if p.Limit < 0 || p.Limit > maxListLimit {
+		return nil, apierr.New(apierr.InvalidArgument, "limit %d out of range 1..%d", p.Limit, maxListLimit)
+	}
+	if p.Limit == 0 {
+		p.Limit = 50
+	}
+	return e.store.ListRuns(ctx, p)
+}
+
+func validRunStatus(s store.RunStatus) bool {
+	switch s {
+	case store.RunQueued, store.RunRunning, store.RunCompleted, store.RunFailed, store.RunCancelled, store.RunTimedOut:
+		return true
+	}
+	return false
+}
+
+// EventTypes lists every event type of the run event log.
+var EventTypes = []string{
+	store.EventRunStarted, store.EventRunCompleted, store.EventRunFailed, store.EventRunCancelled,
+	store.EventRunTimedOut, store.EventStepStarted, store.EventStepCompleted, store.EventStepFailed,
+	store.EventStepCancelled, store.EventStepTimedOut, store.EventStepStream,
+}
+
+// SubscribeParams opens a run subscription.
+type SubscribeParams struct {
+	TenantID string
+	RunID    string
+	// From is "" or "start" (the beginning of the run), "now" (only new
+	// events), or a client position to resume after.
+	From  string
+	Types []string
+}
+
+// Subscribe delivers a run's events from the start point until the run's
+// terminal event (then returns nil). Errors: NotFound for an unknown run,
+// InvalidArgument for a bad start point or type.
+func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver func([]store.Event) error) error {
+	fp := eventlog.FollowParams{TenantID: p.TenantID, RunID: p.RunID}
+	switch p.From {
+	case "", "start":
+	case "now":
+		fp.FromNow = true
+	default:
+		pos, err := e.codec.Decode(p.From)
+		if err != nil {
+			return err
+		}
+		fp.After = pos
+	}
+	if len(p.Types) > 0 {
+		fp.Types = make(map[string]bool, len(p.Types))
+		for _, t := range p.Types {
+			if !slices.Contains(EventTypes, t) {
+				return apierr.New(apierr.InvalidArgument, "unknown event type %q (want one of %s)", t, strings.Join(EventTypes, ", "))
+			}
+			fp.Types[t] = true
+		}
+	}
+	err := e.reader.Follow(ctx, fp, deliver)
+	return notFound(err, "unknown run %s", p.RunID)
+}

@@ -1,0 +1,194 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/store"
+)
+
+// DefaultTenant is the tenant created on first start.
+const DefaultTenant = "default"
+
+// tokenPrefix marks Runnel secrets, so they are recognisable in leaked text.
+const tokenPrefix = "rnl_"
+
+// Principal is who a request acts as: a token's tenant, kind and scope.
+type Principal struct {
+	TenantID  string
+	TokenID   string
+	Kind      string // store.TokenAdmin, TokenAPI or TokenBrowser
+	RunID     string // browser scope
+	MetaKey   string
+	MetaValue string
+}
+
+// IsAdmin reports whether the principal may manage tenants and tokens.
+func (p Principal) IsAdmin() bool { return p.Kind == store.TokenAdmin }
+
+// CanWrite reports whether the principal may change anything (browser
+// tokens are read-only).
+func (p Principal) CanWrite() bool { return p.Kind == store.TokenAdmin || p.Kind == store.TokenAPI }
+
+// CanReadRun reports whether the principal may read the run: every run of
+// its tenant, or, for a browser token, only the run it was minted for (or
+// runs carrying its metadata pair).
+func (p Principal) CanReadRun(run store.Run) bool {
+	if run.TenantID != p.TenantID {
+		return false
+	}
+	if p.Kind != store.TokenBrowser {
+		return true
+	}
+	if p.RunID != "" {
+		return run.ID == p.RunID
+	}
+	return p.MetaKey != "" && run.Metadata[p.MetaKey] == p.MetaValue
+}
+
+func newSecret() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("read random bytes: %v", err)) // crypto/rand does not fail on Linux
+	}
+	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func hashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// tokenCache spares a store read per request. Entries live briefly, so an
+// expired token stops working within tokenCacheTTL at most.
+type tokenCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedToken
+}
+
+type cachedToken struct {
+	tok     store.Token
+	fetched time.Time
+}
+
+const (
+	tokenCacheTTL  = 10 * time.Second
+	tokenCacheSize = 10000
+)
+
+func newTokenCache() *tokenCache { return &tokenCache{entries: map[string]cachedToken{}} }
+
+// Authenticate resolves a secret to its principal. Errors: Unauthenticated
+// for a missing, unknown or expired token.
+func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, error) {
+	if secret == "" {
+		return Principal{}, apierr.New(apierr.Unauthenticated, "missing token: send Authorization: Bearer <token> (runnel dev prints one; or set RUNNEL_TOKEN)")
+	}
+	if !strings.HasPrefix(secret, tokenPrefix) || len(secret) > 256 {
+		return Principal{}, apierr.New(apierr.Unauthenticated, "invalid token")
+	}
+	hash := hashSecret(secret)
+	now := e.now()
+	e.tokens.mu.Lock()
+	c, ok := e.tokens.entries[hash]
+	e.tokens.mu.Unlock()
+	if !ok || now.Sub(c.fetched) > tokenCacheTTL {
+		tok, err := e.store.LookupToken(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return Principal{}, apierr.New(apierr.Unauthenticated, "invalid token")
+		}
+		if err != nil {
+			return Principal{}, fmt.Errorf("look up token: %w", err)
+		}
+		c = cachedToken{tok: tok, fetched: now}
+		e.tokens.mu.Lock()
+		if len(e.tokens.entries) >= tokenCacheSize {
+			clear(e.tokens.entries)
+		}
+		e.tokens.entries[hash] = c
+		e.tokens.mu.Unlock()
+	}
+	if !c.tok.ExpiresAt.IsZero() && !now.Before(c.tok.ExpiresAt) {
+		return Principal{}, apierr.New(apierr.Unauthenticated, "token expired")
+	}
+	return Principal{
+		TenantID: c.tok.TenantID, TokenID: c.tok.ID, Kind: c.tok.Kind,
+		RunID: c.tok.RunID, MetaKey: c.tok.MetaKey, MetaValue: c.tok.MetaValue,
+	}, nil
+}
+
+// Bootstrap creates the default tenant and an admin token on an empty
+// store, and returns the token's secret (shown once; only its hash is
+// stored). On a store that already has tenants it returns "".
+func (e *Engine) Bootstrap(ctx context.Context) (string, error) {
+	n, err := e.store.CountTenants(ctx)
+	if err != nil {
+		return "", fmt.Errorf("count tenants: %w", err)
+	}
+	if n > 0 {
+		return "", nil
+	}
+	secret := newSecret()
+	now := e.now()
+	tenant := store.Tenant{ID: newID(), Name: DefaultTenant, CreatedAt: now}
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		if err := tx.CreateTenant(ctx, tenant); err != nil {
+			return err
+		}
+		return tx.CreateToken(ctx, store.Token{
+			ID: newID(), TenantID: tenant.ID, Hash: hashSecret(secret), Kind: store.TokenAdmin,
+			Name: "admin", CreatedAt: now,
+		})
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return "", nil // another node bootstrapped first
+	}
+	if err != nil {
+		return "", fmt.Errorf("create default tenant and admin token: %w", err)
+	}
+	return secret, nil
+}
+
+// CreateToken mints an API token for a tenant, creating the tenant if it
+// does not exist. Only admin tokens may. Errors: PermissionDenied,
+// InvalidArgument for a bad tenant name.
+func (e *Engine) CreateToken(ctx context.Context, p Principal, tenantName, name string) (secret, tenantID string, err error) {
+	if !p.IsAdmin() {
+		return "", "", apierr.New(apierr.PermissionDenied, "only an admin token may create tokens")
+	}
+	if tenantName == "" {
+		tenantName = DefaultTenant
+	}
+	if err := validateName("tenant", tenantName); err != nil {
+		return "", "", err
+	}
+	secret = newSecret()
+	now := e.now()
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		t, err := tx.GetTenantByName(ctx, tenantName)
+		if errors.Is(err, store.ErrNotFound) {
+			t = store.Tenant{ID: newID(), Name: tenantName, CreatedAt: now}
+			err = tx.CreateTenant(ctx, t)
+		}
+		if err != nil {
+			return fmt.Errorf("tenant %q: %w", tenantName, err)
+		}
+		tenantID = t.ID
+		return tx.CreateToken(ctx, store.Token{
+			ID: newID(), TenantID: t.ID, Hash: hashSecret(secret), Kind: store.TokenAPI, Name: name, CreatedAt: now,
+		})
+	})
+	if err != nil {
+		return "", "", err
+	}
+	return secret, tenantID, nil
+}

@@ -1,0 +1,383 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/store"
+)
+
+const maxSlots = 10000
+
+// Message is what the engine sends a connected worker: one of its fields is set.
+type Message struct {
+	Assignment   *Assignment
+	Cancellation *Cancellation
+}
+
+// Assignment tells a worker to run one attempt of a step run.
+type Assignment struct {
+	RunID         string
+	StepRunID     string
+	Workflow      string
+	Step          string
+	Attempt       int
+	Input         []byte
+	Metadata      map[string]string
+	ParentOutputs map[string][]byte
+	TimeoutMs     int64
+}
+
+// Cancellation tells a worker to stop an attempt.
+type Cancellation struct {
+	StepRunID string
+	Attempt   int
+	Reason    string
+}
+
+// session is a worker connected to this node through Listen.
+type session struct {
+	workerID  string
+	tenantID  string
+	workflows []string
+	slots     int
+	out       chan Message
+	// running maps the step runs assigned to this worker and not yet
+	// ended to their attempt; guarded by Engine.mu.
+	running map[string]int
+	broken  chan struct{} // closed to end the Listen call
+	closed  bool          // guarded by Engine.mu
+}
+
+// RegisterWorkerParams registers a worker connection.
+type RegisterWorkerParams struct {
+	TenantID  string
+	Name      string
+	Slots     int
+	Workflows []WorkflowDef
+	// PreviousWorkerID is the id this worker had before it reconnected: its
+	// unfinished step runs are re-queued now instead of at heartbeat timeout.
+	PreviousWorkerID string
+}
+
+// RegisterWorker validates and stores the worker's workflow definitions and
+// records the worker. Errors: InvalidArgument naming the bad definition.
+func (e *Engine) RegisterWorker(ctx context.Context, p RegisterWorkerParams) (string, error) {
+	if p.Name == "" || len(p.Name) > 128 {
+		return "", apierr.New(apierr.InvalidArgument, "worker name must be 1-128 bytes")
+	}
+	if p.Slots < 1 || p.Slots > maxSlots {
+		return "", apierr.New(apierr.InvalidArgument, "worker slots %d out of range 1..%d", p.Slots, maxSlots)
+	}
+	names := make([]string, 0, len(p.Workflows))
+	for _, def := range p.Workflows {
+		if err := def.Validate(); err != nil {
+			return "", err
+		}
+		if slices.Contains(names, def.Name) {
+			return "", apierr.New(apierr.InvalidArgument, "workflow %q is registered twice", def.Name)
+		}
+		names = append(names, def.Name)
+	}
+	now := e.now()
+	w := store.Worker{
+		ID: newID(), TenantID: p.TenantID, Name: p.Name, NodeID: e.cfg.NodeID,
+		Workflows: names, Slots: p.Slots, Alive: true, HeartbeatAt: now, CreatedAt: now,
+	}
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		for _, def := range p.Workflows {
+			b, err := json.Marshal(def)
+			if err != nil {
+				return fmt.Errorf("encode workflow %q: %w", def.Name, err)
+			}
+			err = tx.UpsertWorkflow(ctx, store.Workflow{
+				TenantID: p.TenantID, Name: def.Name, Definition: b, OnEvents: def.OnEvents, UpdatedAt: now,
+			})
+			if err != nil {
+				return fmt.Errorf("store workflow %q: %w", def.Name, err)
+			}
+		}
+		return tx.InsertWorker(ctx, w)
+	})
+	if err != nil {
+		return "", err
+	}
+	e.log.Info("worker registered", "worker_id", w.ID, "name", w.Name, "slots", w.Slots, "workflows", names)
+	if p.PreviousWorkerID != "" && p.PreviousWorkerID != w.ID {
+		if err := e.workerLost(ctx, p.TenantID, p.PreviousWorkerID, "worker reconnected"); err != nil {
+			e.log.Warn("re-queue step runs of previous worker", "worker_id", p.PreviousWorkerID, "err", err)
+		}
+	}
+	return w.ID, nil
+}
+
+// HeartbeatInterval is how often workers must call Heartbeat.
+func (e *Engine) HeartbeatInterval() time.Duration { return e.cfg.HeartbeatInterval }
+
+// Heartbeat keeps a worker alive. Errors: NotFound when the worker is
+// unknown or was declared dead (it must register again).
+func (e *Engine) Heartbeat(ctx context.Context, tenantID, workerID string) error {
+	if err := e.store.TouchWorker(ctx, workerID, e.now()); err != nil {
+		return notFound(err, "worker %s is not registered or was declared dead; register again", workerID)
+	}
+	return nil
+}
+
+// Listen connects a registered worker: send is called with each message for
+// it until ctx ends (the worker went away or the engine stops). When a worker
+// goes away, its unfinished step runs are re-queued at once as new attempts.
+// Errors: NotFound for an unknown or dead worker.
+func (e *Engine) Listen(ctx context.Context, tenantID, workerID string, send func(Message) error) error {
+	var w store.Worker
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		var err error
+		w, err = tx.GetWorkerForUpdate(ctx, workerID)
+		return err
+	})
+	if err != nil || w.TenantID != tenantID || !w.Alive {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return apierr.New(apierr.NotFound, "worker %s is not registered or was declared dead; register again", workerID)
+	}
+	s := &session{
+		workerID: w.ID, tenantID: w.TenantID, workflows: w.Workflows, slots: w.Slots,
+		out: make(chan Message, w.Slots+1024), running: map[string]int{}, broken: make(chan struct{}),
+	}
+	e.mu.Lock()
+	if old, ok := e.sessions[w.ID]; ok {
+		e.closeSessionLocked(old)
+	}
+	e.sessions[w.ID] = s
+	e.order = append(e.order, w.ID)
+	e.mu.Unlock()
+	e.wakeDispatcher()
+
+	err = e.serveSession(ctx, s, send)
+
+	e.mu.Lock()
+	stillOurs := e.sessions[w.ID] == s
+	if stillOurs {
+		e.closeSessionLocked(s)
+	}
+	e.mu.Unlock()
+	select {
+	case <-e.closing:
+		// The engine is stopping: the worker reconnects elsewhere or after
+		// restart and its steps are re-queued when it registers again.
+	default:
+		if stillOurs {
+			cleanup := context.WithoutCancel(ctx)
+			if lerr := e.workerLost(cleanup, w.TenantID, w.ID, "worker disconnected"); lerr != nil {
+				e.log.Warn("re-queue step runs of disconnected worker", "worker_id", w.ID, "err", lerr)
+			}
+		}
+	}
+	return err
+}
+
+func (e *Engine) serveSession(ctx context.Context, s *session, send func(Message) error) error {
+	for {
+		select {
+		case m := <-s.out:
+			if err := send(m); err != nil {
+				return err
+			}
+		case <-s.broken:
+			return apierr.New(apierr.Unavailable, "worker session replaced or lost; register again")
+		case <-e.closing:
+			return apierr.New(apierr.Unavailable, "engine is shutting down; reconnect")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// closeSessionLocked removes a session; e.mu must be held.
+func (e *Engine) closeSessionLocked(s *session) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	close(s.broken)
+	delete(e.sessions, s.workerID)
+	e.order = slices.DeleteFunc(e.order, func(id string) bool { return id == s.workerID })
+}
+
+// PutStream stores stream events of a running step attempt (group commit).
+func (e *Engine) PutStream(ctx context.Context, put eventlog.StreamPut) error {
+	return e.appender.Put(ctx, put)
+}
+
+// CompleteStep applies the output of a step attempt. Errors: NotFound,
+// FailedPrecondition when the attempt is no longer running (cancelled, timed
+// out, re-queued), InvalidArgument for output that is not JSON.
+func (e *Engine) CompleteStep(ctx context.Context, tenantID, stepRunID string, attempt int, output []byte) error {
+	if len(output) == 0 {
+		output = []byte("null")
+	}
+	if len(output) > MaxInputSize {
+		return apierr.New(apierr.InvalidArgument, "step output of %d bytes exceeds the %d MiB limit", len(output), MaxInputSize>>20)
+	}
+	if !json.Valid(output) {
+		return apierr.New(apierr.InvalidArgument, "step output is not valid JSON")
+	}
+	return e.onAttempt(ctx, tenantID, stepRunID, attempt, func(ctx context.Context, tx store.Tx, rs *runState, i int) error {
+		return rs.completeStep(ctx, tx, i, output)
+	})
+}
+
+// FailStep applies the failure of a step attempt: it is retried if its
+// retries allow (and noRetry is not set), else the run fails. Errors as
+// CompleteStep.
+func (e *Engine) FailStep(ctx context.Context, tenantID, stepRunID string, attempt int, message string, noRetry bool) error {
+	if message == "" {
+		message = "step failed"
+	}
+	if len(message) > 64<<10 {
+		message = message[:64<<10]
+	}
+	return e.onAttempt(ctx, tenantID, stepRunID, attempt, func(ctx context.Context, tx store.Tx, rs *runState, i int) error {
+		return rs.failAttempt(ctx, tx, i, failReason{status: store.StepFailed, message: message, noRetry: noRetry}, e.cfg.MaxBackoff)
+	})
+}
+
+// onAttempt runs a transition on a running step attempt reported by its
+// worker, refusing stale reports.
+func (e *Engine) onAttempt(ctx context.Context, tenantID, stepRunID string, attempt int,
+	apply func(context.Context, store.Tx, *runState, int) error,
+) error {
+	sr, err := e.store.GetStepRun(ctx, stepRunID)
+	if err != nil || sr.TenantID != tenantID {
+		return notFound(orNotFound(err), "unknown step run %s", stepRunID)
+	}
+	var rs *runState
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		var err error
+		if rs, err = lockRun(ctx, tx, tenantID, sr.RunID, e.now()); err != nil {
+			return err
+		}
+		i := rs.stepIndex(stepRunID)
+		if i < 0 {
+			return apierr.New(apierr.NotFound, "unknown step run %s", stepRunID)
+		}
+		if s := rs.steps[i]; s.Status != store.StepRunning || s.Attempt != attempt {
+			return apierr.New(apierr.FailedPrecondition,
+				"step run %s attempt %d is no longer running (now attempt %d, %s)", stepRunID, attempt, s.Attempt, s.Status)
+		}
+		if err := apply(ctx, tx, rs, i); err != nil {
+			return err
+		}
+		return rs.save(ctx, tx)
+	})
+	if err != nil {
+		return err
+	}
+	e.afterCommit(rs)
+	return nil
+}
+
+func orNotFound(err error) error {
+	if err == nil {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// afterCommit frees the slots of step runs that stopped running, tells
+// workers on this node to stop attempts they did not end themselves, and
+// wakes the dispatcher when something became claimable or a slot freed.
+func (e *Engine) afterCommit(rs *runState) {
+	if rs == nil {
+		return
+	}
+	wake := rs.queued
+	e.mu.Lock()
+	for _, st := range rs.stopped {
+		s, ok := e.sessions[st.workerID]
+		if !ok {
+			continue
+		}
+		if a, ok := s.running[st.stepRunID]; ok && a == st.attempt {
+			delete(s.running, st.stepRunID)
+			wake = true
+		}
+		if st.notify {
+			msg := Message{Cancellation: &Cancellation{StepRunID: st.stepRunID, Attempt: st.attempt, Reason: st.reason}}
+			select {
+			case s.out <- msg:
+			default:
+				// The worker is not reading; it will learn the attempt is
+				// stale when it reports.
+			}
+		}
+	}
+	e.mu.Unlock()
+	if wake {
+		e.wakeDispatcher()
+	}
+}
+
+// workerLost marks a worker dead and re-queues its running step runs as new
+// attempts (not counted against their retries). Safe to call more than once.
+func (e *Engine) workerLost(ctx context.Context, tenantID, workerID, reason string) error {
+	var steps []store.StepRun
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		w, err := tx.GetWorkerForUpdate(ctx, workerID)
+		if err != nil {
+			return err
+		}
+		if tenantID != "" && w.TenantID != tenantID {
+			return store.ErrNotFound
+		}
+		if _, err := tx.MarkWorkerDead(ctx, workerID); err != nil {
+			return err
+		}
+		steps, err = tx.ListStepRunsOfWorker(ctx, workerID)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // nothing to re-queue for a worker we never knew
+	}
+	if err != nil {
+		return fmt.Errorf("mark worker %s dead: %w", workerID, err)
+	}
+	e.mu.Lock()
+	if s, ok := e.sessions[workerID]; ok {
+		e.closeSessionLocked(s)
+	}
+	e.mu.Unlock()
+	if len(steps) > 0 {
+		e.log.Info("worker lost; re-queueing its step runs", "worker_id", workerID, "reason", reason, "step_runs", len(steps))
+	}
+	for _, sr := range steps {
+		var rs *runState
+		err := e.store.Write(ctx, func(tx store.Tx) error {
+			var err error
+			if rs, err = lockRun(ctx, tx, sr.TenantID, sr.RunID, e.now()); err != nil {
+				return err
+			}
+			i := rs.stepIndex(sr.ID)
+			if i < 0 || rs.steps[i].Status != store.StepRunning || rs.steps[i].WorkerID != workerID {
+				rs = nil
+				return nil // ended meanwhile
+			}
+			why := failReason{status: store.StepFailed, message: "worker lost: " + reason, notCounted: true}
+			if err := rs.failAttempt(ctx, tx, i, why, e.cfg.MaxBackoff); err != nil {
+				return err
+			}
+			return rs.save(ctx, tx)
+		})
+		if err != nil {
+			return fmt.Errorf("re-queue step run %s: %w", sr.ID, err)
+		}
+		e.afterCommit(rs)
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package server_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/server"
+	"github.com/runnel-dev/runnel/internal/testdb"
+)
+
+// stores are the dialects every engine behaviour is checked on.
+var stores = []string{"sqlite", "postgres"}
+
+type node struct {
+	srv    *server.Server
+	client *runnel.Client
+	url    string
+}
+
+// startNode starts an in-process engine node on a fresh database of the
+// given kind, with short timers so worker loss and timeouts are quick.
+func startNode(t *testing.T, kind string) *node {
+	t.Helper()
+	cfg := server.Config{
+		DataDir: t.TempDir(),
+		Logger:  testLogger(t),
+		Engine: engine.Config{
+			HeartbeatInterval:   200 * time.Millisecond,
+			HeartbeatTimeout:    time.Second,
+			MaintenanceInterval: 50 * time.Millisecond,
+			DispatchInterval:    50 * time.Millisecond,
+		},
+	}
+	if kind == "postgres" {
+		cfg.DatabaseURL = testdb.PostgresURL(t)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg.Listener = ln
+	srv, err := server.Start(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Stop(ctx))
+	})
+	require.NotEmpty(t, srv.AdminToken)
+	c, err := runnel.NewClient(runnel.WithHost(srv.URL()), runnel.WithToken(srv.AdminToken), runnel.WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	return &node{srv: srv, client: c, url: srv.URL()}
+}
+
+// startWorker runs a worker with the workflows until the test ends; the
+// returned stop function ends it early and waits for it.
+func startWorker(t *testing.T, n *node, name string, slots int, wfs ...*runnel.Workflow) (stop func()) {
+	t.Helper()
+	w, err := n.client.NewWorker(name, runnel.WithSlots(slots))
+	require.NoError(t, err)
+	require.NoError(t, w.Register(wfs...))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-w.Ready():
+	case err := <-done:
+		t.Fatalf("worker %s stopped before registering: %v", name, err)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		require.NoError(t, <-done)
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitRun follows a run until it ends and returns it with its events.
+func waitRun(t *testing.T, n *node, runID string) (*runnel.Run, []runnel.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var events []runnel.Event
+	for ev, err := range n.client.Listener().Stream(ctx, runID) {
+		require.NoError(t, err)
+		events = append(events, ev)
+	}
+	require.NotEmpty(t, events)
+	require.True(t, events[len(events)-1].Terminal(), "stream ended without a terminal event")
+	run, err := n.client.Admin().GetRun(ctx, runID)
+	require.NoError(t, err)
+	return run, events
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("RUNNEL_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func forEachStore(t *testing.T, fn func(t *testing.T, n *node)) {
+	for _, kind := range stores {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			fn(t, startNode(t, kind))
+		})
+	}
+}

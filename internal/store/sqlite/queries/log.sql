@@ -1,0 +1,53 @@
+-- name: InitLogHead :exec
+-- Creates the counter row on first open; a no-op afterwards.
+INSERT INTO log_head (id, log_id, last_position) VALUES (1, @log_id, 0)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: GetLogID :one
+SELECT log_id FROM log_head WHERE id = 1;
+
+-- name: BumpLogHead :one
+-- Reserves n positions; returns the last of them.
+UPDATE log_head SET last_position = last_position + @n WHERE id = 1
+RETURNING last_position;
+
+-- name: AppendEvent :exec
+INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at)
+VALUES (@position, @tenant_id, @run_id, @workflow, @type, @step_run_id, @step, @attempt, @payload, @data, @created_at);
+
+-- name: ReadEvents :many
+-- A page of a run's events after a position, in one statement. With a byte
+-- limit, the scalar subquery finds where the page ends: it walks the same
+-- page reading only payload lengths (SQLite does not load a blob for
+-- length()), and keeps each event while the payloads before it stay below
+-- max_bytes, so the page always has its first event. The outer query then
+-- reads the rows straight off events_run, in order, with no sort.
+SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at
+FROM events e
+WHERE e.tenant_id = @tenant_id AND e.run_id = @run_id AND e.position > @after
+  AND e.position <= CASE WHEN CAST(@max_bytes AS INTEGER) = 0 THEN 9223372036854775807 ELSE (
+      SELECT COALESCE(MAX(p.position), 0)
+      FROM (
+          SELECT w.position, SUM(w.n) OVER (ORDER BY w.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before
+          FROM (
+              SELECT x.position, COALESCE(length(x.payload), 0) AS n
+              FROM events x
+              WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.position > @after
+              ORDER BY x.position
+              LIMIT @page_limit
+          ) w
+      ) p
+      WHERE COALESCE(p.bytes_before, 0) < CAST(@max_bytes AS INTEGER)
+  ) END
+ORDER BY e.position
+LIMIT @page_limit;
+
+-- name: LastRunPosition :one
+-- 0 when the run has no events. ORDER BY ... LIMIT 1 walks events_run
+-- backwards and stops at the first match, whatever the tenant filter.
+SELECT CAST(COALESCE((
+    SELECT x.position FROM events x
+    WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id
+    ORDER BY x.position DESC
+    LIMIT 1
+), 0) AS INTEGER) AS position;

@@ -1,0 +1,213 @@
+package sqlite
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/runnel-dev/runnel/internal/store"
+	"github.com/runnel-dev/runnel/internal/store/sqlite/internal/dbsqlc"
+)
+
+// The Store read methods run on the query_only pool; each statement sees the
+// last committed state.
+
+func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (store.Run, error) {
+	r, err := s.read.GetRun(ctx, dbsqlc.GetRunParams{TenantID: tenantID, ID: runID})
+	if err != nil {
+		return store.Run{}, mapErr(err, "get run %s", runID)
+	}
+	return runFromRow(r)
+}
+
+const (
+	defaultListRunsLimit = 50
+	maxListRunsLimit     = 1000
+)
+
+// runColumns is the column list of runs in the order dbsqlc.Run has them.
+const runColumns = `r.id, r.tenant_id, r.workflow, r.status, r.input, r.output, r.error, r.metadata,
+	r.parent_run_id, r.parent_step_run_id, r.created_at, r.started_at, r.finished_at`
+
+// ListRuns is written by hand: each optional filter adds a condition only
+// when set, so that SQLite can use runs_tenant_newest for the id range of
+// Before and run_metadata_pair for the metadata pair (one static query with
+// "(param is empty OR condition)" terms would defeat both).
+func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = defaultListRunsLimit
+	}
+	limit = min(limit, maxListRunsLimit)
+
+	var q strings.Builder
+	q.WriteString("SELECT " + runColumns + " FROM runs r WHERE r.tenant_id = ?")
+	args := []any{p.TenantID}
+	if p.Workflow != "" {
+		q.WriteString(" AND r.workflow = ?")
+		args = append(args, p.Workflow)
+	}
+	if p.Status != "" {
+		q.WriteString(" AND r.status = ?")
+		args = append(args, string(p.Status))
+	}
+	if p.Before != "" {
+		q.WriteString(" AND r.id < ?")
+		args = append(args, p.Before)
+	}
+	if p.MetaKey != "" {
+		q.WriteString(" AND r.id IN (SELECT m.run_id FROM run_metadata m WHERE m.tenant_id = ? AND m.key = ? AND m.value = ?)")
+		args = append(args, p.TenantID, p.MetaKey, p.MetaValue)
+	}
+	q.WriteString(" ORDER BY r.id DESC LIMIT ?")
+	args = append(args, limit)
+
+	rows, err := s.reader.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, mapErr(err, "list runs")
+	}
+	defer rows.Close()
+	var out []store.Run
+	for rows.Next() {
+		var r dbsqlc.Run
+		if err := rows.Scan(&r.ID, &r.TenantID, &r.Workflow, &r.Status, &r.Input, &r.Output, &r.Error, &r.Metadata,
+			&r.ParentRunID, &r.ParentStepRunID, &r.CreatedAt, &r.StartedAt, &r.FinishedAt); err != nil {
+			return nil, mapErr(err, "list runs: scan")
+		}
+		run, err := runFromRow(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, run)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr(err, "list runs")
+	}
+	return out, nil
+}
+
+func (s *Store) ListStepRuns(ctx context.Context, runID string) ([]store.StepRun, error) {
+	rows, err := s.read.ListStepRuns(ctx, runID)
+	if err != nil {
+		return nil, mapErr(err, "list step runs of run %s", runID)
+	}
+	return stepRunsFromRows(rows)
+}
+
+func (s *Store) GetStepRun(ctx context.Context, stepRunID string) (store.StepRun, error) {
+	r, err := s.read.GetStepRun(ctx, stepRunID)
+	if err != nil {
+		return store.StepRun{}, mapErr(err, "get step run %s", stepRunID)
+	}
+	return stepRunFromRow(r)
+}
+
+func (s *Store) ListStepAttempts(ctx context.Context, runID string) ([]store.StepAttempt, error) {
+	rows, err := s.read.ListStepAttempts(ctx, runID)
+	if err != nil {
+		return nil, mapErr(err, "list step attempts of run %s", runID)
+	}
+	out := make([]store.StepAttempt, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, stepAttemptFromRow(r))
+	}
+	return out, nil
+}
+
+func (s *Store) ListWorkflows(ctx context.Context, tenantID string) ([]store.Workflow, error) {
+	rows, err := s.read.ListWorkflows(ctx, tenantID)
+	if err != nil {
+		return nil, mapErr(err, "list workflows")
+	}
+	out := make([]store.Workflow, 0, len(rows))
+	for _, r := range rows {
+		w, err := workflowFromRow(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func (s *Store) GetWorkflowByName(ctx context.Context, tenantID, name string) (store.Workflow, error) {
+	r, err := s.read.GetWorkflow(ctx, dbsqlc.GetWorkflowParams{TenantID: tenantID, Name: name})
+	if err != nil {
+		return store.Workflow{}, mapErr(err, "get workflow %s", name)
+	}
+	return workflowFromRow(r)
+}
+
+func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
+	r, err := s.read.GetTenant(ctx, id)
+	if err != nil {
+		return store.Tenant{}, mapErr(err, "get tenant %s", id)
+	}
+	return tenantFromRow(r), nil
+}
+
+func (s *Store) CountTenants(ctx context.Context) (int, error) {
+	n, err := s.read.CountTenants(ctx)
+	if err != nil {
+		return 0, mapErr(err, "count tenants")
+	}
+	return int(n), nil
+}
+
+// LookupToken returns the token even when it has expired; the caller checks
+// ExpiresAt.
+func (s *Store) LookupToken(ctx context.Context, hash string) (store.Token, error) {
+	r, err := s.read.LookupToken(ctx, hash)
+	if err != nil {
+		// Not the hash itself in the message: it identifies a credential.
+		return store.Token{}, mapErr(err, "lookup token")
+	}
+	return tokenFromRow(r), nil
+}
+
+// TouchWorker is a write, so it runs through Write (the single writer and
+// its retries).
+func (s *Store) TouchWorker(ctx context.Context, workerID string, now time.Time) error {
+	return s.Write(ctx, func(stx store.Tx) error {
+		n, err := stx.(*tx).q.TouchWorker(ctx, dbsqlc.TouchWorkerParams{HeartbeatAt: toMicros(now), ID: workerID})
+		return notFoundIfNone(n, err, "touch worker %s", workerID)
+	})
+}
+
+const (
+	defaultReadEventsLimit = 1000
+	maxReadEventsLimit     = 10000
+)
+
+// ReadEvents reads one page in one query; see the ReadEvents query for how
+// MaxBytes is applied without loading the payloads past it.
+func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]store.Event, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = defaultReadEventsLimit
+	}
+	limit = min(limit, maxReadEventsLimit)
+	rows, err := s.read.ReadEvents(ctx, dbsqlc.ReadEventsParams{
+		TenantID:  p.TenantID,
+		RunID:     p.RunID,
+		After:     p.After,
+		PageLimit: int64(limit),
+		MaxBytes:  int64(max(p.MaxBytes, 0)),
+	})
+	if err != nil {
+		return nil, mapErr(err, "read events of run %s after %d", p.RunID, p.After)
+	}
+	out := make([]store.Event, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, eventFromRow(r))
+	}
+	return out, nil
+}
+
+func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error) {
+	pos, err := s.read.LastRunPosition(ctx, dbsqlc.LastRunPositionParams{TenantID: tenantID, RunID: runID})
+	if err != nil {
+		return 0, mapErr(err, "last position of run %s", runID)
+	}
+	return pos, nil
+}

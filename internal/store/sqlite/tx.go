@@ -1,0 +1,440 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/runnel-dev/runnel/internal/store"
+	"github.com/runnel-dev/runnel/internal/store/sqlite/internal/dbsqlc"
+)
+
+// tx implements store.Tx on one IMMEDIATE transaction of the writer. SQLite
+// has no row locks, and none are needed: the transaction holds the
+// database's write lock from BEGIN to COMMIT, so the ...ForUpdate reads are
+// plain reads and nothing is ever "locked by others" to skip.
+type tx struct {
+	q *dbsqlc.Queries
+	// events appended in this transaction, for the commit hook.
+	events []store.Event
+}
+
+var _ store.Tx = (*tx)(nil)
+
+func newTx(sqlTx *sql.Tx) *tx {
+	return &tx{q: dbsqlc.New(&stmtCache{tx: sqlTx, stmts: map[string]*sql.Stmt{}})}
+}
+
+// stmtCache runs the generated queries through statements prepared once per
+// transaction, so that a loop of inserts (events, step runs) compiles its
+// SQL once instead of once per row. database/sql closes them at commit or
+// rollback.
+type stmtCache struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (c *stmtCache) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := c.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := c.tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.stmts[query] = st
+	return st, nil
+}
+
+func (c *stmtCache) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (c *stmtCache) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (c *stmtCache) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		// *sql.Row cannot be built with an error from outside database/sql;
+		// running the query unprepared reports the same error through Scan.
+		return c.tx.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (c *stmtCache) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return c.tx.PrepareContext(ctx, query)
+}
+
+func (t *tx) CreateTenant(ctx context.Context, tn store.Tenant) error {
+	err := t.q.CreateTenant(ctx, dbsqlc.CreateTenantParams{ID: tn.ID, Name: tn.Name, CreatedAt: toMicros(tn.CreatedAt)})
+	return mapErr(err, "create tenant %s", tn.Name)
+}
+
+func (t *tx) GetTenantByName(ctx context.Context, name string) (store.Tenant, error) {
+	r, err := t.q.GetTenantByName(ctx, name)
+	if err != nil {
+		return store.Tenant{}, mapErr(err, "get tenant by name %s", name)
+	}
+	return tenantFromRow(r), nil
+}
+
+func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
+	err := t.q.CreateToken(ctx, dbsqlc.CreateTokenParams{
+		ID:        tk.ID,
+		TenantID:  tk.TenantID,
+		Hash:      tk.Hash,
+		Kind:      tk.Kind,
+		Name:      tk.Name,
+		RunID:     tk.RunID,
+		MetaKey:   tk.MetaKey,
+		MetaValue: tk.MetaValue,
+		ExpiresAt: toMicros(tk.ExpiresAt),
+		CreatedAt: toMicros(tk.CreatedAt),
+	})
+	return mapErr(err, "create token %s", tk.ID)
+}
+
+func (t *tx) UpsertWorkflow(ctx context.Context, w store.Workflow) error {
+	err := t.q.UpsertWorkflow(ctx, dbsqlc.UpsertWorkflowParams{
+		TenantID:   w.TenantID,
+		Name:       w.Name,
+		Definition: notNull(w.Definition),
+		OnEvents:   encodeList(w.OnEvents),
+		UpdatedAt:  toMicros(w.UpdatedAt),
+	})
+	return mapErr(err, "upsert workflow %s", w.Name)
+}
+
+func (t *tx) GetWorkflow(ctx context.Context, tenantID, name string) (store.Workflow, error) {
+	r, err := t.q.GetWorkflow(ctx, dbsqlc.GetWorkflowParams{TenantID: tenantID, Name: name})
+	if err != nil {
+		return store.Workflow{}, mapErr(err, "get workflow %s", name)
+	}
+	return workflowFromRow(r)
+}
+
+func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
+	err := t.q.InsertRun(ctx, dbsqlc.InsertRunParams{
+		ID:              r.ID,
+		TenantID:        r.TenantID,
+		Workflow:        r.Workflow,
+		Status:          string(r.Status),
+		Input:           notNull(r.Input),
+		Output:          r.Output,
+		Error:           r.Error,
+		Metadata:        encodeMap(r.Metadata),
+		ParentRunID:     r.ParentRunID,
+		ParentStepRunID: r.ParentStepRunID,
+		CreatedAt:       toMicros(r.CreatedAt),
+		StartedAt:       toMicros(r.StartedAt),
+		FinishedAt:      toMicros(r.FinishedAt),
+	})
+	if err != nil {
+		return mapErr(err, "insert run %s", r.ID)
+	}
+	// One row per pair, in key order, for the metadata filter and index.
+	for _, k := range slices.Sorted(maps.Keys(r.Metadata)) {
+		err := t.q.InsertRunMetadata(ctx, dbsqlc.InsertRunMetadataParams{RunID: r.ID, TenantID: r.TenantID, Key: k, Value: r.Metadata[k]})
+		if err != nil {
+			return mapErr(err, "insert run %s metadata %s", r.ID, k)
+		}
+	}
+	return nil
+}
+
+func (t *tx) GetRunForUpdate(ctx context.Context, tenantID, runID string) (store.Run, error) {
+	r, err := t.q.GetRunForUpdate(ctx, dbsqlc.GetRunForUpdateParams{TenantID: tenantID, ID: runID})
+	if err != nil {
+		return store.Run{}, mapErr(err, "get run %s", runID)
+	}
+	return runFromRow(r)
+}
+
+func (t *tx) UpdateRun(ctx context.Context, r store.Run) error {
+	n, err := t.q.UpdateRun(ctx, dbsqlc.UpdateRunParams{
+		Status:     string(r.Status),
+		Output:     r.Output,
+		Error:      r.Error,
+		StartedAt:  toMicros(r.StartedAt),
+		FinishedAt: toMicros(r.FinishedAt),
+		TenantID:   r.TenantID,
+		ID:         r.ID,
+	})
+	return notFoundIfNone(n, err, "update run %s", r.ID)
+}
+
+func (t *tx) InsertStepRuns(ctx context.Context, steps []store.StepRun) error {
+	for _, s := range steps {
+		err := t.q.InsertStepRun(ctx, dbsqlc.InsertStepRunParams{
+			ID:          s.ID,
+			RunID:       s.RunID,
+			TenantID:    s.TenantID,
+			Workflow:    s.Workflow,
+			Step:        s.Step,
+			Parents:     encodeList(s.Parents),
+			Status:      string(s.Status),
+			Attempt:     int64(s.Attempt),
+			Failures:    int64(s.Failures),
+			Retries:     int64(s.Retries),
+			BackoffMs:   s.BackoffMs,
+			TimeoutMs:   s.TimeoutMs,
+			WorkerID:    s.WorkerID,
+			StreamSeq:   s.StreamSeq,
+			AvailableAt: toMicros(s.AvailableAt),
+			TimeoutAt:   toMicros(s.TimeoutAt),
+			Output:      s.Output,
+			Error:       s.Error,
+			CreatedAt:   toMicros(s.CreatedAt),
+			StartedAt:   toMicros(s.StartedAt),
+			FinishedAt:  toMicros(s.FinishedAt),
+		})
+		if err != nil {
+			return mapErr(err, "insert step run %s (%s)", s.ID, s.Step)
+		}
+	}
+	return nil
+}
+
+func (t *tx) GetStepRunForUpdate(ctx context.Context, stepRunID string) (store.StepRun, error) {
+	r, err := t.q.GetStepRunForUpdate(ctx, stepRunID)
+	if err != nil {
+		return store.StepRun{}, mapErr(err, "get step run %s", stepRunID)
+	}
+	return stepRunFromRow(r)
+}
+
+func (t *tx) ListStepRunsForUpdate(ctx context.Context, runID string) ([]store.StepRun, error) {
+	rows, err := t.q.ListStepRunsForUpdate(ctx, runID)
+	if err != nil {
+		return nil, mapErr(err, "list step runs of run %s", runID)
+	}
+	return stepRunsFromRows(rows)
+}
+
+func (t *tx) UpdateStepRun(ctx context.Context, s store.StepRun) error {
+	n, err := t.q.UpdateStepRun(ctx, dbsqlc.UpdateStepRunParams{
+		Status:      string(s.Status),
+		Attempt:     int64(s.Attempt),
+		Failures:    int64(s.Failures),
+		Retries:     int64(s.Retries),
+		BackoffMs:   s.BackoffMs,
+		TimeoutMs:   s.TimeoutMs,
+		WorkerID:    s.WorkerID,
+		StreamSeq:   s.StreamSeq,
+		AvailableAt: toMicros(s.AvailableAt),
+		TimeoutAt:   toMicros(s.TimeoutAt),
+		Output:      s.Output,
+		Error:       s.Error,
+		StartedAt:   toMicros(s.StartedAt),
+		FinishedAt:  toMicros(s.FinishedAt),
+		ID:          s.ID,
+	})
+	return notFoundIfNone(n, err, "update step run %s", s.ID)
+}
+
+func (t *tx) ClaimStepRuns(ctx context.Context, p store.ClaimParams) ([]store.StepRun, error) {
+	if p.Limit <= 0 || len(p.Workflows) == 0 {
+		return nil, nil
+	}
+	rows, err := t.q.ClaimStepRuns(ctx, dbsqlc.ClaimStepRunsParams{
+		WorkerID:   p.WorkerID,
+		Now:        toMicros(p.Now),
+		TenantID:   p.TenantID,
+		Workflows:  encodeList(p.Workflows),
+		ClaimLimit: int64(p.Limit),
+	})
+	if err != nil {
+		return nil, mapErr(err, "claim step runs for worker %s", p.WorkerID)
+	}
+	out, err := stepRunsFromRows(rows)
+	if err != nil {
+		return nil, err
+	}
+	// RETURNING comes in no particular order; the contract is oldest first.
+	slices.SortFunc(out, func(a, b store.StepRun) int {
+		return cmp.Or(a.AvailableAt.Compare(b.AvailableAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+func (t *tx) ListClaimableStepRuns(ctx context.Context, p store.ClaimParams) ([]store.StepRun, error) {
+	if p.Limit <= 0 || len(p.Workflows) == 0 {
+		return nil, nil
+	}
+	rows, err := t.q.ListClaimableStepRuns(ctx, dbsqlc.ListClaimableStepRunsParams{
+		TenantID:  p.TenantID,
+		Workflows: encodeList(p.Workflows),
+		Now:       toMicros(p.Now),
+		RowLimit:  int64(p.Limit),
+	})
+	if err != nil {
+		return nil, mapErr(err, "list claimable step runs")
+	}
+	return stepRunsFromRows(rows)
+}
+
+func (t *tx) ClaimStepRun(ctx context.Context, p store.ClaimStepRunParams) (store.StepRun, bool, error) {
+	r, err := t.q.ClaimStepRun(ctx, dbsqlc.ClaimStepRunParams{
+		WorkerID:  p.WorkerID,
+		Now:       toMicros(p.Now),
+		TimeoutAt: toMicros(p.TimeoutAt),
+		ID:        p.StepRunID,
+	})
+	switch {
+	case err == nil:
+		s, err := stepRunFromRow(r)
+		return s, err == nil, err
+	case !errors.Is(err, sql.ErrNoRows):
+		return store.StepRun{}, false, mapErr(err, "claim step run %s", p.StepRunID)
+	}
+	// No row: either it is no longer queued (false, no error) or unknown.
+	if _, err := t.q.GetStepRun(ctx, p.StepRunID); err != nil {
+		return store.StepRun{}, false, mapErr(err, "claim step run %s", p.StepRunID)
+	}
+	return store.StepRun{}, false, nil
+}
+
+func (t *tx) ListTimedOutStepRuns(ctx context.Context, now time.Time, limit int) ([]store.StepRun, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := t.q.ListTimedOutStepRuns(ctx, dbsqlc.ListTimedOutStepRunsParams{Now: toMicros(now), RowLimit: int64(limit)})
+	if err != nil {
+		return nil, mapErr(err, "list timed-out step runs")
+	}
+	return stepRunsFromRows(rows)
+}
+
+func (t *tx) ListStepRunsOfWorker(ctx context.Context, workerID string) ([]store.StepRun, error) {
+	rows, err := t.q.ListStepRunsOfWorker(ctx, workerID)
+	if err != nil {
+		return nil, mapErr(err, "list step runs of worker %s", workerID)
+	}
+	return stepRunsFromRows(rows)
+}
+
+func (t *tx) UpsertStepAttempt(ctx context.Context, a store.StepAttempt) error {
+	n, err := t.q.UpsertStepAttempt(ctx, dbsqlc.UpsertStepAttemptParams{
+		Attempt:    int64(a.Attempt),
+		Status:     string(a.Status),
+		WorkerID:   a.WorkerID,
+		Error:      a.Error,
+		StartedAt:  toMicros(a.StartedAt),
+		FinishedAt: toMicros(a.FinishedAt),
+		StepRunID:  a.StepRunID,
+	})
+	return notFoundIfNone(n, err, "upsert attempt %d of step run %s", a.Attempt, a.StepRunID)
+}
+
+func (t *tx) InsertWorker(ctx context.Context, w store.Worker) error {
+	err := t.q.InsertWorker(ctx, dbsqlc.InsertWorkerParams{
+		ID:          w.ID,
+		TenantID:    w.TenantID,
+		Name:        w.Name,
+		NodeID:      w.NodeID,
+		Workflows:   encodeList(w.Workflows),
+		Slots:       int64(w.Slots),
+		Alive:       boolInt(w.Alive),
+		HeartbeatAt: toMicros(w.HeartbeatAt),
+		CreatedAt:   toMicros(w.CreatedAt),
+	})
+	return mapErr(err, "insert worker %s", w.ID)
+}
+
+func (t *tx) GetWorkerForUpdate(ctx context.Context, workerID string) (store.Worker, error) {
+	r, err := t.q.GetWorkerForUpdate(ctx, workerID)
+	if err != nil {
+		return store.Worker{}, mapErr(err, "get worker %s", workerID)
+	}
+	return workerFromRow(r)
+}
+
+func (t *tx) MarkWorkerDead(ctx context.Context, workerID string) (bool, error) {
+	n, err := t.q.MarkWorkerDead(ctx, workerID)
+	if err != nil {
+		return false, mapErr(err, "mark worker %s dead", workerID)
+	}
+	if n == 1 {
+		return true, nil
+	}
+	// Already dead, or unknown.
+	if _, err := t.q.GetWorkerForUpdate(ctx, workerID); err != nil {
+		return false, mapErr(err, "mark worker %s dead", workerID)
+	}
+	return false, nil
+}
+
+func (t *tx) ListDeadWorkers(ctx context.Context, heartbeatBefore time.Time, limit int) ([]store.Worker, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := t.q.ListDeadWorkers(ctx, dbsqlc.ListDeadWorkersParams{HeartbeatBefore: toMicros(heartbeatBefore), RowLimit: int64(limit)})
+	if err != nil {
+		return nil, mapErr(err, "list dead workers")
+	}
+	out := make([]store.Worker, 0, len(rows))
+	for _, r := range rows {
+		w, err := workerFromRow(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// AppendEvents reserves len(events) positions with one UPDATE of log_head,
+// then inserts the rows one by one through one prepared statement (in SQLite,
+// in-process and inside one transaction, that is as fast as a multi-row
+// INSERT without its parameter limit).
+func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	last, err := t.q.BumpLogHead(ctx, int64(len(events)))
+	if err != nil {
+		return mapErr(err, "append %d events: reserve positions", len(events))
+	}
+	first := last - int64(len(events)) + 1
+	stamp := now()
+	for i := range events {
+		e := &events[i]
+		e.Position = first + int64(i)
+		if e.CreatedAt.IsZero() {
+			e.CreatedAt = stamp
+		}
+		err := t.q.AppendEvent(ctx, dbsqlc.AppendEventParams{
+			Position:  e.Position,
+			TenantID:  e.TenantID,
+			RunID:     e.RunID,
+			Workflow:  e.Workflow,
+			Type:      e.Type,
+			StepRunID: e.StepRunID,
+			Step:      e.Step,
+			Attempt:   int64(e.Attempt),
+			Payload:   e.Payload,
+			Data:      e.Data,
+			CreatedAt: toMicros(e.CreatedAt),
+		})
+		if err != nil {
+			return mapErr(err, "append event %d (%s) of run %s", e.Position, e.Type, e.RunID)
+		}
+	}
+	t.events = append(t.events, events...)
+	return nil
+}

@@ -1,0 +1,37 @@
+package storetest
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/runnel-dev/runnel/internal/store"
+)
+
+// BenchmarkAppend measures appends through Store.Write, one transaction per
+// batch of 1, 100 and 1000 events with 100-byte payloads, and reports
+// events/s. open returns an empty store and closes it when b ends.
+func BenchmarkAppend(b *testing.B, open func(b *testing.B) store.Store) {
+	for _, batch := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s := open(b)
+			f := newFixture(b, s)
+			payload := bytes.Repeat([]byte("x"), 100)
+			events := make([]store.Event, batch)
+			for i := range events {
+				events[i] = f.event(store.EventStepStream, payload)
+			}
+			ctx := b.Context()
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				err := s.Write(ctx, func(tx store.Tx) error { return tx.AppendEvents(ctx, events) })
+				require.NoError(b, err)
+				n++
+			}
+			b.ReportMetric(float64(n*batch)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

@@ -1,0 +1,347 @@
+package runnel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"time"
+
+	"connectrpc.com/connect"
+
+	runnelv1 "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
+)
+
+// Position is the place of an event in the engine's event log. It is
+// opaque: keep it and pass it to [After] to resume a subscription after
+// that event.
+type Position string
+
+// EventType is the kind of a run event.
+type EventType string
+
+// Event types. A run's stream ends with exactly one terminal run event
+// (completed, failed, cancelled or timed out).
+const (
+	EventRunStarted   EventType = "run.started"
+	EventRunCompleted EventType = "run.completed"
+	EventRunFailed    EventType = "run.failed"
+	EventRunCancelled EventType = "run.cancelled"
+	EventRunTimedOut  EventType = "run.timed_out"
+
+	EventStepStarted   EventType = "step.started"
+	EventStepCompleted EventType = "step.completed"
+	EventStepFailed    EventType = "step.failed"
+	EventStepCancelled EventType = "step.cancelled"
+	EventStepTimedOut  EventType = "step.timed_out"
+	// EventStepStream carries data a step put with [Context.PutStream].
+	EventStepStream EventType = "step.stream"
+	// EventStepRetrying: an attempt failed and the step will run again.
+	EventStepRetrying EventType = "step.retrying"
+	// EventStepReassigned: the attempt's worker was lost; the step will
+	// run again as a new attempt.
+	EventStepReassigned EventType = "step.reassigned"
+)
+
+// terminalTypes are the event types that end a run.
+var terminalTypes = []EventType{EventRunCompleted, EventRunFailed, EventRunCancelled, EventRunTimedOut}
+
+// Terminal reports whether events of this type end their run.
+func (t EventType) Terminal() bool { return slices.Contains(terminalTypes, t) }
+
+// Event is one entry of a run's event stream.
+type Event struct {
+	// Position is where the event is in the log; resume after it with
+	// [After].
+	Position Position
+	Type     EventType
+	RunID    string
+	Workflow string
+	// Step, StepRunID and Attempt are set for step events.
+	Step      string
+	StepRunID string
+	Attempt   int
+	// Payload is the data of a step.stream event.
+	Payload []byte
+	// Data is a JSON object with the event's details: the output of
+	// step.completed and run.completed, the error of failures. Nil if none.
+	Data json.RawMessage
+	Time time.Time
+}
+
+// Terminal reports whether the event ends its run.
+func (e Event) Terminal() bool { return e.Type.Terminal() }
+
+// StreamEvent is data a step put on the stream with [Context.PutStream], as
+// delivered by [Subscriber.Stream].
+type StreamEvent struct {
+	RunID     string
+	Step      string
+	StepRunID string
+	// Attempt tells a failed attempt's stream from its retry's.
+	Attempt  int
+	Message  []byte
+	Position Position
+	Time     time.Time
+}
+
+// SubscribeOption configures a subscription: where it starts and which
+// event types it delivers.
+type SubscribeOption interface {
+	applyToSubscribe(*subscribeConfig)
+}
+
+type subscribeConfig struct {
+	from  string
+	types []EventType
+}
+
+type subscribeOptionFunc func(*subscribeConfig)
+
+func (f subscribeOptionFunc) applyToSubscribe(c *subscribeConfig) { f(c) }
+
+// FromStart starts the subscription at the run's first event: the whole
+// run is replayed, then followed live. This is the default.
+func FromStart() SubscribeOption {
+	return subscribeOptionFunc(func(c *subscribeConfig) { c.from = "" })
+}
+
+// FromNow starts the subscription with the events that happen after it
+// started; on a run that has already ended it ends at once. If the
+// connection drops before a first event was received, the subscription
+// resumes "from now" again, so events of that gap can be missed; once an
+// event was received, resuming is exact.
+func FromNow() SubscribeOption {
+	return subscribeOptionFunc(func(c *subscribeConfig) { c.from = "now" })
+}
+
+// After starts the subscription right after position p, a position from an
+// earlier event of the same run: no event is delivered twice or skipped.
+func After(p Position) SubscribeOption {
+	return subscribeOptionFunc(func(c *subscribeConfig) { c.from = string(p) })
+}
+
+// WithTypes delivers only events of these types. The subscription still
+// ends with the run, even if terminal run events are filtered out.
+func WithTypes(types ...EventType) SubscribeOption {
+	types = slices.Clone(types)
+	return subscribeOptionFunc(func(c *subscribeConfig) { c.types = types })
+}
+
+// Listener subscribes to runs' event streams. Get one from
+// [Client.Listener].
+type Listener struct {
+	c *Client
+}
+
+// Reconnect backoff of subscriptions.
+const (
+	listenRetryBase = 50 * time.Millisecond
+	listenRetryMax  = 2 * time.Second
+)
+
+// Stream returns an iterator over the events of a run, in order, from the
+// start of the run unless an option says otherwise. It follows the run
+// live and ends after the run's terminal event (at once, after replaying
+// it, for a finished run).
+//
+// The iterator reconnects by itself when the connection drops or the
+// engine restarts, resuming after the last event it received, so nothing
+// is skipped or delivered twice. An error that retrying cannot cure (no
+// such run: connect.CodeNotFound; a bad position: connect.CodeInvalidArgument;
+// connect.CodeUnauthenticated, connect.CodePermissionDenied) is yielded once
+// and ends the iteration, as does ctx's error when ctx ends. Breaking out
+// of the loop closes the subscription.
+//
+//	for ev, err := range c.Listener().Stream(ctx, runID) {
+//		if err != nil {
+//			return err
+//		}
+//		fmt.Println(ev.Type, string(ev.Payload))
+//	}
+func (l *Listener) Stream(ctx context.Context, runID string, opts ...SubscribeOption) iter.Seq2[Event, error] {
+	var cfg subscribeConfig
+	for _, opt := range opts {
+		opt.applyToSubscribe(&cfg)
+	}
+	return func(yield func(Event, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		l.stream(ctx, runID, cfg, yield)
+	}
+}
+
+// stream runs one subscription, reconnecting as needed, until the run
+// ends, yield returns false, or a permanent error.
+func (l *Listener) stream(ctx context.Context, runID string, cfg subscribeConfig, yield func(Event, error) bool) {
+	wanted := func(EventType) bool { return true }
+	var types []string
+	if len(cfg.types) > 0 {
+		wanted = func(t EventType) bool { return slices.Contains(cfg.types, t) }
+		// Ask for the terminal run events too, so the subscription knows
+		// the run ended and tells that from a dropped connection.
+		for _, t := range append(slices.Clone(cfg.types), terminalTypes...) {
+			if !slices.Contains(types, string(t)) {
+				types = append(types, string(t))
+			}
+		}
+	}
+	bo := newBackoff(listenRetryBase, listenRetryMax)
+	from := cfg.from
+	emptyEnds := 0 // clean ends in a row that delivered no event
+	for {
+		before := from
+		done, progressed, err := l.subscribeOnce(ctx, runID, &from, types, wanted, yield)
+		if done {
+			return
+		}
+		if ctx.Err() != nil {
+			yield(Event{}, fmt.Errorf("subscribe to run %s: %w", runID, ctx.Err()))
+			return
+		}
+		if errors.Is(err, errStreamEnded) {
+			// The engine ends a subscription cleanly after the run's
+			// terminal event, or at once when it starts "from now" on a
+			// run that has already ended: nothing comes after now.
+			if from == "now" {
+				return
+			}
+			if from != before {
+				emptyEnds = 0
+			} else if emptyEnds++; emptyEnds >= maxEmptyEnds {
+				yield(Event{}, fmt.Errorf("subscribe to run %s: %w %d times in a row", runID, err, emptyEnds))
+				return
+			}
+		}
+		if !retrySubscribe(err) {
+			yield(Event{}, fmt.Errorf("subscribe to run %s: %w", runID, err))
+			return
+		}
+		if progressed {
+			bo.reset()
+		}
+		d := bo.next()
+		l.c.logger.Debug("run subscription interrupted; resuming", "run_id", runID, "from", from, "error", err, "retry_in", d)
+		if !sleep(ctx, d) {
+			yield(Event{}, fmt.Errorf("subscribe to run %s: %w", runID, ctx.Err()))
+			return
+		}
+	}
+}
+
+// errStreamEnded: the engine closed a subscription before the run's
+// terminal event, as an engine shutting down may. The subscription resumes,
+// unless that happens maxEmptyEnds times in a row without an event.
+var errStreamEnded = errors.New("the engine ended the subscription before the run ended")
+
+const maxEmptyEnds = 3
+
+// subscribeOnce runs one Subscribe call, advancing *from past every event
+// it receives. done is true when the iteration is over (the run ended or
+// yield returned false); otherwise err says why the call ended, and
+// progressed whether any message arrived.
+func (l *Listener) subscribeOnce(ctx context.Context, runID string, from *string, types []string,
+	wanted func(EventType) bool, yield func(Event, error) bool) (done, progressed bool, err error) {
+	stream, err := l.c.run.Subscribe(ctx, connect.NewRequest(&runnelv1.SubscribeRequest{
+		RunId: runID,
+		From:  *from,
+		Types: types,
+	}))
+	if err != nil {
+		return false, false, err
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		progressed = true
+		for _, pe := range stream.Msg().GetEvents() {
+			ev := eventFromProto(pe)
+			if ev.Position != "" {
+				*from = string(ev.Position)
+			}
+			if wanted(ev.Type) && !yield(ev, nil) {
+				return true, progressed, nil
+			}
+			if ev.Terminal() {
+				return true, progressed, nil
+			}
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return false, progressed, err
+	}
+	return false, progressed, errStreamEnded
+}
+
+// retrySubscribe reports whether a subscription that failed with err should
+// resume: the connection dropped or the engine restarted or shed a slow
+// subscriber (ResourceExhausted, "resume from your last position").
+func retrySubscribe(err error) bool {
+	if errors.Is(err, errStreamEnded) || isTransient(err) {
+		return true
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeResourceExhausted:
+		return connect.IsWireError(err) // the engine's verdict, not a local size limit
+	case connect.CodeCanceled:
+		return !connect.IsWireError(err) // a stream reset by the engine going away
+	}
+	return false
+}
+
+func eventFromProto(e *runnelv1.Event) Event {
+	return Event{
+		Position:  Position(e.GetPosition()),
+		Type:      EventType(e.GetType()),
+		RunID:     e.GetRunId(),
+		Workflow:  e.GetWorkflow(),
+		Step:      e.GetStep(),
+		StepRunID: e.GetStepRunId(),
+		Attempt:   int(e.GetAttempt()),
+		Payload:   e.GetPayload(),
+		Data:      rawJSON(e.GetData()),
+		Time:      fromMicros(e.GetTimeUs()),
+	}
+}
+
+// Subscriber delivers only the data steps put on a run's stream. Get one
+// from [Client.Subscribe].
+type Subscriber struct {
+	l *Listener
+}
+
+// Stream calls fn for each step.stream event of the run, in order, from the
+// start of the run unless an option says otherwise (a [WithTypes] option
+// is ignored). It reconnects like [Listener.Stream].
+//
+// It returns nil when the run has ended and every stream event was
+// delivered, fn's error as is if fn returns one, ctx.Err() when ctx ends,
+// or the subscription's permanent error (connect.CodeNotFound for an
+// unknown run, for example).
+func (s *Subscriber) Stream(ctx context.Context, runID string, fn func(StreamEvent) error, opts ...SubscribeOption) error {
+	opts = append(slices.Clone(opts), WithTypes(EventStepStream))
+	for ev, err := range s.l.Stream(ctx, runID, opts...) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if ev.Type != EventStepStream {
+			continue
+		}
+		if err := fn(StreamEvent{
+			RunID:     ev.RunID,
+			Step:      ev.Step,
+			StepRunID: ev.StepRunID,
+			Attempt:   ev.Attempt,
+			Message:   ev.Payload,
+			Position:  ev.Position,
+			Time:      ev.Time,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
