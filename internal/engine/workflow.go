@@ -31,7 +31,7 @@ type StepDef struct {
 const (
 	maxSteps     = 256
 	maxRetries   = 100
-	maxBackoffMs = int64(60 * 60 * 1000)      // an hour
+	maxBackoffMs = int64(60 * 60 * 1000)       // an hour
 	maxTimeoutMs = int64(7 * 24 * 3600 * 1000) // a week
 )
 
