@@ -73,56 +73,56 @@ func (s StepStatus) Terminal() bool {
 // Run is one execution of a workflow, as returned by [Admin.GetRun] and
 // [Admin.ListRuns].
 type Run struct {
-	ID       string
-	Workflow string
-	Status   RunStatus
+	ID       string    `json:"id"`
+	Workflow string    `json:"workflow"`
+	Status   RunStatus `json:"status"`
 	// Input is the run's JSON input.
-	Input json.RawMessage
+	Input json.RawMessage `json:"input"`
 	// Output is the run's JSON output (the outputs of its steps) once it
 	// completed; nil before.
-	Output json.RawMessage
+	Output json.RawMessage `json:"output,omitempty"`
 	// Error says why the run failed, timed out or was cancelled.
-	Error              string
-	AdditionalMetadata map[string]string
+	Error              string            `json:"error,omitempty"`
+	AdditionalMetadata map[string]string `json:"additionalMetadata"`
 	// ParentRunID is set for a child run.
-	ParentRunID string
+	ParentRunID string `json:"parentRunId,omitempty"`
 	// ParentStepRunID is the step run that spawned a child run.
-	ParentStepRunID string
-	CreatedAt       time.Time
+	ParentStepRunID string    `json:"parentStepRunId,omitempty"`
+	CreatedAt       time.Time `json:"createdAt"`
 	// StartedAt is zero until the first step started.
-	StartedAt time.Time
+	StartedAt time.Time `json:"startedAt"`
 	// FinishedAt is zero until the run is terminal.
-	FinishedAt time.Time
+	FinishedAt time.Time `json:"finishedAt"`
 	// Steps are the run's step runs; [Admin.ListRuns] may leave them out.
-	Steps []StepRun
+	Steps []StepRun `json:"steps,omitempty"`
 }
 
 // StepRun is one step of a run.
 type StepRun struct {
-	ID      string
-	Step    string
-	Parents []string
-	Status  StepStatus
+	ID      string     `json:"id"`
+	Step    string     `json:"step"`
+	Parents []string   `json:"parents,omitempty"`
+	Status  StepStatus `json:"status"`
 	// Attempt is the current attempt (1, 2, …); 0 while it never ran.
-	Attempt int
+	Attempt int `json:"attempt"`
 	// Output is the step's JSON output once it completed.
-	Output json.RawMessage
-	Error  string
+	Output json.RawMessage `json:"output,omitempty"`
+	Error  string          `json:"error,omitempty"`
 	// StartedAt is the start of the current attempt; zero if none.
-	StartedAt  time.Time
-	FinishedAt time.Time
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
 	// Attempts is the history of every attempt, oldest first.
-	Attempts []StepAttempt
+	Attempts []StepAttempt `json:"attempts,omitempty"`
 }
 
 // StepAttempt is the record of one attempt of a step run.
 type StepAttempt struct {
-	Attempt    int
-	Status     StepStatus
-	WorkerID   string
-	Error      string
-	StartedAt  time.Time
-	FinishedAt time.Time
+	Attempt    int        `json:"attempt"`
+	Status     StepStatus `json:"status"`
+	WorkerID   string     `json:"workerId"`
+	Error      string     `json:"error,omitempty"`
+	StartedAt  time.Time  `json:"startedAt"`
+	FinishedAt time.Time  `json:"finishedAt"`
 }
 
 // WorkflowInfo describes a registered workflow, as returned by

@@ -38,11 +38,6 @@ const (
 	EventStepTimedOut  EventType = "step.timed_out"
 	// EventStepStream carries data a step put with [Context.PutStream].
 	EventStepStream EventType = "step.stream"
-	// EventStepRetrying: an attempt failed and the step will run again.
-	EventStepRetrying EventType = "step.retrying"
-	// EventStepReassigned: the attempt's worker was lost; the step will
-	// run again as a new attempt.
-	EventStepReassigned EventType = "step.reassigned"
 )
 
 // terminalTypes are the event types that end a run.

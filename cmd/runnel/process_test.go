@@ -200,3 +200,46 @@ func positions(events []runnel.Event) []string {
 	}
 	return out
 }
+
+// The README's tour: `runnel dev` runs engine and demo worker in one
+// process, and the CLI (reading the token from the data directory) runs a
+// demo workflow to completion and shows it with its steps and attempts.
+func TestDevAndCLITour(t *testing.T) {
+	t.Parallel()
+	dataDir, addr := t.TempDir(), freeAddr(t)
+	dev := start(t, nil, "dev", "--addr", addr, "--data-dir", dataDir)
+	dev.waitFor(t, "worker registered")
+
+	cli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(runnelBin, append(args, "--host", "http://"+addr, "--data-dir", dataDir)...)
+		cmd.Env = append(os.Environ(), "RUNNEL_TOKEN=")
+		out, err := cmd.Output()
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		require.NoError(t, err, "runnel %s: %s", strings.Join(args, " "), stderr)
+		return string(out)
+	}
+	out := cli("run", "demo-text", "--input", `{"chunks": 5, "intervalMs": 1}`, "--wait")
+	require.Contains(t, out, `"text":`)
+
+	runID := strings.TrimSpace(cli("run", "demo-flaky", "--input", `{"failAttempts": 1}`))
+	require.Regexp(t, `^[0-9a-f-]{36}$`, runID)
+	streamed := cli("stream", runID)
+	require.Contains(t, streamed, "run.completed")
+	require.Contains(t, streamed, `flaky#2 "attempt 2"`)
+
+	got := cli("runs", "get", runID)
+	require.Contains(t, got, "Status:    completed")
+	require.Regexp(t, `attempt 1\s+failed`, got)
+	require.Regexp(t, `attempt 2\s+completed`, got)
+	require.Contains(t, cli("runs", "list"), runID)
+
+	// Bad input: a clear error naming the problem, exit code 1.
+	cmd := exec.Command(runnelBin, "run", "no-such-workflow", "--host", "http://"+addr, "--data-dir", dataDir)
+	out2, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out2), `unknown workflow "no-such-workflow" (registered: demo-file, demo-flaky, demo-slow, demo-text)`)
+}

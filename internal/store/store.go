@@ -304,7 +304,8 @@ type Tx interface {
 	GetStepRunForUpdate(ctx context.Context, stepRunID string) (StepRun, error)
 	// ListStepRunsForUpdate reads and locks every step run of a run.
 	ListStepRunsForUpdate(ctx context.Context, runID string) ([]StepRun, error)
-	// UpdateStepRun writes every mutable field (Status through FinishedAt).
+	// UpdateStepRun writes every field from Status to FinishedAt except
+	// CreatedAt; the identity fields (ID through Parents) never change.
 	UpdateStepRun(ctx context.Context, s StepRun) error
 	// ClaimStepRuns atomically takes up to Limit queued step runs whose
 	// AvailableAt has passed, oldest first, for the worker: each becomes
