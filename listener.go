@@ -104,10 +104,9 @@ func FromStart() SubscribeOption {
 }
 
 // FromNow starts the subscription with the events that happen after it
-// started; on a run that has already ended it ends at once. If the
-// connection drops before a first event was received, the subscription
-// resumes "from now" again, so events of that gap can be missed; once an
-// event was received, resuming is exact.
+// started; on a run that has already ended it ends at once. The engine
+// answers with the position "now" stands for, so a subscription that
+// reconnects resumes exactly there.
 func FromNow() SubscribeOption {
 	return subscribeOptionFunc(func(c *subscribeConfig) { c.from = "now" })
 }
@@ -250,7 +249,8 @@ func (l *Listener) subscribeOnce(ctx context.Context, runID string, from *string
 	defer stream.Close()
 	for stream.Receive() {
 		progressed = true
-		for _, pe := range stream.Msg().GetEvents() {
+		msg := stream.Msg()
+		for _, pe := range msg.GetEvents() {
 			ev := eventFromProto(pe)
 			if ev.Position != "" {
 				*from = string(ev.Position)
@@ -261,6 +261,15 @@ func (l *Listener) subscribeOnce(ctx context.Context, runID string, from *string
 			if ev.Terminal() {
 				return true, progressed, nil
 			}
+		}
+		// The message's position covers events filtered out by type and,
+		// in the first message, resolves "now" to a real position, so a
+		// resume continues exactly here.
+		if pos := msg.GetPosition(); pos != "" {
+			*from = pos
+		}
+		if msg.GetRunEnded() {
+			return true, progressed, nil
 		}
 	}
 	if err := stream.Err(); err != nil {

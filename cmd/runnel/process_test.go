@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/demo"
 )
 
 // runnelBin is the binary under test, built once for the test binary.
@@ -124,13 +125,30 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// The engine is killed with SIGKILL while demo-slow runs. After a restart
+// The engine is killed with SIGKILL while a run streams. After a restart
 // on the same data directory nothing acknowledged is lost, the worker
 // reconnects, and the run finishes with its interrupted step as a new
-// attempt; a subscriber that followed throughout ends with exactly the
-// stored sequence.
+// attempt; an SDK subscriber that followed throughout resumes by itself and
+// ends with exactly the stored sequence and the run's terminal event.
 func TestEngineKilledMidRunRecovers(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		workflow string
+		input    map[string]int
+		killAt   int // stream events of attempt 1 seen before the kill
+		want     string
+	}{
+		{"demo-slow", map[string]int{"seconds": 3}, 2, "tick 0tick 1tick 2"},
+		{"demo-text", map[string]int{"chunks": 40, "intervalMs": 50}, 10, demo.TextOutput(40)},
+	} {
+		t.Run(tc.workflow, func(t *testing.T) {
+			t.Parallel()
+			engineKilledMidRun(t, tc.workflow, tc.input, tc.killAt, tc.want)
+		})
+	}
+}
+
+func engineKilledMidRun(t *testing.T, workflow string, input map[string]int, killAt int, want string) {
 	dataDir, addr := t.TempDir(), freeAddr(t)
 	serverArgs := []string{"server", "--addr", addr, "--data-dir", dataDir, "--log-level", "debug"}
 	engine := start(t, nil, serverArgs...)
@@ -145,15 +163,18 @@ func TestEngineKilledMidRunRecovers(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	runID, err := c.Admin().RunWorkflow(ctx, "demo-slow", map[string]int{"seconds": 3})
+	runID, err := c.Admin().RunWorkflow(ctx, workflow, input)
 	require.NoError(t, err)
 
 	var seen []runnel.Event
-	killed := false
+	streamed, killed := 0, false
 	for ev, err := range c.Listener().Stream(ctx, runID) {
 		require.NoError(t, err)
 		seen = append(seen, ev)
-		if !killed && ev.Type == runnel.EventStepStream && string(ev.Payload) == "tick 1" {
+		if ev.Type == runnel.EventStepStream {
+			streamed++
+		}
+		if !killed && streamed == killAt {
 			killed = true
 			engine.kill(t)
 			engine = start(t, nil, serverArgs...)
@@ -184,13 +205,15 @@ func TestEngineKilledMidRunRecovers(t *testing.T) {
 	require.Len(t, step.Attempts, 2)
 	require.Equal(t, runnel.StepFailed, step.Attempts[0].Status)
 	require.Equal(t, runnel.StepCompleted, step.Attempts[1].Status)
-	var ticks []string
+	var first, second strings.Builder
 	for _, ev := range stored {
-		if ev.Type == runnel.EventStepStream && ev.Attempt == 2 {
-			ticks = append(ticks, string(ev.Payload))
+		if ev.Type == runnel.EventStepStream {
+			map[int]*strings.Builder{1: &first, 2: &second}[ev.Attempt].Write(ev.Payload)
 		}
 	}
-	require.Equal(t, []string{"tick 0", "tick 1", "tick 2"}, ticks)
+	require.Equal(t, want, second.String(), "the new attempt streams everything again")
+	require.True(t, strings.HasPrefix(want, first.String()), "the lost attempt's events are kept, in order")
+	require.GreaterOrEqual(t, len(first.String()), 1)
 }
 
 func positions(events []runnel.Event) []string {

@@ -225,15 +225,28 @@ func (s *runService) Subscribe(ctx context.Context, req *connect.Request[pb.Subs
 		return err
 	}
 	codec := s.engine.Codec()
-	return s.engine.Subscribe(ctx, engine.SubscribeParams{
+	var last string
+	err := s.engine.Subscribe(ctx, engine.SubscribeParams{
 		TenantID: p.TenantID, RunID: req.Msg.RunId, From: req.Msg.From, Types: req.Msg.Types,
-	}, func(events []store.Event) error {
-		out := &pb.SubscribeResponse{Events: make([]*pb.Event, len(events))}
+	}, func(events []store.Event, pos int64) error {
+		last = codec.Encode(pos)
+		out := &pb.SubscribeResponse{Events: make([]*pb.Event, len(events)), Position: last}
 		for i, ev := range events {
 			out.Events[i] = eventToPB(codec, ev)
 		}
 		return stream.Send(out)
 	})
+	switch {
+	case err == nil:
+		// The run ended and the subscriber has every event: say so, so a
+		// client that resumed after the terminal event also stops.
+		return stream.Send(&pb.SubscribeResponse{Position: last, RunEnded: true})
+	case ctx.Err() != nil:
+		// The client went away (nobody hears this) or the engine is
+		// shutting down: tell the client to resume elsewhere or later.
+		return apierr.New(apierr.Unavailable, "subscription interrupted by engine shutdown; resume after your last position")
+	}
+	return err
 }
 
 func (s *runService) CreateToken(ctx context.Context, req *connect.Request[pb.CreateTokenRequest]) (*connect.Response[pb.CreateTokenResponse], error) {

@@ -239,9 +239,9 @@ type SubscribeParams struct {
 }
 
 // Subscribe delivers a run's events from the start point until the run's
-// terminal event (then returns nil). Errors: NotFound for an unknown run,
-// InvalidArgument for a bad start point or type.
-func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver func([]store.Event) error) error {
+// terminal event (then returns nil); see eventlog.Reader.Follow. Errors:
+// NotFound for an unknown run, InvalidArgument for a bad start point or type.
+func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver eventlog.Deliver) error {
 	fp := eventlog.FollowParams{TenantID: p.TenantID, RunID: p.RunID}
 	switch p.From {
 	case "", "start":

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/runnel-dev/runnel/internal/store"
@@ -23,119 +24,166 @@ type FollowParams struct {
 	Types map[string]bool
 }
 
-// Reader serves run subscriptions from the store.
+// Deliver receives a batch of events and the subscription's position after
+// it. A batch may be empty: the first call gives the resolved start point,
+// and later empty calls are heartbeats or pages filtered out entirely.
+type Deliver func(events []store.Event, position int64) error
+
+// Reader serves run subscriptions.
 //
-// It is a pull model: each subscriber reads pages from the store after its
-// own position, at its own pace. A slow subscriber only lags; it never holds
-// memory of other subscribers' events or slows the appender, and its memory
-// is one page.
+// Subscribers pull: each one has its own position and moves at its own
+// pace. Live subscribers of a run share one feed (see feed), so a hot run
+// costs one store read per wake-up, not one per subscriber; a subscriber
+// behind the feed's in-memory tail reads pages from the store itself. A
+// slow subscriber therefore only lags: it holds no events of its own beyond
+// the page it is writing, never slows the appender or other subscribers, and
+// the engine's memory is bounded by one tail per followed run.
 type Reader struct {
 	store store.Store
 	hub   *Hub
-	// PageSize is the number of events read per query (default 512).
+	// PageSize is the number of events read per query and delivered per
+	// batch (default 256).
 	PageSize int
-	// PageBytes caps the payload bytes of a page (default 8 MiB).
+	// PageBytes caps the payload bytes of a page read from the store
+	// (default 1 MiB; a single larger event is still read alone).
 	PageBytes int
-	// Poll is the longest wait without a wake-up before reading again: a
-	// safety net, since wake-ups are hints (default 2s).
+	// TailEvents and TailBytes bound the in-memory tail of each followed
+	// run (defaults 4096 events, 8 MiB).
+	TailEvents int
+	TailBytes  int
+	// Poll is the longest wait without a wake-up before the store is read
+	// again: a safety net, since wake-ups are hints (default 2s).
 	Poll time.Duration
+	// Heartbeat is the longest a subscriber goes without a delivery; an idle
+	// subscription gets an empty one (default 15s).
+	Heartbeat time.Duration
+
+	mu    sync.Mutex
+	feeds map[string]*feed // by run id
 }
 
 // NewReader returns a reader over st, woken by hub.
 func NewReader(st store.Store, hub *Hub) *Reader {
-	return &Reader{store: st, hub: hub, PageSize: 512, PageBytes: 8 << 20, Poll: 2 * time.Second}
+	return &Reader{
+		store: st, hub: hub,
+		PageSize: 256, PageBytes: 1 << 20, TailEvents: 4096, TailBytes: 8 << 20,
+		Poll: 2 * time.Second, Heartbeat: 15 * time.Second,
+		feeds: make(map[string]*feed),
+	}
 }
 
-// Follow delivers a run's events in position order to deliver, in pages,
-// from the start point until the run's terminal event has been delivered
-// (then it returns nil), ctx ends, deliver fails, or the store fails.
+// Follow delivers a run's events in position order, in batches, from the
+// start point until the run's terminal event has been delivered, or the
+// start point was already past it: then it returns nil, meaning the run
+// ended and the subscriber has everything. It also returns when ctx ends,
+// deliver fails, or the store fails.
 //
-// Replay and live are one loop: arm the wake-up, read everything stored
-// after the last delivered position, and wait only when caught up. Because
-// the wake-up is armed before the read, an event committed after the read is
-// either in the read or fires the wake-up: there is no gap at the hand-over,
-// and since every read starts after the last delivered position, no
-// duplicate. Positions follow commit order (see package store), so nothing
-// can appear behind a position already passed.
-func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver func([]store.Event) error) error {
-	// The run must exist (and belong to the tenant) before we wait on it.
-	run, err := r.store.GetRun(ctx, p.TenantID, p.RunID)
-	if err != nil {
+// No gap and no duplicate, also at the replay→live hand-over: every read,
+// from the store or the feed's tail, returns exactly the run's events after
+// the subscriber's last position (positions follow commit order, see package
+// store), and the feed arms its wake-up before each read, so an append that
+// commits after a read always causes another.
+func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) error {
+	// The run must exist (and belong to the tenant) before anything else.
+	if _, err := r.store.GetRun(ctx, p.TenantID, p.RunID); err != nil {
 		return err
 	}
 	after := p.After
 	if p.FromNow {
+		var err error
 		if after, err = r.store.LastRunPosition(ctx, p.TenantID, p.RunID); err != nil {
 			return err
 		}
-		if run.Status.Terminal() {
-			return nil // nothing can come after the terminal event
-		}
 	}
-	timer := time.NewTimer(r.Poll)
-	defer timer.Stop()
-	finished := false // the run was seen terminal before the last read
+	if err := deliver(nil, after); err != nil {
+		return err
+	}
+	f, err := r.acquire(ctx, p.TenantID, p.RunID)
+	if err != nil {
+		return err
+	}
+	defer r.release(f)
+
+	heartbeat := time.NewTimer(r.Heartbeat)
+	defer heartbeat.Stop()
+	// send delivers events (ascending, after `after`) and reports whether
+	// the run's terminal event was among them.
+	send := func(events []store.Event) (bool, error) {
+		terminal := false
+		for i, ev := range events {
+			if ev.Terminal() {
+				events, terminal = events[:i+1], true
+				break
+			}
+		}
+		after = events[len(events)-1].Position
+		out := events
+		if p.Types != nil {
+			out = filter(events, p.Types)
+		}
+		if err := deliver(out, after); err != nil {
+			return false, err
+		}
+		resetTimer(heartbeat, r.Heartbeat)
+		return terminal, nil
+	}
 	for {
-		wake := r.hub.Wait(p.RunID)
+		view := f.view()
+		if events, covered := view.after(after); covered {
+			if len(events) > 0 {
+				for len(events) > 0 {
+					n := min(len(events), r.PageSize)
+					done, err := send(events[:n])
+					if err != nil || done {
+						return err
+					}
+					events = events[n:]
+				}
+				continue
+			}
+			if view.terminal {
+				return nil // the terminal event is at or before `after`
+			}
+			select {
+			case <-view.changed:
+			case <-heartbeat.C:
+				if err := deliver(nil, after); err != nil {
+					return err
+				}
+				heartbeat.Reset(r.Heartbeat)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
+		// Behind the tail: read the store at our own pace.
 		page, err := r.store.ReadEvents(ctx, store.ReadEventsParams{
 			TenantID: p.TenantID, RunID: p.RunID, After: after, Limit: r.PageSize, MaxBytes: r.PageBytes,
 		})
 		if err != nil {
 			return err
 		}
-		if len(page) > 0 {
-			terminal := false
-			for i, ev := range page {
-				if ev.Terminal() {
-					// Nothing of the run follows its terminal event.
-					page, terminal = page[:i+1], true
-					break
-				}
-			}
-			after = page[len(page)-1].Position
-			out := page
-			if p.Types != nil {
-				out = filter(page, p.Types)
-			}
-			if len(out) > 0 {
-				if err := deliver(out); err != nil {
-					return err
-				}
-			}
-			if terminal {
-				return nil
-			}
-			continue // there may be more stored: read before waiting
-		}
-		// Caught up. A run whose status is terminal has committed its
-		// terminal event with that status, so if it is terminal now, one
-		// more read is guaranteed to contain the rest; if that read is empty
-		// too, the subscriber started after the terminal event.
-		if finished {
-			return nil
-		}
-		run, err := r.store.GetRun(ctx, p.TenantID, p.RunID)
-		if err != nil {
-			return err
-		}
-		if run.Status.Terminal() {
-			finished = true
+		if len(page) == 0 {
+			// Nothing of this run lies between `after` and the tail's base
+			// (a position from another run can land there): move up to it.
+			after = view.base
 			continue
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(r.Poll)
-		select {
-		case <-wake:
-		case <-timer.C:
-		case <-ctx.Done():
-			return ctx.Err()
+		done, err := send(page)
+		if err != nil || done {
+			return err
 		}
 	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(max(d, time.Millisecond))
 }
 
 func filter(events []store.Event, types map[string]bool) []store.Event {

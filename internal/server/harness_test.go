@@ -27,7 +27,7 @@ type node struct {
 
 // startNode starts an in-process engine node on a fresh database of the
 // given kind, with short timers so worker loss and timeouts are quick.
-func startNode(t *testing.T, kind string) *node {
+func startNode(t *testing.T, kind string, adjust ...func(*server.Config)) *node {
 	t.Helper()
 	cfg := server.Config{
 		DataDir: t.TempDir(),
@@ -41,6 +41,9 @@ func startNode(t *testing.T, kind string) *node {
 	}
 	if kind == "postgres" {
 		cfg.DatabaseURL = testdb.PostgresURL(t)
+	}
+	for _, f := range adjust {
+		f(&cfg)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -110,11 +113,17 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func forEachStore(t *testing.T, fn func(t *testing.T, n *node)) {
+func forEachStore(t *testing.T, fn func(t *testing.T, n *node), adjust ...func(*server.Config)) {
 	for _, kind := range stores {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			fn(t, startNode(t, kind))
+			fn(t, startNode(t, kind, adjust...))
 		})
 	}
+}
+
+// defaultWorkerTimers keeps the engine's production heartbeat timeout, for
+// tests that load the machine enough to delay a 200 ms heartbeat by a second.
+func defaultWorkerTimers(cfg *server.Config) {
+	cfg.Engine.HeartbeatInterval, cfg.Engine.HeartbeatTimeout = 0, 0
 }

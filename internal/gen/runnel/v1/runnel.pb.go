@@ -1855,8 +1855,19 @@ func (x *SubscribeRequest) GetTypes() []string {
 }
 
 type SubscribeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The subscription's position after this message: resuming after it
+	// continues exactly where this message left off. The first message of a
+	// subscription carries no events and gives the resolved start point (so a
+	// subscription "from now" can resume without a gap); later messages
+	// without events are heartbeats, or pages whose events were all filtered
+	// out by type.
+	Position string `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	// Set on the last message of a subscription that ended because the run
+	// ended: every event up to its terminal event was delivered (possibly in
+	// an earlier subscription, when resuming after the terminal event).
+	RunEnded      bool `protobuf:"varint,3,opt,name=run_ended,json=runEnded,proto3" json:"run_ended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1896,6 +1907,20 @@ func (x *SubscribeResponse) GetEvents() []*Event {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *SubscribeResponse) GetPosition() string {
+	if x != nil {
+		return x.Position
+	}
+	return ""
+}
+
+func (x *SubscribeResponse) GetRunEnded() bool {
+	if x != nil {
+		return x.RunEnded
+	}
+	return false
 }
 
 type Event struct {
@@ -2263,9 +2288,11 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x10SubscribeRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x14\n" +
-	"\x05types\x18\x03 \x03(\tR\x05types\"=\n" +
+	"\x05types\x18\x03 \x03(\tR\x05types\"v\n" +
 	"\x11SubscribeResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.runnel.v1.EventR\x06events\"\xff\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.runnel.v1.EventR\x06events\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\tR\bposition\x12\x1b\n" +
+	"\trun_ended\x18\x03 \x01(\bR\brunEnded\"\xff\x01\n" +
 	"\x05Event\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\tR\bposition\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1a\n" +
