@@ -45,8 +45,13 @@ type Reader struct {
 	// batch (default 256).
 	PageSize int
 	// PageBytes caps the payload bytes of a page read from the store
-	// (default 1 MiB; a single larger event is still read alone).
+	// (default 256 KiB; a single larger event is still read alone).
 	PageBytes int
+	// BatchBytes caps the payload bytes delivered in one batch (default 64
+	// KiB; a single larger event goes alone). A subscriber that stops
+	// reading holds one batch in the engine while its write blocks, so this
+	// bounds what stuck subscribers cost.
+	BatchBytes int
 	// TailEvents and TailBytes bound the in-memory tail of each followed
 	// run (defaults 4096 events, 8 MiB).
 	TailEvents int
@@ -66,7 +71,7 @@ type Reader struct {
 func NewReader(st store.Store, hub *Hub) *Reader {
 	return &Reader{
 		store: st, hub: hub,
-		PageSize: 256, PageBytes: 1 << 20, TailEvents: 4096, TailBytes: 8 << 20,
+		PageSize: 256, PageBytes: 256 << 10, BatchBytes: 64 << 10, TailEvents: 4096, TailBytes: 8 << 20,
 		Poll: 2 * time.Second, Heartbeat: 15 * time.Second,
 		feeds: make(map[string]*feed),
 	}
@@ -132,7 +137,7 @@ func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) er
 		if events, covered := view.after(after); covered {
 			if len(events) > 0 {
 				for len(events) > 0 {
-					n := min(len(events), r.PageSize)
+					n := r.batchLen(events)
 					done, err := send(events[:n])
 					if err != nil || done {
 						return err
@@ -169,11 +174,29 @@ func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) er
 			after = view.base
 			continue
 		}
-		done, err := send(page)
-		if err != nil || done {
-			return err
+		for len(page) > 0 {
+			n := r.batchLen(page)
+			done, err := send(page[:n])
+			if err != nil || done {
+				return err
+			}
+			page = page[n:]
 		}
 	}
+}
+
+// batchLen returns how many of events go in the next batch: at most
+// PageSize events and BatchBytes of payload, and at least one event.
+func (r *Reader) batchLen(events []store.Event) int {
+	n, bytes := 0, 0
+	for n < len(events) && n < r.PageSize {
+		bytes += len(events[n].Payload) + len(events[n].Data)
+		if n > 0 && bytes > r.BatchBytes {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 func resetTimer(t *time.Timer, d time.Duration) {

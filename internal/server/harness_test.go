@@ -27,7 +27,7 @@ type node struct {
 
 // startNode starts an in-process engine node on a fresh database of the
 // given kind, with short timers so worker loss and timeouts are quick.
-func startNode(t *testing.T, kind string, adjust ...func(*server.Config)) *node {
+func startNode(t testing.TB, kind string, adjust ...func(*server.Config)) *node {
 	t.Helper()
 	cfg := server.Config{
 		DataDir: t.TempDir(),
@@ -106,7 +106,7 @@ func waitRun(t *testing.T, n *node, runID string) (*runnel.Run, []runnel.Event) 
 	return run, events
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("RUNNEL_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
