@@ -10,6 +10,7 @@ import (
 	"github.com/runnel-dev/runnel/internal/engine"
 	"github.com/runnel-dev/runnel/internal/eventlog"
 	pb "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
+	"github.com/runnel-dev/runnel/internal/gen/runnel/v1/runnelv1connect"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -17,6 +18,9 @@ import (
 // thin: decode, call the engine, encode; errors are mapped by the
 // interceptor.
 type workerService struct {
+	// Refuses calls not implemented here (Unimplemented), e.g. from newer
+	// clients.
+	runnelv1connect.UnimplementedWorkerServiceHandler
 	engine *engine.Engine
 }
 
@@ -124,6 +128,7 @@ func (s *workerService) FailStep(ctx context.Context, req *connect.Request[pb.Fa
 
 // runService adapts RunService calls to the engine.
 type runService struct {
+	runnelv1connect.UnimplementedRunServiceHandler
 	engine *engine.Engine
 }
 

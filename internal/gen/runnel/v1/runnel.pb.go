@@ -2144,6 +2144,311 @@ func (x *CreateTokenResponse) GetTenantId() string {
 	return ""
 }
 
+type SpawnRunRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	ParentStepRunId    string                 `protobuf:"bytes,1,opt,name=parent_step_run_id,json=parentStepRunId,proto3" json:"parent_step_run_id,omitempty"`
+	ParentAttempt      int32                  `protobuf:"varint,2,opt,name=parent_attempt,json=parentAttempt,proto3" json:"parent_attempt,omitempty"`
+	Workflow           string                 `protobuf:"bytes,3,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	Input              []byte                 `protobuf:"bytes,4,opt,name=input,proto3" json:"input,omitempty"`
+	AdditionalMetadata map[string]string      `protobuf:"bytes,5,rep,name=additional_metadata,json=additionalMetadata,proto3" json:"additional_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Identifies this spawn within the parent attempt (the SDK numbers its
+	// spawns), so a request sent again after a lost reply creates one run.
+	Key           string `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpawnRunRequest) Reset() {
+	*x = SpawnRunRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpawnRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpawnRunRequest) ProtoMessage() {}
+
+func (x *SpawnRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpawnRunRequest.ProtoReflect.Descriptor instead.
+func (*SpawnRunRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SpawnRunRequest) GetParentStepRunId() string {
+	if x != nil {
+		return x.ParentStepRunId
+	}
+	return ""
+}
+
+func (x *SpawnRunRequest) GetParentAttempt() int32 {
+	if x != nil {
+		return x.ParentAttempt
+	}
+	return 0
+}
+
+func (x *SpawnRunRequest) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *SpawnRunRequest) GetInput() []byte {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *SpawnRunRequest) GetAdditionalMetadata() map[string]string {
+	if x != nil {
+		return x.AdditionalMetadata
+	}
+	return nil
+}
+
+func (x *SpawnRunRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type SpawnRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpawnRunResponse) Reset() {
+	*x = SpawnRunResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpawnRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpawnRunResponse) ProtoMessage() {}
+
+func (x *SpawnRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpawnRunResponse.ProtoReflect.Descriptor instead.
+func (*SpawnRunResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SpawnRunResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type SubscribeMetadataRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// As SubscribeRequest.from: "" (the first event of the first matching
+	// run), "now", or a position received earlier.
+	From          string   `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	Types         []string `protobuf:"bytes,4,rep,name=types,proto3" json:"types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeMetadataRequest) Reset() {
+	*x = SubscribeMetadataRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeMetadataRequest) ProtoMessage() {}
+
+func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeMetadataRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SubscribeMetadataRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SubscribeMetadataRequest) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *SubscribeMetadataRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *SubscribeMetadataRequest) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+type PushEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// JSON; becomes the input of the triggered runs.
+	Payload            []byte            `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	AdditionalMetadata map[string]string `protobuf:"bytes,3,rep,name=additional_metadata,json=additionalMetadata,proto3" json:"additional_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *PushEventRequest) Reset() {
+	*x = PushEventRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushEventRequest) ProtoMessage() {}
+
+func (x *PushEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushEventRequest.ProtoReflect.Descriptor instead.
+func (*PushEventRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PushEventRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PushEventRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PushEventRequest) GetAdditionalMetadata() map[string]string {
+	if x != nil {
+		return x.AdditionalMetadata
+	}
+	return nil
+}
+
+type PushEventResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunIds        []string               `protobuf:"bytes,1,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushEventResponse) Reset() {
+	*x = PushEventResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushEventResponse) ProtoMessage() {}
+
+func (x *PushEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushEventResponse.ProtoReflect.Descriptor instead.
+func (*PushEventResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PushEventResponse) GetRunIds() []string {
+	if x != nil {
+		return x.RunIds
+	}
+	return nil
+}
+
 var File_runnel_v1_runnel_proto protoreflect.FileDescriptor
 
 const file_runnel_v1_runnel_proto_rawDesc = "" +
@@ -2310,14 +2615,41 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"H\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
-	"\ttenant_id\x18\x02 \x01(\tR\btenantId2\xcd\x03\n" +
+	"\ttenant_id\x18\x02 \x01(\tR\btenantId\"\xd5\x02\n" +
+	"\x0fSpawnRunRequest\x12+\n" +
+	"\x12parent_step_run_id\x18\x01 \x01(\tR\x0fparentStepRunId\x12%\n" +
+	"\x0eparent_attempt\x18\x02 \x01(\x05R\rparentAttempt\x12\x1a\n" +
+	"\bworkflow\x18\x03 \x01(\tR\bworkflow\x12\x14\n" +
+	"\x05input\x18\x04 \x01(\fR\x05input\x12c\n" +
+	"\x13additional_metadata\x18\x05 \x03(\v22.runnel.v1.SpawnRunRequest.AdditionalMetadataEntryR\x12additionalMetadata\x12\x10\n" +
+	"\x03key\x18\x06 \x01(\tR\x03key\x1aE\n" +
+	"\x17AdditionalMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\")\n" +
+	"\x10SpawnRunResponse\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"l\n" +
+	"\x18SubscribeMetadataRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x14\n" +
+	"\x05types\x18\x04 \x03(\tR\x05types\"\xeb\x01\n" +
+	"\x10PushEventRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12d\n" +
+	"\x13additional_metadata\x18\x03 \x03(\v23.runnel.v1.PushEventRequest.AdditionalMetadataEntryR\x12additionalMetadata\x1aE\n" +
+	"\x17AdditionalMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\",\n" +
+	"\x11PushEventResponse\x12\x17\n" +
+	"\arun_ids\x18\x01 \x03(\tR\x06runIds2\x92\x04\n" +
 	"\rWorkerService\x12U\n" +
 	"\x0eRegisterWorker\x12 .runnel.v1.RegisterWorkerRequest\x1a!.runnel.v1.RegisterWorkerResponse\x12?\n" +
 	"\x06Listen\x12\x18.runnel.v1.ListenRequest\x1a\x19.runnel.v1.ListenResponse0\x01\x12F\n" +
 	"\tHeartbeat\x12\x1b.runnel.v1.HeartbeatRequest\x1a\x1c.runnel.v1.HeartbeatResponse\x12F\n" +
 	"\tPutStream\x12\x1b.runnel.v1.PutStreamRequest\x1a\x1c.runnel.v1.PutStreamResponse\x12O\n" +
 	"\fCompleteStep\x12\x1e.runnel.v1.CompleteStepRequest\x1a\x1f.runnel.v1.CompleteStepResponse\x12C\n" +
-	"\bFailStep\x12\x1a.runnel.v1.FailStepRequest\x1a\x1b.runnel.v1.FailStepResponse2\x8f\x04\n" +
+	"\bFailStep\x12\x1a.runnel.v1.FailStepRequest\x1a\x1b.runnel.v1.FailStepResponse\x12C\n" +
+	"\bSpawnRun\x12\x1a.runnel.v1.SpawnRunRequest\x1a\x1b.runnel.v1.SpawnRunResponse2\xb1\x05\n" +
 	"\n" +
 	"RunService\x12I\n" +
 	"\n" +
@@ -2327,7 +2659,9 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\tCancelRun\x12\x1b.runnel.v1.CancelRunRequest\x1a\x1c.runnel.v1.CancelRunResponse\x12R\n" +
 	"\rListWorkflows\x12\x1f.runnel.v1.ListWorkflowsRequest\x1a .runnel.v1.ListWorkflowsResponse\x12H\n" +
 	"\tSubscribe\x12\x1b.runnel.v1.SubscribeRequest\x1a\x1c.runnel.v1.SubscribeResponse0\x01\x12L\n" +
-	"\vCreateToken\x12\x1d.runnel.v1.CreateTokenRequest\x1a\x1e.runnel.v1.CreateTokenResponseB>Z<github.com/runnel-dev/runnel/internal/gen/runnel/v1;runnelv1b\x06proto3"
+	"\vCreateToken\x12\x1d.runnel.v1.CreateTokenRequest\x1a\x1e.runnel.v1.CreateTokenResponse\x12X\n" +
+	"\x11SubscribeMetadata\x12#.runnel.v1.SubscribeMetadataRequest\x1a\x1c.runnel.v1.SubscribeResponse0\x01\x12F\n" +
+	"\tPushEvent\x12\x1b.runnel.v1.PushEventRequest\x1a\x1c.runnel.v1.PushEventResponseB>Z<github.com/runnel-dev/runnel/internal/gen/runnel/v1;runnelv1b\x06proto3"
 
 var (
 	file_runnel_v1_runnel_proto_rawDescOnce sync.Once
@@ -2341,93 +2675,108 @@ func file_runnel_v1_runnel_proto_rawDescGZIP() []byte {
 	return file_runnel_v1_runnel_proto_rawDescData
 }
 
-var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_runnel_v1_runnel_proto_goTypes = []any{
-	(*StepDefinition)(nil),         // 0: runnel.v1.StepDefinition
-	(*WorkflowDefinition)(nil),     // 1: runnel.v1.WorkflowDefinition
-	(*RegisterWorkerRequest)(nil),  // 2: runnel.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil), // 3: runnel.v1.RegisterWorkerResponse
-	(*ListenRequest)(nil),          // 4: runnel.v1.ListenRequest
-	(*ListenResponse)(nil),         // 5: runnel.v1.ListenResponse
-	(*StepAssignment)(nil),         // 6: runnel.v1.StepAssignment
-	(*StepCancellation)(nil),       // 7: runnel.v1.StepCancellation
-	(*HeartbeatRequest)(nil),       // 8: runnel.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 9: runnel.v1.HeartbeatResponse
-	(*PutStreamRequest)(nil),       // 10: runnel.v1.PutStreamRequest
-	(*PutStreamResponse)(nil),      // 11: runnel.v1.PutStreamResponse
-	(*CompleteStepRequest)(nil),    // 12: runnel.v1.CompleteStepRequest
-	(*CompleteStepResponse)(nil),   // 13: runnel.v1.CompleteStepResponse
-	(*FailStepRequest)(nil),        // 14: runnel.v1.FailStepRequest
-	(*FailStepResponse)(nil),       // 15: runnel.v1.FailStepResponse
-	(*TriggerRunRequest)(nil),      // 16: runnel.v1.TriggerRunRequest
-	(*TriggerRunResponse)(nil),     // 17: runnel.v1.TriggerRunResponse
-	(*GetRunRequest)(nil),          // 18: runnel.v1.GetRunRequest
-	(*GetRunResponse)(nil),         // 19: runnel.v1.GetRunResponse
-	(*Run)(nil),                    // 20: runnel.v1.Run
-	(*StepRun)(nil),                // 21: runnel.v1.StepRun
-	(*StepAttempt)(nil),            // 22: runnel.v1.StepAttempt
-	(*ListRunsRequest)(nil),        // 23: runnel.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),       // 24: runnel.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),       // 25: runnel.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),      // 26: runnel.v1.CancelRunResponse
-	(*ListWorkflowsRequest)(nil),   // 27: runnel.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),  // 28: runnel.v1.ListWorkflowsResponse
-	(*SubscribeRequest)(nil),       // 29: runnel.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),      // 30: runnel.v1.SubscribeResponse
-	(*Event)(nil),                  // 31: runnel.v1.Event
-	(*CreateTokenRequest)(nil),     // 32: runnel.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),    // 33: runnel.v1.CreateTokenResponse
-	nil,                            // 34: runnel.v1.StepAssignment.AdditionalMetadataEntry
-	nil,                            // 35: runnel.v1.StepAssignment.ParentOutputsEntry
-	nil,                            // 36: runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
-	nil,                            // 37: runnel.v1.Run.AdditionalMetadataEntry
+	(*StepDefinition)(nil),           // 0: runnel.v1.StepDefinition
+	(*WorkflowDefinition)(nil),       // 1: runnel.v1.WorkflowDefinition
+	(*RegisterWorkerRequest)(nil),    // 2: runnel.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),   // 3: runnel.v1.RegisterWorkerResponse
+	(*ListenRequest)(nil),            // 4: runnel.v1.ListenRequest
+	(*ListenResponse)(nil),           // 5: runnel.v1.ListenResponse
+	(*StepAssignment)(nil),           // 6: runnel.v1.StepAssignment
+	(*StepCancellation)(nil),         // 7: runnel.v1.StepCancellation
+	(*HeartbeatRequest)(nil),         // 8: runnel.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 9: runnel.v1.HeartbeatResponse
+	(*PutStreamRequest)(nil),         // 10: runnel.v1.PutStreamRequest
+	(*PutStreamResponse)(nil),        // 11: runnel.v1.PutStreamResponse
+	(*CompleteStepRequest)(nil),      // 12: runnel.v1.CompleteStepRequest
+	(*CompleteStepResponse)(nil),     // 13: runnel.v1.CompleteStepResponse
+	(*FailStepRequest)(nil),          // 14: runnel.v1.FailStepRequest
+	(*FailStepResponse)(nil),         // 15: runnel.v1.FailStepResponse
+	(*TriggerRunRequest)(nil),        // 16: runnel.v1.TriggerRunRequest
+	(*TriggerRunResponse)(nil),       // 17: runnel.v1.TriggerRunResponse
+	(*GetRunRequest)(nil),            // 18: runnel.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 19: runnel.v1.GetRunResponse
+	(*Run)(nil),                      // 20: runnel.v1.Run
+	(*StepRun)(nil),                  // 21: runnel.v1.StepRun
+	(*StepAttempt)(nil),              // 22: runnel.v1.StepAttempt
+	(*ListRunsRequest)(nil),          // 23: runnel.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 24: runnel.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 25: runnel.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 26: runnel.v1.CancelRunResponse
+	(*ListWorkflowsRequest)(nil),     // 27: runnel.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),    // 28: runnel.v1.ListWorkflowsResponse
+	(*SubscribeRequest)(nil),         // 29: runnel.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 30: runnel.v1.SubscribeResponse
+	(*Event)(nil),                    // 31: runnel.v1.Event
+	(*CreateTokenRequest)(nil),       // 32: runnel.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 33: runnel.v1.CreateTokenResponse
+	(*SpawnRunRequest)(nil),          // 34: runnel.v1.SpawnRunRequest
+	(*SpawnRunResponse)(nil),         // 35: runnel.v1.SpawnRunResponse
+	(*SubscribeMetadataRequest)(nil), // 36: runnel.v1.SubscribeMetadataRequest
+	(*PushEventRequest)(nil),         // 37: runnel.v1.PushEventRequest
+	(*PushEventResponse)(nil),        // 38: runnel.v1.PushEventResponse
+	nil,                              // 39: runnel.v1.StepAssignment.AdditionalMetadataEntry
+	nil,                              // 40: runnel.v1.StepAssignment.ParentOutputsEntry
+	nil,                              // 41: runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
+	nil,                              // 42: runnel.v1.Run.AdditionalMetadataEntry
+	nil,                              // 43: runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
+	nil,                              // 44: runnel.v1.PushEventRequest.AdditionalMetadataEntry
 }
 var file_runnel_v1_runnel_proto_depIdxs = []int32{
 	0,  // 0: runnel.v1.WorkflowDefinition.steps:type_name -> runnel.v1.StepDefinition
 	1,  // 1: runnel.v1.RegisterWorkerRequest.workflows:type_name -> runnel.v1.WorkflowDefinition
 	6,  // 2: runnel.v1.ListenResponse.assignment:type_name -> runnel.v1.StepAssignment
 	7,  // 3: runnel.v1.ListenResponse.cancellation:type_name -> runnel.v1.StepCancellation
-	34, // 4: runnel.v1.StepAssignment.additional_metadata:type_name -> runnel.v1.StepAssignment.AdditionalMetadataEntry
-	35, // 5: runnel.v1.StepAssignment.parent_outputs:type_name -> runnel.v1.StepAssignment.ParentOutputsEntry
-	36, // 6: runnel.v1.TriggerRunRequest.additional_metadata:type_name -> runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
+	39, // 4: runnel.v1.StepAssignment.additional_metadata:type_name -> runnel.v1.StepAssignment.AdditionalMetadataEntry
+	40, // 5: runnel.v1.StepAssignment.parent_outputs:type_name -> runnel.v1.StepAssignment.ParentOutputsEntry
+	41, // 6: runnel.v1.TriggerRunRequest.additional_metadata:type_name -> runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
 	20, // 7: runnel.v1.GetRunResponse.run:type_name -> runnel.v1.Run
-	37, // 8: runnel.v1.Run.additional_metadata:type_name -> runnel.v1.Run.AdditionalMetadataEntry
+	42, // 8: runnel.v1.Run.additional_metadata:type_name -> runnel.v1.Run.AdditionalMetadataEntry
 	21, // 9: runnel.v1.Run.steps:type_name -> runnel.v1.StepRun
 	22, // 10: runnel.v1.StepRun.attempts:type_name -> runnel.v1.StepAttempt
 	20, // 11: runnel.v1.ListRunsResponse.runs:type_name -> runnel.v1.Run
 	1,  // 12: runnel.v1.ListWorkflowsResponse.workflows:type_name -> runnel.v1.WorkflowDefinition
 	31, // 13: runnel.v1.SubscribeResponse.events:type_name -> runnel.v1.Event
-	2,  // 14: runnel.v1.WorkerService.RegisterWorker:input_type -> runnel.v1.RegisterWorkerRequest
-	4,  // 15: runnel.v1.WorkerService.Listen:input_type -> runnel.v1.ListenRequest
-	8,  // 16: runnel.v1.WorkerService.Heartbeat:input_type -> runnel.v1.HeartbeatRequest
-	10, // 17: runnel.v1.WorkerService.PutStream:input_type -> runnel.v1.PutStreamRequest
-	12, // 18: runnel.v1.WorkerService.CompleteStep:input_type -> runnel.v1.CompleteStepRequest
-	14, // 19: runnel.v1.WorkerService.FailStep:input_type -> runnel.v1.FailStepRequest
-	16, // 20: runnel.v1.RunService.TriggerRun:input_type -> runnel.v1.TriggerRunRequest
-	18, // 21: runnel.v1.RunService.GetRun:input_type -> runnel.v1.GetRunRequest
-	23, // 22: runnel.v1.RunService.ListRuns:input_type -> runnel.v1.ListRunsRequest
-	25, // 23: runnel.v1.RunService.CancelRun:input_type -> runnel.v1.CancelRunRequest
-	27, // 24: runnel.v1.RunService.ListWorkflows:input_type -> runnel.v1.ListWorkflowsRequest
-	29, // 25: runnel.v1.RunService.Subscribe:input_type -> runnel.v1.SubscribeRequest
-	32, // 26: runnel.v1.RunService.CreateToken:input_type -> runnel.v1.CreateTokenRequest
-	3,  // 27: runnel.v1.WorkerService.RegisterWorker:output_type -> runnel.v1.RegisterWorkerResponse
-	5,  // 28: runnel.v1.WorkerService.Listen:output_type -> runnel.v1.ListenResponse
-	9,  // 29: runnel.v1.WorkerService.Heartbeat:output_type -> runnel.v1.HeartbeatResponse
-	11, // 30: runnel.v1.WorkerService.PutStream:output_type -> runnel.v1.PutStreamResponse
-	13, // 31: runnel.v1.WorkerService.CompleteStep:output_type -> runnel.v1.CompleteStepResponse
-	15, // 32: runnel.v1.WorkerService.FailStep:output_type -> runnel.v1.FailStepResponse
-	17, // 33: runnel.v1.RunService.TriggerRun:output_type -> runnel.v1.TriggerRunResponse
-	19, // 34: runnel.v1.RunService.GetRun:output_type -> runnel.v1.GetRunResponse
-	24, // 35: runnel.v1.RunService.ListRuns:output_type -> runnel.v1.ListRunsResponse
-	26, // 36: runnel.v1.RunService.CancelRun:output_type -> runnel.v1.CancelRunResponse
-	28, // 37: runnel.v1.RunService.ListWorkflows:output_type -> runnel.v1.ListWorkflowsResponse
-	30, // 38: runnel.v1.RunService.Subscribe:output_type -> runnel.v1.SubscribeResponse
-	33, // 39: runnel.v1.RunService.CreateToken:output_type -> runnel.v1.CreateTokenResponse
-	27, // [27:40] is the sub-list for method output_type
-	14, // [14:27] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	43, // 14: runnel.v1.SpawnRunRequest.additional_metadata:type_name -> runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
+	44, // 15: runnel.v1.PushEventRequest.additional_metadata:type_name -> runnel.v1.PushEventRequest.AdditionalMetadataEntry
+	2,  // 16: runnel.v1.WorkerService.RegisterWorker:input_type -> runnel.v1.RegisterWorkerRequest
+	4,  // 17: runnel.v1.WorkerService.Listen:input_type -> runnel.v1.ListenRequest
+	8,  // 18: runnel.v1.WorkerService.Heartbeat:input_type -> runnel.v1.HeartbeatRequest
+	10, // 19: runnel.v1.WorkerService.PutStream:input_type -> runnel.v1.PutStreamRequest
+	12, // 20: runnel.v1.WorkerService.CompleteStep:input_type -> runnel.v1.CompleteStepRequest
+	14, // 21: runnel.v1.WorkerService.FailStep:input_type -> runnel.v1.FailStepRequest
+	34, // 22: runnel.v1.WorkerService.SpawnRun:input_type -> runnel.v1.SpawnRunRequest
+	16, // 23: runnel.v1.RunService.TriggerRun:input_type -> runnel.v1.TriggerRunRequest
+	18, // 24: runnel.v1.RunService.GetRun:input_type -> runnel.v1.GetRunRequest
+	23, // 25: runnel.v1.RunService.ListRuns:input_type -> runnel.v1.ListRunsRequest
+	25, // 26: runnel.v1.RunService.CancelRun:input_type -> runnel.v1.CancelRunRequest
+	27, // 27: runnel.v1.RunService.ListWorkflows:input_type -> runnel.v1.ListWorkflowsRequest
+	29, // 28: runnel.v1.RunService.Subscribe:input_type -> runnel.v1.SubscribeRequest
+	32, // 29: runnel.v1.RunService.CreateToken:input_type -> runnel.v1.CreateTokenRequest
+	36, // 30: runnel.v1.RunService.SubscribeMetadata:input_type -> runnel.v1.SubscribeMetadataRequest
+	37, // 31: runnel.v1.RunService.PushEvent:input_type -> runnel.v1.PushEventRequest
+	3,  // 32: runnel.v1.WorkerService.RegisterWorker:output_type -> runnel.v1.RegisterWorkerResponse
+	5,  // 33: runnel.v1.WorkerService.Listen:output_type -> runnel.v1.ListenResponse
+	9,  // 34: runnel.v1.WorkerService.Heartbeat:output_type -> runnel.v1.HeartbeatResponse
+	11, // 35: runnel.v1.WorkerService.PutStream:output_type -> runnel.v1.PutStreamResponse
+	13, // 36: runnel.v1.WorkerService.CompleteStep:output_type -> runnel.v1.CompleteStepResponse
+	15, // 37: runnel.v1.WorkerService.FailStep:output_type -> runnel.v1.FailStepResponse
+	35, // 38: runnel.v1.WorkerService.SpawnRun:output_type -> runnel.v1.SpawnRunResponse
+	17, // 39: runnel.v1.RunService.TriggerRun:output_type -> runnel.v1.TriggerRunResponse
+	19, // 40: runnel.v1.RunService.GetRun:output_type -> runnel.v1.GetRunResponse
+	24, // 41: runnel.v1.RunService.ListRuns:output_type -> runnel.v1.ListRunsResponse
+	26, // 42: runnel.v1.RunService.CancelRun:output_type -> runnel.v1.CancelRunResponse
+	28, // 43: runnel.v1.RunService.ListWorkflows:output_type -> runnel.v1.ListWorkflowsResponse
+	30, // 44: runnel.v1.RunService.Subscribe:output_type -> runnel.v1.SubscribeResponse
+	33, // 45: runnel.v1.RunService.CreateToken:output_type -> runnel.v1.CreateTokenResponse
+	30, // 46: runnel.v1.RunService.SubscribeMetadata:output_type -> runnel.v1.SubscribeResponse
+	38, // 47: runnel.v1.RunService.PushEvent:output_type -> runnel.v1.PushEventResponse
+	32, // [32:48] is the sub-list for method output_type
+	16, // [16:32] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_runnel_v1_runnel_proto_init() }
@@ -2445,7 +2794,7 @@ func file_runnel_v1_runnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_v1_runnel_proto_rawDesc), len(file_runnel_v1_runnel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

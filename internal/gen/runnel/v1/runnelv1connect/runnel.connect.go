@@ -51,6 +51,8 @@ const (
 	WorkerServiceCompleteStepProcedure = "/runnel.v1.WorkerService/CompleteStep"
 	// WorkerServiceFailStepProcedure is the fully-qualified name of the WorkerService's FailStep RPC.
 	WorkerServiceFailStepProcedure = "/runnel.v1.WorkerService/FailStep"
+	// WorkerServiceSpawnRunProcedure is the fully-qualified name of the WorkerService's SpawnRun RPC.
+	WorkerServiceSpawnRunProcedure = "/runnel.v1.WorkerService/SpawnRun"
 	// RunServiceTriggerRunProcedure is the fully-qualified name of the RunService's TriggerRun RPC.
 	RunServiceTriggerRunProcedure = "/runnel.v1.RunService/TriggerRun"
 	// RunServiceGetRunProcedure is the fully-qualified name of the RunService's GetRun RPC.
@@ -66,6 +68,11 @@ const (
 	RunServiceSubscribeProcedure = "/runnel.v1.RunService/Subscribe"
 	// RunServiceCreateTokenProcedure is the fully-qualified name of the RunService's CreateToken RPC.
 	RunServiceCreateTokenProcedure = "/runnel.v1.RunService/CreateToken"
+	// RunServiceSubscribeMetadataProcedure is the fully-qualified name of the RunService's
+	// SubscribeMetadata RPC.
+	RunServiceSubscribeMetadataProcedure = "/runnel.v1.RunService/SubscribeMetadata"
+	// RunServicePushEventProcedure is the fully-qualified name of the RunService's PushEvent RPC.
+	RunServicePushEventProcedure = "/runnel.v1.RunService/PushEvent"
 )
 
 // WorkerServiceClient is a client for the runnel.v1.WorkerService service.
@@ -88,6 +95,11 @@ type WorkerServiceClient interface {
 	CompleteStep(context.Context, *connect.Request[v1.CompleteStepRequest]) (*connect.Response[v1.CompleteStepResponse], error)
 	// FailStep reports a step attempt's failure.
 	FailStep(context.Context, *connect.Request[v1.FailStepRequest]) (*connect.Response[v1.FailStepResponse], error)
+	// SpawnRun starts a child run from a running step attempt. The child
+	// records its parent run and step and inherits the parent's additional
+	// metadata (its own merged on top). A spawn repeated with the same key by
+	// the same attempt returns the run it already created.
+	SpawnRun(context.Context, *connect.Request[v1.SpawnRunRequest]) (*connect.Response[v1.SpawnRunResponse], error)
 }
 
 // NewWorkerServiceClient constructs a client for the runnel.v1.WorkerService service. By default,
@@ -137,6 +149,12 @@ func NewWorkerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(workerServiceMethods.ByName("FailStep")),
 			connect.WithClientOptions(opts...),
 		),
+		spawnRun: connect.NewClient[v1.SpawnRunRequest, v1.SpawnRunResponse](
+			httpClient,
+			baseURL+WorkerServiceSpawnRunProcedure,
+			connect.WithSchema(workerServiceMethods.ByName("SpawnRun")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -148,6 +166,7 @@ type workerServiceClient struct {
 	putStream      *connect.Client[v1.PutStreamRequest, v1.PutStreamResponse]
 	completeStep   *connect.Client[v1.CompleteStepRequest, v1.CompleteStepResponse]
 	failStep       *connect.Client[v1.FailStepRequest, v1.FailStepResponse]
+	spawnRun       *connect.Client[v1.SpawnRunRequest, v1.SpawnRunResponse]
 }
 
 // RegisterWorker calls runnel.v1.WorkerService.RegisterWorker.
@@ -180,6 +199,11 @@ func (c *workerServiceClient) FailStep(ctx context.Context, req *connect.Request
 	return c.failStep.CallUnary(ctx, req)
 }
 
+// SpawnRun calls runnel.v1.WorkerService.SpawnRun.
+func (c *workerServiceClient) SpawnRun(ctx context.Context, req *connect.Request[v1.SpawnRunRequest]) (*connect.Response[v1.SpawnRunResponse], error) {
+	return c.spawnRun.CallUnary(ctx, req)
+}
+
 // WorkerServiceHandler is an implementation of the runnel.v1.WorkerService service.
 type WorkerServiceHandler interface {
 	// RegisterWorker stores the worker's workflow definitions and opens a
@@ -200,6 +224,11 @@ type WorkerServiceHandler interface {
 	CompleteStep(context.Context, *connect.Request[v1.CompleteStepRequest]) (*connect.Response[v1.CompleteStepResponse], error)
 	// FailStep reports a step attempt's failure.
 	FailStep(context.Context, *connect.Request[v1.FailStepRequest]) (*connect.Response[v1.FailStepResponse], error)
+	// SpawnRun starts a child run from a running step attempt. The child
+	// records its parent run and step and inherits the parent's additional
+	// metadata (its own merged on top). A spawn repeated with the same key by
+	// the same attempt returns the run it already created.
+	SpawnRun(context.Context, *connect.Request[v1.SpawnRunRequest]) (*connect.Response[v1.SpawnRunResponse], error)
 }
 
 // NewWorkerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -245,6 +274,12 @@ func NewWorkerServiceHandler(svc WorkerServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(workerServiceMethods.ByName("FailStep")),
 		connect.WithHandlerOptions(opts...),
 	)
+	workerServiceSpawnRunHandler := connect.NewUnaryHandler(
+		WorkerServiceSpawnRunProcedure,
+		svc.SpawnRun,
+		connect.WithSchema(workerServiceMethods.ByName("SpawnRun")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/runnel.v1.WorkerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case WorkerServiceRegisterWorkerProcedure:
@@ -259,6 +294,8 @@ func NewWorkerServiceHandler(svc WorkerServiceHandler, opts ...connect.HandlerOp
 			workerServiceCompleteStepHandler.ServeHTTP(w, r)
 		case WorkerServiceFailStepProcedure:
 			workerServiceFailStepHandler.ServeHTTP(w, r)
+		case WorkerServiceSpawnRunProcedure:
+			workerServiceSpawnRunHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -292,6 +329,10 @@ func (UnimplementedWorkerServiceHandler) FailStep(context.Context, *connect.Requ
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.WorkerService.FailStep is not implemented"))
 }
 
+func (UnimplementedWorkerServiceHandler) SpawnRun(context.Context, *connect.Request[v1.SpawnRunRequest]) (*connect.Response[v1.SpawnRunResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.WorkerService.SpawnRun is not implemented"))
+}
+
 // RunServiceClient is a client for the runnel.v1.RunService service.
 type RunServiceClient interface {
 	TriggerRun(context.Context, *connect.Request[v1.TriggerRunRequest]) (*connect.Response[v1.TriggerRunResponse], error)
@@ -305,6 +346,13 @@ type RunServiceClient interface {
 	// CreateToken mints an API token for a tenant (admin tokens only; the
 	// tenant is created if it does not exist).
 	CreateToken(context.Context, *connect.Request[v1.CreateTokenRequest]) (*connect.Response[v1.CreateTokenResponse], error)
+	// SubscribeMetadata streams every event of every run whose additional
+	// metadata has key = value, including runs created later, in one order
+	// (positions), resumable like Subscribe. It never ends by itself.
+	SubscribeMetadata(context.Context, *connect.Request[v1.SubscribeMetadataRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
+	// PushEvent pushes an event: every workflow registered OnEvents for its
+	// key is triggered with the payload as input and the event's metadata.
+	PushEvent(context.Context, *connect.Request[v1.PushEventRequest]) (*connect.Response[v1.PushEventResponse], error)
 }
 
 // NewRunServiceClient constructs a client for the runnel.v1.RunService service. By default, it uses
@@ -360,18 +408,32 @@ func NewRunServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(runServiceMethods.ByName("CreateToken")),
 			connect.WithClientOptions(opts...),
 		),
+		subscribeMetadata: connect.NewClient[v1.SubscribeMetadataRequest, v1.SubscribeResponse](
+			httpClient,
+			baseURL+RunServiceSubscribeMetadataProcedure,
+			connect.WithSchema(runServiceMethods.ByName("SubscribeMetadata")),
+			connect.WithClientOptions(opts...),
+		),
+		pushEvent: connect.NewClient[v1.PushEventRequest, v1.PushEventResponse](
+			httpClient,
+			baseURL+RunServicePushEventProcedure,
+			connect.WithSchema(runServiceMethods.ByName("PushEvent")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // runServiceClient implements RunServiceClient.
 type runServiceClient struct {
-	triggerRun    *connect.Client[v1.TriggerRunRequest, v1.TriggerRunResponse]
-	getRun        *connect.Client[v1.GetRunRequest, v1.GetRunResponse]
-	listRuns      *connect.Client[v1.ListRunsRequest, v1.ListRunsResponse]
-	cancelRun     *connect.Client[v1.CancelRunRequest, v1.CancelRunResponse]
-	listWorkflows *connect.Client[v1.ListWorkflowsRequest, v1.ListWorkflowsResponse]
-	subscribe     *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
-	createToken   *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
+	triggerRun        *connect.Client[v1.TriggerRunRequest, v1.TriggerRunResponse]
+	getRun            *connect.Client[v1.GetRunRequest, v1.GetRunResponse]
+	listRuns          *connect.Client[v1.ListRunsRequest, v1.ListRunsResponse]
+	cancelRun         *connect.Client[v1.CancelRunRequest, v1.CancelRunResponse]
+	listWorkflows     *connect.Client[v1.ListWorkflowsRequest, v1.ListWorkflowsResponse]
+	subscribe         *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
+	createToken       *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
+	subscribeMetadata *connect.Client[v1.SubscribeMetadataRequest, v1.SubscribeResponse]
+	pushEvent         *connect.Client[v1.PushEventRequest, v1.PushEventResponse]
 }
 
 // TriggerRun calls runnel.v1.RunService.TriggerRun.
@@ -409,6 +471,16 @@ func (c *runServiceClient) CreateToken(ctx context.Context, req *connect.Request
 	return c.createToken.CallUnary(ctx, req)
 }
 
+// SubscribeMetadata calls runnel.v1.RunService.SubscribeMetadata.
+func (c *runServiceClient) SubscribeMetadata(ctx context.Context, req *connect.Request[v1.SubscribeMetadataRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error) {
+	return c.subscribeMetadata.CallServerStream(ctx, req)
+}
+
+// PushEvent calls runnel.v1.RunService.PushEvent.
+func (c *runServiceClient) PushEvent(ctx context.Context, req *connect.Request[v1.PushEventRequest]) (*connect.Response[v1.PushEventResponse], error) {
+	return c.pushEvent.CallUnary(ctx, req)
+}
+
 // RunServiceHandler is an implementation of the runnel.v1.RunService service.
 type RunServiceHandler interface {
 	TriggerRun(context.Context, *connect.Request[v1.TriggerRunRequest]) (*connect.Response[v1.TriggerRunResponse], error)
@@ -422,6 +494,13 @@ type RunServiceHandler interface {
 	// CreateToken mints an API token for a tenant (admin tokens only; the
 	// tenant is created if it does not exist).
 	CreateToken(context.Context, *connect.Request[v1.CreateTokenRequest]) (*connect.Response[v1.CreateTokenResponse], error)
+	// SubscribeMetadata streams every event of every run whose additional
+	// metadata has key = value, including runs created later, in one order
+	// (positions), resumable like Subscribe. It never ends by itself.
+	SubscribeMetadata(context.Context, *connect.Request[v1.SubscribeMetadataRequest], *connect.ServerStream[v1.SubscribeResponse]) error
+	// PushEvent pushes an event: every workflow registered OnEvents for its
+	// key is triggered with the payload as input and the event's metadata.
+	PushEvent(context.Context, *connect.Request[v1.PushEventRequest]) (*connect.Response[v1.PushEventResponse], error)
 }
 
 // NewRunServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -473,6 +552,18 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(runServiceMethods.ByName("CreateToken")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runServiceSubscribeMetadataHandler := connect.NewServerStreamHandler(
+		RunServiceSubscribeMetadataProcedure,
+		svc.SubscribeMetadata,
+		connect.WithSchema(runServiceMethods.ByName("SubscribeMetadata")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runServicePushEventHandler := connect.NewUnaryHandler(
+		RunServicePushEventProcedure,
+		svc.PushEvent,
+		connect.WithSchema(runServiceMethods.ByName("PushEvent")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/runnel.v1.RunService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RunServiceTriggerRunProcedure:
@@ -489,6 +580,10 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 			runServiceSubscribeHandler.ServeHTTP(w, r)
 		case RunServiceCreateTokenProcedure:
 			runServiceCreateTokenHandler.ServeHTTP(w, r)
+		case RunServiceSubscribeMetadataProcedure:
+			runServiceSubscribeMetadataHandler.ServeHTTP(w, r)
+		case RunServicePushEventProcedure:
+			runServicePushEventHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -524,4 +619,12 @@ func (UnimplementedRunServiceHandler) Subscribe(context.Context, *connect.Reques
 
 func (UnimplementedRunServiceHandler) CreateToken(context.Context, *connect.Request[v1.CreateTokenRequest]) (*connect.Response[v1.CreateTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.RunService.CreateToken is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) SubscribeMetadata(context.Context, *connect.Request[v1.SubscribeMetadataRequest], *connect.ServerStream[v1.SubscribeResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.RunService.SubscribeMetadata is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) PushEvent(context.Context, *connect.Request[v1.PushEventRequest]) (*connect.Response[v1.PushEventResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.RunService.PushEvent is not implemented"))
 }
