@@ -22,6 +22,7 @@ type serverOptions struct {
 	db       string
 	sync     string
 	logLevel string
+	cors     []string
 }
 
 func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
@@ -32,6 +33,7 @@ func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	}
 	cmd.Flags().StringVar(&o.sync, "sync", "normal", "SQLite durability: normal (survives a crash of the engine) or full (also survives power loss, slower)")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringArrayVar(&o.cors, "cors-origin", nil, "browser origin allowed to call the HTTP API, e.g. http://localhost:3000 (repeatable; none by default)")
 }
 
 func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
@@ -47,7 +49,7 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 		db = os.Getenv("RUNNEL_DATABASE_URL")
 	}
 	cfg := server.Config{
-		Addr: o.addr, DataDir: o.dataDir, DatabaseURL: db, SQLiteSyncFull: o.sync == "full",
+		Addr: o.addr, DataDir: o.dataDir, DatabaseURL: db, SQLiteSyncFull: o.sync == "full", CORSOrigins: o.cors,
 		Logger: logger, Engine: engine.Config{Logger: logger},
 	}
 	return cfg, cfg.Validate()

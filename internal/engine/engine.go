@@ -44,9 +44,12 @@ type Config struct {
 	DispatchInterval time.Duration
 	// MaxBackoff caps the exponential backoff between retries (default 5m).
 	MaxBackoff time.Duration
-	Logger     *slog.Logger
-	Now        func() time.Time
-	Appender   eventlog.AppenderConfig
+	// SubscriptionHeartbeat is the longest a subscription stays silent; an
+	// idle one gets an empty message or an SSE comment (default 15s).
+	SubscriptionHeartbeat time.Duration
+	Logger                *slog.Logger
+	Now                   func() time.Time
+	Appender              eventlog.AppenderConfig
 }
 
 func (c *Config) setDefaults() {
@@ -64,6 +67,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DispatchInterval <= 0 {
 		c.DispatchInterval = 200 * time.Millisecond
+	}
+	if c.SubscriptionHeartbeat <= 0 {
+		c.SubscriptionHeartbeat = 15 * time.Second
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Minute
@@ -114,13 +120,15 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	if err != nil {
 		return nil, fmt.Errorf("read event log id: %w", err)
 	}
+	reader := eventlog.NewReader(st, hub)
+	reader.Heartbeat = cfg.SubscriptionHeartbeat
 	return &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		store:    st,
 		hub:      hub,
 		appender: eventlog.NewAppender(st, cfg.Appender),
-		reader:   eventlog.NewReader(st, hub),
+		reader:   reader,
 		codec:    eventlog.NewCodec(logID),
 		tokens:   newTokenCache(),
 		kick:     make(chan struct{}, 1),

@@ -192,3 +192,61 @@ func (e *Engine) CreateToken(ctx context.Context, p Principal, tenantName, name 
 	}
 	return secret, tenantID, nil
 }
+
+// Browser token lifetimes.
+const (
+	DefaultBrowserTokenTTL = 15 * time.Minute
+	MaxBrowserTokenTTL     = 24 * time.Hour
+)
+
+// BrowserTokenParams scope a read-only browser token: one run, or every run
+// carrying one metadata pair.
+type BrowserTokenParams struct {
+	RunID     string
+	MetaKey   string
+	MetaValue string
+	TTL       time.Duration // 0: DefaultBrowserTokenTTL
+}
+
+// CreateBrowserToken mints a short-lived read-only token that can read only
+// the run (or the metadata pair's runs) it is scoped to, in the principal's
+// tenant. Errors: PermissionDenied for read-only principals, InvalidArgument
+// for a bad scope or TTL, NotFound for a run outside the tenant.
+func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp BrowserTokenParams) (secret string, expires time.Time, err error) {
+	if !p.CanWrite() {
+		return "", time.Time{}, apierr.New(apierr.PermissionDenied, "a browser token cannot mint tokens")
+	}
+	switch {
+	case bp.RunID != "" && (bp.MetaKey != "" || bp.MetaValue != ""):
+		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "scope a browser token to a run or to a metadata pair, not both")
+	case bp.RunID == "" && bp.MetaKey == "":
+		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "a browser token needs a scope: runId, or metaKey and metaValue")
+	case bp.MetaKey != "" && (len(bp.MetaKey) > maxMetaKeyLen || len(bp.MetaValue) > maxMetaValueLen):
+		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "metaKey or metaValue too long")
+	}
+	if bp.TTL == 0 {
+		bp.TTL = DefaultBrowserTokenTTL
+	}
+	if bp.TTL < time.Second || bp.TTL > MaxBrowserTokenTTL {
+		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "ttl %s out of range 1s..%s", bp.TTL, MaxBrowserTokenTTL)
+	}
+	if bp.RunID != "" {
+		if _, err := e.store.GetRun(ctx, p.TenantID, bp.RunID); err != nil {
+			return "", time.Time{}, notFound(err, "unknown run %s", bp.RunID)
+		}
+	}
+	secret = newSecret()
+	now := e.now()
+	expires = now.Add(bp.TTL)
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		return tx.CreateToken(ctx, store.Token{
+			ID: newID(), TenantID: p.TenantID, Hash: hashSecret(secret), Kind: store.TokenBrowser,
+			Name: "browser", RunID: bp.RunID, MetaKey: bp.MetaKey, MetaValue: bp.MetaValue,
+			ExpiresAt: expires, CreatedAt: now,
+		})
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("store browser token: %w", err)
+	}
+	return secret, expires, nil
+}

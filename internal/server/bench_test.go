@@ -92,4 +92,3 @@ func benchStream(b *testing.B, kind string, rate int) {
 	cancel()
 	<-done
 }
-

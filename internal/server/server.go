@@ -41,8 +41,10 @@ type Config struct {
 	DatabaseURL string
 	// SQLiteSyncFull makes SQLite commits survive power loss (synchronous=FULL).
 	SQLiteSyncFull bool
-	Logger         *slog.Logger
-	Engine         engine.Config
+	// CORSOrigins are the browser origins allowed to call the HTTP API.
+	CORSOrigins []string
+	Logger      *slog.Logger
+	Engine      engine.Config
 }
 
 // Validate checks the configuration and reports the first bad field.
@@ -116,6 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	mux := http.NewServeMux()
 	api.NewRPC(s.engine, cfg.Logger).Mount(mux)
+	api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins}).Mount(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

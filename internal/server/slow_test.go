@@ -37,7 +37,9 @@ func TestStuckSubscribersBoundEngineMemory(t *testing.T) {
 		payload = 1 << 10
 	)
 	for _, kind := range stores {
-		t.Run(kind, func(t *testing.T) { stuckSubscribers(t, startNode(t, kind, defaultWorkerTimers), stuck, events, payload) })
+		t.Run(kind, func(t *testing.T) {
+			stuckSubscribers(t, startNode(t, kind, defaultWorkerTimers), stuck, events, payload)
+		})
 	}
 }
 

@@ -1,0 +1,183 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/engine"
+)
+
+// MaxRequestBody bounds a JSON request body: a run input of up to 4 MiB
+// plus its envelope.
+const MaxRequestBody = engine.MaxInputSize + 64<<10
+
+// HTTPConfig configures the JSON API and SSE endpoints.
+type HTTPConfig struct {
+	// CORSOrigins are the browser origins allowed to call the API ("*" for
+	// any). None by default.
+	CORSOrigins []string
+}
+
+// HTTP serves the JSON API under /api/v1 and its SSE streams, for backends
+// without the Go SDK and for browsers. It is a thin layer: decode, call the
+// engine, encode; errors are mapped to statuses once, in writeError.
+type HTTP struct {
+	engine *engine.Engine
+	log    *slog.Logger
+	cfg    HTTPConfig
+}
+
+// NewHTTP returns the HTTP API over e.
+func NewHTTP(e *engine.Engine, log *slog.Logger, cfg HTTPConfig) *HTTP {
+	return &HTTP{engine: e, log: log, cfg: cfg}
+}
+
+// Mount registers the routes on mux.
+func (h *HTTP) Mount(mux *http.ServeMux) {
+	route := func(pattern string, fn func(http.ResponseWriter, *http.Request, engine.Principal)) {
+		mux.Handle(pattern, h.cors(h.authenticated(fn)))
+	}
+	route("POST /api/v1/workflows/{name}/runs", h.triggerRun)
+	route("GET /api/v1/workflows", h.listWorkflows)
+	route("GET /api/v1/runs", h.listRuns)
+	route("GET /api/v1/runs/{runId}", h.getRun)
+	route("POST /api/v1/runs/{runId}/cancel", h.cancelRun)
+	route("GET /api/v1/runs/{runId}/stream", h.streamRun)
+	route("POST /api/v1/tokens", h.createToken)
+	// Preflight requests carry no token.
+	mux.Handle("OPTIONS /api/v1/", h.cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	// Anything else under the prefix is a JSON 404, not the mux's text one.
+	mux.Handle("/api/v1/", h.cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.writeError(w, r, apierr.New(apierr.NotFound, "no endpoint %s %s", r.Method, r.URL.Path))
+	})))
+}
+
+// authenticated resolves the request's token (Authorization header, or
+// ?token= for EventSource, which cannot set headers) to a principal.
+func (h *HTTP) authenticated(fn func(http.ResponseWriter, *http.Request, engine.Principal)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := h.engine.Authenticate(r.Context(), BearerToken(r.Header, r.URL.Query().Get))
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		fn(w, r, p)
+	})
+}
+
+// cors applies the configured origins: allowed ones get the CORS headers
+// (and preflights an empty 204); others get none, so browsers refuse them.
+func (h *HTTP) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && (slices.Contains(h.cfg.CORSOrigins, origin) || slices.Contains(h.cfg.CORSOrigins, "*"))
+		if origin != "" {
+			w.Header().Add("Vary", "Origin")
+		}
+		if allowed {
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			w.Header().Set("Access-Control-Expose-Headers", "Content-Type")
+		}
+		if r.Method == http.MethodOptions {
+			if !allowed {
+				h.writeError(w, r, apierr.New(apierr.PermissionDenied, "origin %q is not allowed (see --cors-origin)", origin))
+				return
+			}
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// decodeJSON reads a JSON request body into v: at most MaxRequestBody bytes,
+// no unknown fields, nothing after the value. The Content-Type is not
+// checked (curl -d sends a form type); the body must be JSON whatever it says.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if dec.More() {
+		return apierr.New(apierr.InvalidArgument, "request body holds more than one JSON value")
+	}
+	return nil
+}
+
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		return &apierr.Error{Code: apierr.ResourceExhausted, Message: fmt.Sprintf("request body exceeds the %d byte limit", tooBig.Limit)}
+	case errors.Is(err, context.Canceled):
+		return err
+	case err.Error() == "EOF":
+		return apierr.New(apierr.InvalidArgument, "request body is empty: want a JSON object")
+	case errors.As(err, &syntax):
+		return apierr.New(apierr.InvalidArgument, "request body is not valid JSON (at byte %d)", syntax.Offset)
+	case errors.As(err, &typ):
+		return apierr.New(apierr.InvalidArgument, "field %q: want %s, got JSON %s", typ.Field, typ.Type, typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return apierr.New(apierr.InvalidArgument, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return apierr.New(apierr.InvalidArgument, "invalid request body: %v", err)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// HTTPStatus maps an error code to an HTTP status.
+func HTTPStatus(c apierr.Code) int {
+	switch c {
+	case apierr.InvalidArgument:
+		return http.StatusBadRequest
+	case apierr.Unauthenticated:
+		return http.StatusUnauthorized
+	case apierr.PermissionDenied:
+		return http.StatusForbidden
+	case apierr.NotFound:
+		return http.StatusNotFound
+	case apierr.AlreadyExists, apierr.FailedPrecondition:
+		return http.StatusConflict
+	case apierr.ResourceExhausted:
+		return http.StatusRequestEntityTooLarge
+	case apierr.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError writes {"error": {"code", "message"}} with the fitting status.
+// Uncoded errors are internal: logged, shown as a generic message.
+func (h *HTTP) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client left
+	}
+	code := apierr.CodeOf(err)
+	if code == apierr.Internal {
+		h.log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if code == apierr.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="runnel"`)
+	}
+	writeJSON(w, HTTPStatus(code), map[string]any{
+		"error": map[string]string{"code": string(code), "message": apierr.Message(err)},
+	})
+}

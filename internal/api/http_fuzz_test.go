@@ -1,0 +1,78 @@
+package api
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+)
+
+// The parsers of outside input never panic, and every refusal is a coded
+// client error (never an internal one).
+
+func FuzzParseListQuery(f *testing.F) {
+	f.Add("workflow=a&status=completed&meta=k:v&limit=10&before=x")
+	f.Add("meta=:&limit=-1")
+	f.Add("%zz")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		if _, err := parseListQuery(q); err != nil && apierr.CodeOf(err) != apierr.InvalidArgument {
+			t.Fatalf("parseListQuery(%q): %v", raw, err)
+		}
+	})
+}
+
+func FuzzStreamStart(f *testing.F) {
+	f.Add("from=now&types=a,b", "abc.1")
+	f.Add("after=x.2", "")
+	f.Add("from=%00", "\r\n")
+	f.Fuzz(func(t *testing.T, raw, lastEventID string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		h := http.Header{}
+		h.Set("Last-Event-ID", lastEventID)
+		if _, _, err := streamStart(h, q); err != nil && apierr.CodeOf(err) != apierr.InvalidArgument {
+			t.Fatalf("streamStart(%q, %q): %v", raw, lastEventID, err)
+		}
+	})
+}
+
+func FuzzBearerToken(f *testing.F) {
+	f.Add("Bearer rnl_abc", "")
+	f.Add("", "rnl_x")
+	f.Add("Basic Zm9v", "y")
+	f.Fuzz(func(t *testing.T, auth, query string) {
+		h := http.Header{}
+		h.Set("Authorization", auth)
+		tok := BearerToken(h, func(string) string { return query })
+		if h.Get("Authorization") == "" && tok != query {
+			t.Fatalf("query token %q not used", query)
+		}
+	})
+}
+
+func FuzzDecodeTriggerBody(f *testing.F) {
+	f.Add([]byte(`{"input": {"a": 1}, "additionalMetadata": {"k": "v"}}`))
+	f.Add([]byte(`{"input": `))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"additionalMetadata": {"k": 1}} {}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+		var req triggerRequest
+		if err := decodeJSON(httptest.NewRecorder(), r, &req); err != nil {
+			switch apierr.CodeOf(err) {
+			case apierr.InvalidArgument, apierr.ResourceExhausted:
+			default:
+				t.Fatalf("decode %q: %v", body, err)
+			}
+		}
+	})
+}

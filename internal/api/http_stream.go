@@ -1,0 +1,125 @@
+package api
+
+import (
+	"bufio"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/ssewire"
+	"github.com/runnel-dev/runnel/internal/store"
+)
+
+// streamStart parses where an SSE stream starts and which types it keeps:
+// the Last-Event-ID header (sent by EventSource when it reconnects) wins
+// over ?after=, which wins over ?from=start|now.
+func streamStart(h http.Header, q url.Values) (from string, types []string, err error) {
+	from = q.Get("from")
+	switch from {
+	case "", "start", "now":
+	default:
+		return "", nil, apierr.New(apierr.InvalidArgument, "invalid from %q: want start or now (resume with ?after=POSITION or Last-Event-ID)", from)
+	}
+	if after := q.Get("after"); after != "" {
+		from = after
+	}
+	if id := strings.TrimSpace(h.Get("Last-Event-ID")); id != "" {
+		from = id
+	}
+	if t := q.Get("types"); t != "" {
+		for _, typ := range strings.Split(t, ",") {
+			if typ = strings.TrimSpace(typ); typ != "" {
+				types = append(types, typ)
+			}
+		}
+	}
+	return from, types, nil
+}
+
+// streamRun serves GET /api/v1/runs/{runId}/stream as Server-Sent Events.
+func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Principal) {
+	runID := r.PathValue("runId")
+	if _, err := h.readableRun(r, p, runID); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	from, types, err := streamStart(r.Header, r.URL.Query())
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	sw := newSSEWriter(w, h.engine.Codec())
+	err = h.engine.Subscribe(r.Context(), engine.SubscribeParams{
+		TenantID: p.TenantID, RunID: runID, From: from, Types: types,
+	}, sw.deliver)
+	switch {
+	case err == nil:
+		sw.end(runID)
+	case !sw.started:
+		h.writeError(w, r, err)
+	default:
+		// Mid-stream (client gone, engine stopping): the client reconnects
+		// with Last-Event-ID and resumes.
+	}
+}
+
+// sseWriter writes subscription batches as SSE frames, one flush per batch
+// (so every event leaves at once, and a burst leaves in one write).
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	buf     *bufio.Writer
+	codec   eventlog.Codec
+	started bool
+}
+
+func newSSEWriter(w http.ResponseWriter, codec eventlog.Codec) *sseWriter {
+	return &sseWriter{w: w, rc: http.NewResponseController(w), buf: bufio.NewWriterSize(w, 32<<10), codec: codec}
+}
+
+func (s *sseWriter) deliver(events []store.Event, pos int64) error {
+	if !s.started {
+		// The subscription is open: send the headers now, so the client
+		// knows it is connected before the first event.
+		hdr := s.w.Header()
+		hdr.Set("Content-Type", "text/event-stream")
+		hdr.Set("Cache-Control", "no-cache")
+		hdr.Set("Connection", "keep-alive")
+		hdr.Set("X-Accel-Buffering", "no")
+		s.w.WriteHeader(http.StatusOK)
+		s.started = true
+	}
+	if len(events) == 0 {
+		// First message or heartbeat: a comment keeps proxies and the
+		// client's idle timers from closing the stream.
+		if err := ssewire.WriteComment(s.buf, "position "+s.codec.Encode(pos)); err != nil {
+			return err
+		}
+	}
+	for _, ev := range events {
+		err := ssewire.Write(s.buf, ssewire.Event{
+			Position: s.codec.Encode(ev.Position), RunID: ev.RunID, Workflow: ev.Workflow, Type: ev.Type,
+			StepRunID: ev.StepRunID, Step: ev.Step, Attempt: ev.Attempt, Payload: ev.Payload, Data: ev.Data,
+			Time: ev.CreatedAt,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := s.buf.Flush(); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+func (s *sseWriter) end(runID string) {
+	if !s.started {
+		_ = s.deliver(nil, 0)
+	}
+	if ssewire.WriteEnd(s.buf, runID) == nil && s.buf.Flush() == nil {
+		_ = s.rc.Flush()
+	}
+}

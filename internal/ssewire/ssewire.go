@@ -1,0 +1,125 @@
+// Package ssewire is Runnel's Server-Sent Events format, shared by the
+// engine's SSE endpoints and the public sse package so both speak exactly
+// the same frames:
+//
+//	id: <position>
+//	event: <type>
+//	data: <one line of JSON>
+//
+// The data object holds runId, workflow, type and timestamp; step events add
+// stepRunId, step and attempt; the event's details (output, error, …) are
+// merged in; step.stream events carry payload, as text when it is valid
+// UTF-8, else base64 with "encoding": "base64".
+package ssewire
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Event is one run event, in the fields SSE carries.
+type Event struct {
+	Position  string
+	RunID     string
+	Workflow  string
+	Type      string
+	StepRunID string
+	Step      string
+	Attempt   int
+	Payload   []byte
+	Data      json.RawMessage // JSON object of details, may be empty
+	Time      time.Time
+}
+
+// EndEvent is the name of the message that ends a run stream.
+const EndEvent = "end"
+
+// DataObject returns the data object of an event.
+func DataObject(ev Event) map[string]any {
+	m := make(map[string]any, 8)
+	if len(ev.Data) > 0 {
+		// Details first, so the fixed fields below always win.
+		_ = json.Unmarshal(ev.Data, &m)
+	}
+	m["runId"] = ev.RunID
+	m["workflow"] = ev.Workflow
+	m["type"] = ev.Type
+	m["timestamp"] = ev.Time.UTC().Format(time.RFC3339Nano)
+	if ev.StepRunID != "" {
+		m["stepRunId"] = ev.StepRunID
+		m["step"] = ev.Step
+		m["attempt"] = ev.Attempt
+	}
+	if ev.Type == "step.stream" {
+		if utf8.Valid(ev.Payload) {
+			m["payload"] = string(ev.Payload)
+		} else {
+			m["payload"] = base64.StdEncoding.EncodeToString(ev.Payload)
+			m["encoding"] = "base64"
+		}
+	}
+	return m
+}
+
+// Data returns the one-line JSON data of an event.
+func Data(ev Event) []byte {
+	b, err := json.Marshal(DataObject(ev))
+	if err != nil {
+		// Only strings, numbers and decoded JSON: cannot fail.
+		panic(fmt.Sprintf("ssewire: encode event: %v", err))
+	}
+	return b
+}
+
+// WriteEvent writes one event frame. The data is JSON, which encoding/json
+// never spreads over lines; any CR or LF is still refused rather than
+// allowed to break the framing, and so are they in id and name.
+func WriteEvent(w io.Writer, id, name string, data []byte) error {
+	if strings.ContainsAny(id, "\r\n") || strings.ContainsAny(name, "\r\n") || bytes.ContainsAny(data, "\r\n") {
+		return fmt.Errorf("ssewire: line break in an SSE field (id %q, event %q)", id, name)
+	}
+	var b bytes.Buffer
+	b.Grow(len(id) + len(name) + len(data) + 24)
+	if id != "" {
+		b.WriteString("id: ")
+		b.WriteString(id)
+		b.WriteByte('\n')
+	}
+	if name != "" {
+		b.WriteString("event: ")
+		b.WriteString(name)
+		b.WriteByte('\n')
+	}
+	b.WriteString("data: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// Write writes an event as a frame: its position as id, its type as name.
+func Write(w io.Writer, ev Event) error {
+	return WriteEvent(w, ev.Position, ev.Type, Data(ev))
+}
+
+// WriteComment writes a comment line (used as a heartbeat), ignored by
+// clients.
+func WriteComment(w io.Writer, text string) error {
+	text = strings.NewReplacer("\r", " ", "\n", " ").Replace(text)
+	_, err := io.WriteString(w, ": "+text+"\n\n")
+	return err
+}
+
+// WriteEnd writes the message that ends a run stream after its terminal
+// event. It carries no id, so a client's Last-Event-ID stays the terminal
+// event's position.
+func WriteEnd(w io.Writer, runID string) error {
+	data, _ := json.Marshal(map[string]string{"runId": runID})
+	return WriteEvent(w, "", EndEvent, data)
+}

@@ -1,0 +1,94 @@
+package ssewire
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWriteFramesEvents(t *testing.T) {
+	t.Parallel()
+	ts := time.Date(2026, 11, 24, 12, 0, 0, 5000, time.UTC)
+	var b bytes.Buffer
+	err := Write(&b, Event{
+		Position: "ab12cd34.7", RunID: "r1", Workflow: "wf", Type: "step.stream",
+		StepRunID: "s1", Step: "gen", Attempt: 2, Payload: []byte("line1\nline2\r\nend"), Time: ts,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "id: ab12cd34.7\nevent: step.stream\ndata: " +
+		`{"attempt":2,"payload":"line1\nline2\r\nend","runId":"r1","step":"gen","stepRunId":"s1","timestamp":"2026-11-24T12:00:00.000005Z","type":"step.stream","workflow":"wf"}` +
+		"\n\n"
+	if b.String() != want {
+		t.Fatalf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+func TestBinaryPayloadIsBase64(t *testing.T) {
+	t.Parallel()
+	payload := []byte{0xff, 0x00, '\n', 0xfe}
+	m := DataObject(Event{Type: "step.stream", Payload: payload})
+	if m["encoding"] != "base64" || m["payload"] != base64.StdEncoding.EncodeToString(payload) {
+		t.Fatalf("got %v", m)
+	}
+}
+
+func TestDetailsAreMergedButCannotOverrideFields(t *testing.T) {
+	t.Parallel()
+	m := DataObject(Event{RunID: "r", Type: "step.completed", StepRunID: "s",
+		Data: json.RawMessage(`{"output":{"x":1},"runId":"forged"}`)})
+	if m["runId"] != "r" {
+		t.Fatalf("runId overridden: %v", m)
+	}
+	if _, ok := m["output"]; !ok {
+		t.Fatalf("output missing: %v", m)
+	}
+}
+
+func TestWriteRefusesLineBreaks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range [][3]string{{"a\nb", "x", "{}"}, {"a", "x\r", "{}"}, {"a", "x", "{\n}"}} {
+		if err := WriteEvent(&bytes.Buffer{}, tc[0], tc[1], []byte(tc[2])); err == nil {
+			t.Fatalf("no error for %q", tc)
+		}
+	}
+}
+
+// FuzzWrite: whatever a step puts and whatever details an event has, a frame
+// is exactly three lines and a blank one, and its data decodes back to the
+// payload.
+func FuzzWrite(f *testing.F) {
+	f.Add([]byte("hello"), []byte(`{"output":1}`))
+	f.Add([]byte("a\r\nb\u2028c"), []byte(`{}`))
+	f.Add([]byte{0xff, '\n', '\r'}, []byte(`not json`))
+	f.Fuzz(func(t *testing.T, payload, details []byte) {
+		var b bytes.Buffer
+		ev := Event{Position: "p.1", RunID: "r", Type: "step.stream", StepRunID: "s", Payload: payload, Data: details}
+		if err := Write(&b, ev); err != nil {
+			t.Fatal(err)
+		}
+		frame := b.String()
+		if !strings.HasSuffix(frame, "\n\n") || strings.Count(frame, "\n") != 4 || strings.Contains(frame, "\r") {
+			t.Fatalf("bad framing: %q", frame)
+		}
+		data := strings.TrimPrefix(strings.Split(frame, "\n")[2], "data: ")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(data), &m); err != nil {
+			t.Fatal(err)
+		}
+		got := []byte(m["payload"].(string))
+		if m["encoding"] == "base64" {
+			var err error
+			if got, err = base64.StdEncoding.DecodeString(m["payload"].(string)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, payload) {
+			t.Fatalf("payload %q came back as %q", payload, got)
+		}
+	})
+}
