@@ -123,6 +123,7 @@ func newDevCommand() *cobra.Command {
 
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Runnel dev engine on %s (store: %s)\n", srv.URL(), describeStore(cfg))
+			fmt.Fprintf(out, "Dashboard: %s/#token=%s\n", srv.URL(), token)
 			fmt.Fprintf(out, "API token: %s\n", token)
 			if srv.AdminToken != "" {
 				fmt.Fprintf(out, "           (kept in %s; the CLI reads it from there)\n", filepath.Join(cfg.DataDir, "admin.token"))

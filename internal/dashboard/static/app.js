@@ -1,0 +1,445 @@
+// Runnel dashboard. Plain ES module, no dependencies: it uses only the
+// public HTTP API (/api/v1) and its SSE streams.
+
+const app = document.getElementById("app");
+const TOKEN_KEY = "runnel.token";
+const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
+
+// Demo inputs prefilled in the trigger form.
+const DEMO_INPUTS = {
+  "demo-text": { chunks: 20, intervalMs: 50 },
+  "demo-file": { bytes: 65536 },
+  "demo-parent": { n: 3 },
+  "demo-child": { index: 0 },
+  "demo-flaky": { failAttempts: 1 },
+  "demo-slow": { seconds: 30 },
+};
+
+// ---- token: kept only in this browser session -------------------------
+
+function takeTokenFromURL() {
+  // runnel dev prints http://host/#token=...: the fragment never reaches a
+  // server or its logs. Keep it for the session and clean the address bar.
+  // An optional &next=/runs/ID opens a page after signing in.
+  const m = location.hash.match(/^#token=([^&]+)(?:&next=(\/[^&]*))?/);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + "#" + (m[2] ? decodeURIComponent(m[2]) : "/runs"));
+  }
+}
+
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+class APIError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: { Authorization: "Bearer " + token() } };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const resp = await fetch("/api/v1" + path, opts);
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const e = data.error || {};
+    if (resp.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      route();
+    }
+    throw new APIError(resp.status, e.code || "error", e.message || resp.statusText);
+  }
+  return data;
+}
+
+// ---- small DOM helpers -----------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "class") node.className = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+// set replaces a node's children, skipping null/false (conditional parts).
+function set(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
+const badge = (status) => el("span", { class: "badge s-" + status }, status.replace("_", " "));
+
+function fmtTime(t) {
+  return t ? new Date(t).toLocaleTimeString(undefined, { hour12: false }) : "–";
+}
+
+function fmtDuration(start, end) {
+  if (!start) return "–";
+  const ms = (end ? new Date(end) : new Date()) - new Date(start);
+  if (ms < 1000) return ms + " ms";
+  if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
+  return Math.floor(ms / 60000) + " m " + Math.round((ms % 60000) / 1000) + " s";
+}
+
+function fmtJSON(v) {
+  return v === undefined || v === null ? "" : JSON.stringify(v, null, 2);
+}
+
+function showError(where, err) {
+  set(where, el("p", { class: "error", role: "alert" }, err.message || String(err)));
+}
+
+// ---- pages -----------------------------------------------------------------
+
+let cleanup = () => {};
+
+function route() {
+  cleanup();
+  cleanup = () => {};
+  takeTokenFromURL();
+  document.getElementById("logout").hidden = !token();
+  if (!token()) return loginPage();
+  const hash = location.hash || "#/runs";
+  const run = hash.match(/^#\/runs\/([0-9a-f-]+)$/);
+  document.getElementById("nav-runs").classList.toggle("active", !!hash.match(/^#\/runs/));
+  document.getElementById("nav-trigger").classList.toggle("active", hash.startsWith("#/trigger"));
+  if (run) return runPage(run[1]);
+  if (hash.startsWith("#/trigger")) return triggerPage(new URLSearchParams(hash.split("?")[1] || ""));
+  return runsPage(new URLSearchParams(hash.split("?")[1] || ""));
+}
+
+function loginPage() {
+  const input = el("input", { type: "password", id: "token", placeholder: "rnl_…", autocomplete: "off", required: true });
+  const msg = el("p", { class: "muted" });
+  const form = el("form", {
+    class: "card login",
+    onsubmit: async (e) => {
+      e.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      try {
+        await api("GET", "/runs?limit=1");
+        location.hash = "#/runs";
+        route();
+      } catch (err) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        msg.className = "error";
+        msg.textContent = err.message;
+      }
+    },
+  },
+    el("h1", {}, "Sign in"),
+    el("p", { class: "muted" }, "Paste an API token. ", el("code", {}, "runnel dev"),
+      " prints one (and a link that signs you in). It is kept only in this browser tab."),
+    el("label", { for: "token" }, "Token"), input,
+    el("button", { type: "submit", class: "primary" }, "Sign in"), msg);
+  set(app, form);
+  input.focus();
+}
+
+// Runs list: newest first, filters, paging; refreshed every 1.5 s so new runs
+// and status changes appear without reload.
+function runsPage(params) {
+  const filters = { workflow: params.get("workflow") || "", status: params.get("status") || "", meta: params.get("meta") || "" };
+  let before = params.get("before") || "";
+  const tbody = el("tbody");
+  const pager = el("div", { class: "pager" });
+  const msg = el("div");
+  const field = (name, label, input) => el("label", { class: "filter" }, el("span", {}, label), input);
+  const wf = el("input", { name: "workflow", value: filters.workflow, placeholder: "any" });
+  const st = el("select", { name: "status" }, el("option", { value: "" }, "any"),
+    ...["queued", "running", "completed", "failed", "cancelled", "timed_out"].map((s) =>
+      el("option", { value: s, selected: s === filters.status }, s.replace("_", " "))));
+  const meta = el("input", { name: "meta", value: filters.meta, placeholder: "key:value" });
+  const form = el("form", {
+    class: "filters",
+    onsubmit: (e) => {
+      e.preventDefault();
+      const q = new URLSearchParams();
+      if (wf.value) q.set("workflow", wf.value.trim());
+      if (st.value) q.set("status", st.value);
+      if (meta.value) q.set("meta", meta.value.trim());
+      location.hash = "#/runs?" + q.toString();
+    },
+  }, field("workflow", "Workflow", wf), field("status", "Status", st), field("meta", "Metadata", meta),
+    el("button", { type: "submit" }, "Filter"));
+
+  set(app, 
+    el("div", { class: "page-head" }, el("h1", {}, "Runs"), el("a", { class: "button primary", href: "#/trigger" }, "Trigger a run")),
+    form, msg,
+    el("div", { class: "table-wrap" }, el("table", { class: "runs" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Run"), el("th", {}, "Workflow"), el("th", {}, "Status"),
+        el("th", { class: "hide-narrow" }, "Started"), el("th", {}, "Duration"), el("th", { class: "hide-narrow" }, "Metadata"))),
+      tbody)),
+    pager);
+
+  let stopped = false;
+  let timer;
+  async function load() {
+    const q = new URLSearchParams({ limit: "25" });
+    for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
+    if (before) q.set("before", before);
+    try {
+      const data = await api("GET", "/runs?" + q.toString());
+      if (stopped) return;
+      set(msg, );
+      set(tbody, ...data.runs.map((r) => el("tr", { "data-run": r.runId, class: "run-row" },
+        el("td", {}, el("a", { href: "#/runs/" + r.runId, class: "mono" }, r.runId.slice(-12))),
+        el("td", {}, r.workflow),
+        el("td", { class: "status" }, badge(r.status)),
+        el("td", { class: "hide-narrow" }, fmtTime(r.startedAt || r.createdAt)),
+        el("td", {}, fmtDuration(r.startedAt, r.finishedAt)),
+        el("td", { class: "hide-narrow meta" }, Object.entries(r.additionalMetadata || {}).map(([k, v]) => el("code", {}, k + "=" + v)))),
+      ));
+      if (data.runs.length === 0) {
+        set(tbody, el("tr", {}, el("td", { colspan: 6, class: "muted empty" },
+          "No runs yet. ", el("a", { href: "#/trigger" }, "Trigger one"), ".")));
+      }
+      set(pager, ...[
+        before ? el("button", { onclick: () => { before = ""; load(); } }, "Newest") : null,
+        data.nextBefore ? el("button", { onclick: () => { before = data.nextBefore; load(); } }, "Older →") : null,
+      ].filter(Boolean));
+    } catch (err) {
+      if (!stopped) showError(msg, err);
+    }
+    if (!stopped) timer = setTimeout(load, 1500);
+  }
+  load();
+  cleanup = () => { stopped = true; clearTimeout(timer); };
+}
+
+async function triggerPage(params) {
+  const msg = el("div");
+  set(app, el("h1", {}, "Trigger a run"), msg);
+  let workflows;
+  try {
+    workflows = (await api("GET", "/workflows")).workflows;
+  } catch (err) {
+    return showError(msg, err);
+  }
+  if (workflows.length === 0) {
+    return set(msg, el("p", { class: "muted" }, "No workflows are registered yet: start a worker (runnel worker, or runnel dev)."));
+  }
+  const pick = params.get("workflow") || (workflows.find((w) => w.name === "demo-text") || workflows[0]).name;
+  const select = el("select", { id: "workflow", name: "workflow" },
+    ...workflows.map((w) => el("option", { value: w.name, selected: w.name === pick }, w.name)));
+  const input = el("textarea", { id: "input", rows: 6, spellcheck: "false" });
+  const meta = el("textarea", { id: "meta", rows: 3, spellcheck: "false", placeholder: "key=value, one per line" });
+  const steps = el("p", { class: "muted" });
+  const fill = () => {
+    input.value = JSON.stringify(DEMO_INPUTS[select.value] || {}, null, 2);
+    const wf = workflows.find((w) => w.name === select.value);
+    steps.textContent = "Steps: " + wf.steps.map((s) => s.name + (s.parents ? " ← " + s.parents.join(", ") : "")).join(" · ");
+  };
+  select.addEventListener("change", fill);
+  fill();
+  const form = el("form", {
+    class: "card trigger",
+    onsubmit: async (e) => {
+      e.preventDefault();
+      let body;
+      try {
+        body = { input: input.value.trim() ? JSON.parse(input.value) : {}, additionalMetadata: {} };
+        for (const line of meta.value.split("\n")) {
+          if (!line.trim()) continue;
+          const i = line.indexOf("=");
+          if (i <= 0) throw new Error(`metadata line "${line}": want key=value`);
+          body.additionalMetadata[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+        }
+      } catch (err) {
+        return showError(msg, new Error("Input: " + err.message));
+      }
+      try {
+        const { runId } = await api("POST", "/workflows/" + encodeURIComponent(select.value) + "/runs", body);
+        location.hash = "#/runs/" + runId;
+      } catch (err) {
+        showError(msg, err);
+      }
+    },
+  },
+    el("label", { for: "workflow" }, "Workflow"), select, steps,
+    el("label", { for: "input" }, "Input (JSON)"), input,
+    el("label", { for: "meta" }, "Additional metadata"), meta,
+    el("button", { type: "submit", class: "primary", id: "start" }, "Start run"));
+  app.append(form);
+}
+
+// A binary payload: a download link, and the picture itself when it is one.
+function binaryItem(bytes, index) {
+  const kind = sniffImage(bytes);
+  const blob = new Blob([bytes], { type: kind || "application/octet-stream" });
+  const url = URL.createObjectURL(blob);
+  return el("div", { class: "binary" },
+    kind ? el("img", { src: url, alt: "streamed image " + index }) : null,
+    el("a", { href: url, download: "payload-" + index + (kind ? "." + kind.split("/")[1] : ".bin") },
+      "⬇ binary payload, " + bytes.length.toLocaleString() + " bytes"));
+}
+
+function sniffImage(b) {
+  if (b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) return "image/png";
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "image/jpeg";
+  if (b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46) return "image/gif";
+  return "";
+}
+
+function decodeBase64(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// Run page: details and steps (refreshed on every step or run event) and the
+// live stream output. A reload replays the run's log from the start, so the
+// output is rebuilt with each chunk exactly once.
+async function runPage(runId) {
+  const head = el("div", { class: "page-head" });
+  const details = el("div", { class: "details" });
+  const stepsBox = el("div", { class: "steps" });
+  const output = el("div", { id: "output", class: "output", "aria-live": "polite" });
+  const position = el("span", { id: "position", class: "mono muted" }, "–");
+  const state = el("span", { id: "stream-state", class: "muted" }, "connecting…");
+  const follow = el("input", { type: "checkbox", id: "follow", checked: true });
+  const msg = el("div");
+  set(app, 
+    el("p", { class: "crumbs" }, el("a", { href: "#/runs" }, "← Runs")),
+    head, msg,
+    el("section", { class: "grid" },
+      el("div", { class: "card" }, el("h2", {}, "Run"), details),
+      el("div", { class: "card" }, el("h2", {}, "Steps"), stepsBox)),
+    el("section", { class: "card stream" },
+      el("div", { class: "stream-head" }, el("h2", {}, "Live output"),
+        el("label", { class: "toggle" }, follow, " Follow"),
+        state, el("span", { class: "muted" }, "position ", position)),
+      output));
+
+  let stopped = false;
+  let es;
+  let lastId = "";
+  let refreshTimer;
+  let run;
+  cleanup = () => { stopped = true; if (es) es.close(); clearTimeout(refreshTimer); };
+
+  const renderRun = (r) => {
+    run = r;
+    set(head, 
+      el("h1", {}, r.workflow, " ", badge(r.status)),
+      TERMINAL.has(r.status) ? null : el("button", {
+        class: "danger", id: "cancel",
+        onclick: async (e) => {
+          e.target.disabled = true;
+          try { await api("POST", "/runs/" + runId + "/cancel"); } catch (err) { showError(msg, err); }
+        },
+      }, "Cancel run"));
+    const row = (k, v) => [el("dt", {}, k), el("dd", {}, v)];
+    set(details, el("dl", {},
+      row("Run id", el("span", { class: "mono" }, r.runId)),
+      row("Status", badge(r.status)),
+      row("Started", fmtTime(r.startedAt)),
+      row("Duration", fmtDuration(r.startedAt, r.finishedAt)),
+      r.parentRunId ? row("Parent", el("a", { href: "#/runs/" + r.parentRunId, class: "mono" }, r.parentRunId)) : null,
+      (r.children || []).length ? row("Children", el("div", {}, r.children.map((c) =>
+        el("div", {}, el("a", { href: "#/runs/" + c.runId, class: "mono" }, c.runId.slice(-12)), " ", badge(c.status))))) : null,
+      row("Metadata", Object.keys(r.additionalMetadata).length
+        ? Object.entries(r.additionalMetadata).map(([k, v]) => el("code", {}, k + "=" + v)) : el("span", { class: "muted" }, "none")),
+      row("Input", el("pre", {}, fmtJSON(r.input))),
+      r.output ? row("Output", el("pre", {}, fmtJSON(r.output))) : null,
+      r.error ? row("Error", el("pre", { class: "error" }, r.error)) : null));
+    set(stepsBox, ...(r.steps || []).map((s) => el("div", { class: "step", "data-step": s.step },
+      el("div", { class: "step-head" },
+        el("strong", {}, s.step), badge(s.status),
+        el("span", { class: "muted" }, "attempt " + s.attempt),
+        el("span", { class: "muted" }, fmtDuration(s.startedAt, s.finishedAt)),
+        s.parents.length ? el("span", { class: "muted" }, "after " + s.parents.join(", ")) : null),
+      s.output !== undefined ? el("pre", {}, fmtJSON(s.output)) : null,
+      s.error && s.status !== "completed" ? el("pre", { class: "error" }, s.error) : null,
+      s.attempts.length > 1 ? el("ol", { class: "attempts" }, s.attempts.map((a) =>
+        el("li", {}, badge(a.status), " ", fmtDuration(a.startedAt, a.finishedAt), a.error ? " – " + a.error : ""))) : null)));
+  };
+
+  const refresh = async () => {
+    try {
+      const r = await api("GET", "/runs/" + runId);
+      if (!stopped) renderRun(r);
+    } catch (err) {
+      if (!stopped) showError(msg, err);
+    }
+  };
+  const refreshSoon = () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(refresh, 100); };
+
+  await refresh();
+  if (stopped || !run) return;
+
+  // The stream uses a short-lived read-only browser token scoped to this run,
+  // so the API token never appears in a URL.
+  let streamToken;
+  const mint = async () => (streamToken = (await api("POST", "/tokens", { runId, ttl: "1h" })).token);
+  try { await mint(); } catch (err) { return showError(msg, err); }
+
+  let chunkCount = 0;
+  let lastAttempt = 0;
+  const append = (node) => {
+    output.append(node);
+    if (follow.checked) output.scrollTop = output.scrollHeight;
+  };
+  const onStream = (e) => {
+    lastId = e.lastEventId;
+    position.textContent = lastId;
+    const d = JSON.parse(e.data);
+    if (d.attempt !== lastAttempt) {
+      if (lastAttempt !== 0) append(el("div", { class: "attempt-mark" }, `— ${d.step}, attempt ${d.attempt} —`));
+      lastAttempt = d.attempt;
+    }
+    chunkCount++;
+    if (d.encoding === "base64") append(binaryItem(decodeBase64(d.payload), chunkCount));
+    else append(el("span", { class: "chunk", "data-attempt": d.attempt }, d.payload));
+  };
+  const open = () => {
+    const q = new URLSearchParams({ token: streamToken });
+    if (lastId) q.set("after", lastId);
+    es = new EventSource(`/api/v1/runs/${runId}/stream?` + q.toString());
+    es.onopen = () => { state.textContent = "live"; state.className = "live"; };
+    es.addEventListener("step.stream", onStream);
+    for (const t of ["run.started", "run.completed", "run.failed", "run.cancelled", "run.timed_out",
+      "step.started", "step.completed", "step.failed", "step.cancelled", "step.timed_out"]) {
+      es.addEventListener(t, (e) => { lastId = e.lastEventId; position.textContent = lastId; refreshSoon(); });
+    }
+    es.addEventListener("end", () => {
+      es.close();
+      state.textContent = "ended";
+      state.className = "muted";
+      refreshSoon();
+    });
+    es.onerror = async () => {
+      if (stopped || es.readyState !== EventSource.CLOSED) {
+        // EventSource reconnects by itself, sending Last-Event-ID.
+        state.textContent = "reconnecting…";
+        state.className = "muted";
+        return;
+      }
+      // Closed for good (e.g. the stream token expired): mint a new one and
+      // resume after the last event shown.
+      try { await mint(); if (!stopped) open(); } catch (err) { showError(msg, err); }
+    };
+  };
+  open();
+}
+
+document.getElementById("logout").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.hash = "#/runs";
+  route();
+});
+window.addEventListener("hashchange", route);
+route();
