@@ -1,0 +1,206 @@
+package dashboard_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/runnel-dev/runnel/internal/demo"
+	"github.com/runnel-dev/runnel/internal/testengine"
+)
+
+// newTab starts a headless Debian chromium (skipping the test when there is
+// none, unless RUNNEL_TEST_REQUIRE_BROWSER=1) and returns a tab context and
+// a function that reports the page's console errors and exceptions.
+func newTab(t *testing.T) (context.Context, func() []string) {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("RUNNEL_TEST_REQUIRE_BROWSER") == "1" {
+			t.Fatalf("chromium is required (RUNNEL_TEST_REQUIRE_BROWSER=1) but not found: %v", err)
+		}
+		t.Skip("chromium not found; skipping browser test (apt-get install chromium, or set RUNNEL_TEST_REQUIRE_BROWSER=1 to fail)")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		// The network is closed: without these, chromium stalls on outside
+		// connections.
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	var mu sync.Mutex
+	var problems []string
+	listen := func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			desc := d.Text
+			if d.Exception != nil {
+				desc += " " + d.Exception.Description
+			}
+			problems = append(problems, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, desc))
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, a.Description+fmt.Sprint(a.Value))
+				}
+				problems = append(problems, "console.error: "+strings.Join(parts, " "))
+			}
+		}
+	}
+	if err := chromedp.Listen(ctx, listen); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), problems...)
+	}
+}
+
+// waitJS polls a JavaScript condition in the page until it is true.
+func waitJS(cond string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))
+}
+
+// screenshot saves a PNG into docs/screenshots when
+// RUNNEL_UPDATE_SCREENSHOTS=1, else into the test's temporary directory.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := t.TempDir()
+	if os.Getenv("RUNNEL_UPDATE_SCREENSHOTS") == "1" {
+		dir = filepath.Join("..", "..", "docs", "screenshots")
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// Trigger demo-text from the form, watch every chunk appear in order on the
+// run page, reload mid-run and end with each chunk exactly once; the runs
+// list shows a run go from running to completed without reload; cancel
+// demo-slow from its page. No console errors, and no horizontal scrolling
+// on a phone-width screen.
+func TestDashboard(t *testing.T) {
+	t.Parallel()
+	e := testengine.StartWithDemoWorker(t)
+	ctx, problems := newTab(t)
+	const chunks = 40
+
+	// Sign in through the link runnel dev prints, then trigger from the form.
+	run(t, ctx,
+		chromedp.Navigate(e.URL+"/#token="+e.Token),
+		chromedp.WaitVisible(`a.button.primary`),
+		chromedp.Click(`a.button.primary`),
+		chromedp.WaitVisible(`#workflow`),
+		chromedp.SetValue(`#workflow`, "demo-text"),
+		chromedp.SetValue(`#input`, fmt.Sprintf(`{"chunks": %d, "intervalMs": 80}`, chunks)),
+		chromedp.SetValue(`#meta`, "user=ada"),
+		chromedp.Click(`#start`),
+		chromedp.WaitVisible(`#output`),
+		waitJS(`document.querySelectorAll('#output .chunk').length >= 12`),
+	)
+	screenshot(t, ctx, "run.png")
+
+	// Reload mid-run: the page replays the log and follows on.
+	run(t, ctx,
+		chromedp.Reload(),
+		chromedp.WaitVisible(`#output`),
+		waitJS(`document.getElementById('stream-state').textContent === 'ended'`),
+	)
+	text := eval[string](t, ctx, `Array.from(document.querySelectorAll('#output .chunk')).map(c => c.textContent).join('')`)
+	count := eval[int](t, ctx, `document.querySelectorAll('#output .chunk').length`)
+	if count != chunks || text != demo.TextOutput(chunks) {
+		t.Fatalf("after reload the page shows %d chunks %q, want each of %d exactly once: %q", count, text, chunks, demo.TextOutput(chunks))
+	}
+
+	// The runs list follows a run from running to completed by itself.
+	runID, err := e.Client.Admin().RunWorkflow(context.Background(), "demo-text", map[string]int{"chunks": 30, "intervalMs": 60},
+		withMeta("user", "grace"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf(`document.querySelector('tr[data-run="%s"] .badge')`, runID)
+	run(t, ctx,
+		chromedp.Navigate(e.URL+"/#/runs"),
+		waitJS(row+` && `+row+`.textContent === 'running'`),
+	)
+	screenshot(t, ctx, "runs.png")
+	run(t, ctx, waitJS(row+`.textContent === 'completed'`))
+
+	// Cancel demo-slow from its page.
+	slowID, err := e.Client.Admin().RunWorkflow(context.Background(), "demo-slow", map[string]int{"seconds": 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx,
+		chromedp.Navigate(e.URL+"/#/runs/"+slowID),
+		waitJS(`document.querySelectorAll('#output .chunk').length >= 1`),
+		chromedp.Click(`#cancel`),
+		waitJS(`document.querySelector('h1 .badge').textContent === 'cancelled'`),
+		waitJS(`document.getElementById('stream-state').textContent === 'ended'`),
+	)
+	got, err := e.Client.Admin().GetRun(context.Background(), slowID)
+	if err != nil || got.Status != "cancelled" {
+		t.Fatalf("run %s after cancel: %v %v", slowID, got, err)
+	}
+
+	// Phone width: nothing overflows sideways.
+	for _, page := range []string{"/#/runs", "/#/runs/" + runID, "/#/trigger"} {
+		run(t, ctx,
+			chromedp.EmulateViewport(390, 844),
+			chromedp.Navigate(e.URL+page),
+			chromedp.WaitVisible(`main h1`),
+		)
+		if !eval[bool](t, ctx, `document.documentElement.scrollWidth <= window.innerWidth`) {
+			t.Errorf("page %s scrolls sideways at phone width", page)
+		}
+	}
+	if p := problems(); len(p) > 0 {
+		t.Fatalf("console errors:\n%s", strings.Join(p, "\n"))
+	}
+}
