@@ -256,5 +256,5 @@ func TestStreamPutIsIdempotent(t *testing.T) {
 			}
 		}
 		require.Equal(t, []string{"a", "b", "c", "d"}, got)
-	})
+	}, defaultWorkerTimers) // this raw worker sends no heartbeats: keep the 10 s timeout
 }
