@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 
 	runnelv1 "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
 )
@@ -65,6 +66,25 @@ type Context interface {
 	// A step need not call it: the worker flushes the stream before it
 	// reports the step's result.
 	Flush() error
+
+	// SpawnWorkflow starts a child run of the named workflow and returns a
+	// handle to await it. The child records this run and step as its
+	// parent and inherits this run's additional metadata, with the
+	// metadata of a [WithAdditionalMetadata] option merged on top. The
+	// input is marshalled as for [Admin.RunWorkflow].
+	//
+	// Spawns are numbered per attempt, which makes them idempotent: a call
+	// retried after a lost reply yields one child, while a retried step (a
+	// new attempt) starts fresh children. Cancelling, failing or timing out
+	// this run cancels its unfinished children. A step that waits for its
+	// children holds its worker slot meanwhile, so the workers running the
+	// children need free slots of their own.
+	//
+	// Errors: connect.CodeNotFound for an unknown workflow,
+	// connect.CodeFailedPrecondition once this attempt is no longer running
+	// (cancelled, timed out), connect.CodeInvalidArgument for bad input or
+	// metadata, or the context's cause when it is done.
+	SpawnWorkflow(workflow string, input any, opts ...RunOption) (*ChildRun, error)
 }
 
 // stepContext implements Context for one step attempt.
@@ -73,6 +93,8 @@ type stepContext struct {
 	a       *runnelv1.StepAssignment
 	parents []string
 	stream  *stepStream
+	w       *Worker      // for SpawnWorkflow
+	spawns  atomic.Int64 // spawns so far, numbering the next (children.go)
 }
 
 func (c *stepContext) PutStream(data []byte) error { return c.stream.Put(c, data) }

@@ -156,6 +156,30 @@ const (
 //		fmt.Println(ev.Type, string(ev.Payload))
 //	}
 func (l *Listener) Stream(ctx context.Context, runID string, opts ...SubscribeOption) iter.Seq2[Event, error] {
+	return l.iterate(ctx, subscription{
+		what:        "run " + runID,
+		endsWithRun: true,
+		open: func(ctx context.Context, from string, types []string) (*connect.ServerStreamForClient[runnelv1.SubscribeResponse], error) {
+			return l.c.run.Subscribe(ctx, connect.NewRequest(&runnelv1.SubscribeRequest{RunId: runID, From: from, Types: types}))
+		},
+	}, opts)
+}
+
+// subscription is what a Listener iterator follows: one run, or every run
+// carrying a metadata pair. Both speak the same messages and positions, so
+// they share the reconnect and resume machinery.
+type subscription struct {
+	// what names the subscription in errors and logs.
+	what string
+	// endsWithRun: the stream is over after the run's terminal event. A
+	// metadata subscription never ends by itself.
+	endsWithRun bool
+	// open makes one subscription call, starting at from.
+	open func(ctx context.Context, from string, types []string) (*connect.ServerStreamForClient[runnelv1.SubscribeResponse], error)
+}
+
+// iterate returns the iterator of a subscription; see [Listener.Stream].
+func (l *Listener) iterate(ctx context.Context, sub subscription, opts []SubscribeOption) iter.Seq2[Event, error] {
 	var cfg subscribeConfig
 	for _, opt := range opts {
 		opt.applyToSubscribe(&cfg)
@@ -163,20 +187,24 @@ func (l *Listener) Stream(ctx context.Context, runID string, opts ...SubscribeOp
 	return func(yield func(Event, error) bool) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		l.stream(ctx, runID, cfg, yield)
+		l.stream(ctx, sub, cfg, yield)
 	}
 }
 
 // stream runs one subscription, reconnecting as needed, until the run
 // ends, yield returns false, or a permanent error.
-func (l *Listener) stream(ctx context.Context, runID string, cfg subscribeConfig, yield func(Event, error) bool) {
+func (l *Listener) stream(ctx context.Context, sub subscription, cfg subscribeConfig, yield func(Event, error) bool) {
 	wanted := func(EventType) bool { return true }
 	var types []string
 	if len(cfg.types) > 0 {
 		wanted = func(t EventType) bool { return slices.Contains(cfg.types, t) }
-		// Ask for the terminal run events too, so the subscription knows
-		// the run ended and tells that from a dropped connection.
-		for _, t := range append(slices.Clone(cfg.types), terminalTypes...) {
+		asked := slices.Clone(cfg.types)
+		if sub.endsWithRun {
+			// Ask for the terminal run events too, so the subscription
+			// knows the run ended and tells that from a dropped connection.
+			asked = append(asked, terminalTypes...)
+		}
+		for _, t := range asked {
 			if !slices.Contains(types, string(t)) {
 				types = append(types, string(t))
 			}
@@ -187,48 +215,49 @@ func (l *Listener) stream(ctx context.Context, runID string, cfg subscribeConfig
 	emptyEnds := 0 // clean ends in a row that delivered no event
 	for {
 		before := from
-		done, progressed, err := l.subscribeOnce(ctx, runID, &from, types, wanted, yield)
+		done, progressed, err := l.subscribeOnce(ctx, sub, &from, types, wanted, yield)
 		if done {
 			return
 		}
 		if ctx.Err() != nil {
-			yield(Event{}, fmt.Errorf("subscribe to run %s: %w", runID, ctx.Err()))
+			yield(Event{}, fmt.Errorf("subscribe to %s: %w", sub.what, ctx.Err()))
 			return
 		}
 		if errors.Is(err, errStreamEnded) {
-			// The engine ends a subscription cleanly after the run's
+			// The engine ends a run subscription cleanly after the run's
 			// terminal event, or at once when it starts "from now" on a
 			// run that has already ended: nothing comes after now.
-			if from == "now" {
+			if from == "now" && sub.endsWithRun {
 				return
 			}
 			if from != before {
 				emptyEnds = 0
 			} else if emptyEnds++; emptyEnds >= maxEmptyEnds {
-				yield(Event{}, fmt.Errorf("subscribe to run %s: %w %d times in a row", runID, err, emptyEnds))
+				yield(Event{}, fmt.Errorf("subscribe to %s: %w %d times in a row", sub.what, err, emptyEnds))
 				return
 			}
 		}
 		if !retrySubscribe(err) {
-			yield(Event{}, fmt.Errorf("subscribe to run %s: %w", runID, err))
+			yield(Event{}, fmt.Errorf("subscribe to %s: %w", sub.what, err))
 			return
 		}
 		if progressed {
 			bo.reset()
 		}
 		d := bo.next()
-		l.c.logger.Debug("run subscription interrupted; resuming", "run_id", runID, "from", from, "error", err, "retry_in", d)
+		l.c.logger.Debug("subscription interrupted; resuming", "subscription", sub.what, "from", from, "error", err, "retry_in", d)
 		if !sleep(ctx, d) {
-			yield(Event{}, fmt.Errorf("subscribe to run %s: %w", runID, ctx.Err()))
+			yield(Event{}, fmt.Errorf("subscribe to %s: %w", sub.what, ctx.Err()))
 			return
 		}
 	}
 }
 
 // errStreamEnded: the engine closed a subscription before the run's
-// terminal event, as an engine shutting down may. The subscription resumes,
-// unless that happens maxEmptyEnds times in a row without an event.
-var errStreamEnded = errors.New("the engine ended the subscription before the run ended")
+// terminal event (or a metadata subscription at all), as an engine shutting
+// down may. The subscription resumes, unless that happens maxEmptyEnds
+// times in a row without an event.
+var errStreamEnded = errors.New("the engine ended the subscription early")
 
 const maxEmptyEnds = 3
 
@@ -236,13 +265,9 @@ const maxEmptyEnds = 3
 // it receives. done is true when the iteration is over (the run ended or
 // yield returned false); otherwise err says why the call ended, and
 // progressed whether any message arrived.
-func (l *Listener) subscribeOnce(ctx context.Context, runID string, from *string, types []string,
+func (l *Listener) subscribeOnce(ctx context.Context, sub subscription, from *string, types []string,
 	wanted func(EventType) bool, yield func(Event, error) bool) (done, progressed bool, err error) {
-	stream, err := l.c.run.Subscribe(ctx, connect.NewRequest(&runnelv1.SubscribeRequest{
-		RunId: runID,
-		From:  *from,
-		Types: types,
-	}))
+	stream, err := sub.open(ctx, *from, types)
 	if err != nil {
 		return false, false, err
 	}
@@ -258,7 +283,7 @@ func (l *Listener) subscribeOnce(ctx context.Context, runID string, from *string
 			if wanted(ev.Type) && !yield(ev, nil) {
 				return true, progressed, nil
 			}
-			if ev.Terminal() {
+			if sub.endsWithRun && ev.Terminal() {
 				return true, progressed, nil
 			}
 		}

@@ -464,7 +464,7 @@ func (s *session) runStep(sctx, stepCtx context.Context, cancelStep context.Canc
 
 	stream := newStepStream(sctx, s.put, a.GetStepRunId(), a.GetAttempt(), s.w.tun.stream,
 		func(err error) { cancelStep(fmt.Errorf("%w: %v", ErrStaleAttempt, err)) }, log)
-	sc := &stepContext{Context: stepCtx, a: a, parents: def.parents, stream: stream}
+	sc := &stepContext{Context: stepCtx, a: a, parents: def.parents, stream: stream, w: s.w}
 	log.Debug("step started")
 	out, err := invoke(def.fn, sc)
 	if stepCtx.Err() != nil {

@@ -264,5 +264,5 @@ func TestDevAndCLITour(t *testing.T) {
 	cmd := exec.Command(runnelBin, "run", "no-such-workflow", "--host", "http://"+addr, "--data-dir", dataDir)
 	out2, err := cmd.CombinedOutput()
 	require.Error(t, err)
-	require.Contains(t, string(out2), `unknown workflow "no-such-workflow" (registered: demo-file, demo-flaky, demo-slow, demo-text)`)
+	require.Contains(t, string(out2), `unknown workflow "no-such-workflow" (registered: demo-child, demo-file, demo-flaky, demo-parent, demo-slow, demo-text)`)
 }

@@ -139,7 +139,18 @@ func (h *HTTP) getRun(w http.ResponseWriter, r *http.Request, p engine.Principal
 		h.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toRunJSON(view.Run, view.Steps))
+	out := toRunJSON(view.Run, view.Steps)
+	children, err := h.engine.ListChildRuns(r.Context(), p.TenantID, view.ID)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	for _, c := range children {
+		if p.CanReadRun(c) {
+			out.Children = append(out.Children, childRef{RunID: c.ID, Workflow: c.Workflow, Status: string(c.Status)})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *HTTP) cancelRun(w http.ResponseWriter, r *http.Request, p engine.Principal) {
@@ -203,6 +214,7 @@ type runJSON struct {
 	StartedAt          *time.Time        `json:"startedAt"`
 	FinishedAt         *time.Time        `json:"finishedAt"`
 	Steps              []stepJSON        `json:"steps,omitempty"`
+	Children           []childRef        `json:"children,omitempty"`
 }
 
 type stepJSON struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"strings"
 	"unicode/utf8"
 
@@ -105,12 +106,18 @@ func newStreamCommand() *cobra.Command {
 		flags clientFlags
 		from  string
 		types string
+		meta  string
 		asObj bool
 	)
 	cmd := &cobra.Command{
-		Use:   "stream RUN_ID",
-		Short: "Print a run's events as they happen, ending when the run ends",
-		Args:  cobra.ExactArgs(1),
+		Use:   "stream RUN_ID | --meta KEY=VALUE",
+		Short: "Print a run's events as they happen, ending when the run ends; --meta: every run carrying a metadata pair, until interrupted",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if (meta == "") == (len(args) == 0) || len(args) > 1 {
+				return fmt.Errorf("give exactly one of RUN_ID or --meta key=value (got %d arguments)", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var tt []runnel.EventType
 			if types != "" {
@@ -118,14 +125,30 @@ func newStreamCommand() *cobra.Command {
 					tt = append(tt, runnel.EventType(strings.TrimSpace(t)))
 				}
 			}
+			var key, value string
+			if meta != "" {
+				if _, err := parseMeta([]string{meta}); err != nil {
+					return err
+				}
+				key, value, _ = strings.Cut(meta, "=")
+			}
 			c, err := flags.client()
 			if err != nil {
 				return err
 			}
-			return printEvents(cmd.Context(), c, args[0], tt, from, asObj, cmd.OutOrStdout())
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			if meta == "" {
+				return printEvents(ctx, c, args[0], tt, from, asObj, out)
+			}
+			err = printSeq(c.Listener().StreamByAdditionalMetadata(ctx, key, value, subscribeOptions(from, tt)...), asObj, true, out)
+			if err != nil && ctx.Err() != nil {
+				return nil // interrupted: the normal end of a subscription that never ends by itself
+			}
+			return err
 		},
 	}
 	flags.register(cmd)
+	cmd.Flags().StringVar(&meta, "meta", "", "instead of RUN_ID, follow every run whose additional metadata has key=value (never ends by itself)")
 	cmd.Flags().StringVar(&from, "from", "start", "where to start: start, now, or a position printed earlier")
 	cmd.Flags().StringVar(&types, "types", "", "only these event types, comma-separated (e.g. step.stream,run.completed)")
 	cmd.Flags().BoolVar(&asObj, "json", false, "one JSON object per line (the SSE data object plus \"position\")")
@@ -133,6 +156,11 @@ func newStreamCommand() *cobra.Command {
 }
 
 func printEvents(ctx context.Context, c *runnel.Client, runID string, types []runnel.EventType, from string, asJSON bool, out io.Writer) error {
+	return printSeq(c.Listener().Stream(ctx, runID, subscribeOptions(from, types)...), asJSON, false, out)
+}
+
+// subscribeOptions turns the --from and --types flags into options.
+func subscribeOptions(from string, types []runnel.EventType) []runnel.SubscribeOption {
 	var opts []runnel.SubscribeOption
 	switch from {
 	case "", "start":
@@ -145,7 +173,14 @@ func printEvents(ctx context.Context, c *runnel.Client, runID string, types []ru
 	if len(types) > 0 {
 		opts = append(opts, runnel.WithTypes(types...))
 	}
-	for ev, err := range c.Listener().Stream(ctx, runID, opts...) {
+	return opts
+}
+
+// printSeq prints a subscription's events, one line (or JSON object) each;
+// withRun starts each line with the event's run, for subscriptions that
+// interleave runs.
+func printSeq(events iter.Seq2[runnel.Event, error], asJSON, withRun bool, out io.Writer) error {
+	for ev, err := range events {
 		if err != nil {
 			return err
 		}
@@ -156,6 +191,9 @@ func printEvents(ctx context.Context, c *runnel.Client, runID string, types []ru
 			}
 			fmt.Fprintln(out, string(b))
 			continue
+		}
+		if withRun {
+			fmt.Fprint(out, ev.RunID, "  ")
 		}
 		fmt.Fprintln(out, eventLine(ev))
 	}

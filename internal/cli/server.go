@@ -128,7 +128,7 @@ func newDevCommand() *cobra.Command {
 			if srv.AdminToken != "" {
 				fmt.Fprintf(out, "           (kept in %s; the CLI reads it from there)\n", filepath.Join(cfg.DataDir, "admin.token"))
 			}
-			fmt.Fprintf(out, "Demo workflows: demo-text, demo-file, demo-flaky, demo-slow\n")
+			fmt.Fprintf(out, "Demo workflows: demo-text, demo-file, demo-parent, demo-child, demo-flaky, demo-slow\n")
 			fmt.Fprintf(out, "Try: go run ./cmd/runnel run demo-text --wait\n")
 
 			err = serveUntilDone(ctx, srv)

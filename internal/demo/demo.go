@@ -27,6 +27,9 @@ const (
 	File  = "demo-file"
 	Flaky = "demo-flaky"
 	Slow  = "demo-slow"
+	// Parent spawns Child runs and waits for them (children.go).
+	Parent = "demo-parent"
+	Child  = "demo-child"
 )
 
 // Limits on inputs, so a typo cannot make a worker allocate or run without
@@ -55,6 +58,8 @@ func Workflows() []*runnel.Workflow {
 		runnel.NewWorkflow(Flaky).Step("flaky", flaky,
 			runnel.Retries(FlakyRetries), runnel.Backoff(200*time.Millisecond)),
 		runnel.NewWorkflow(Slow).Step("slow", slow),
+		runnel.NewWorkflow(Parent).Step(ParentStep, spawnChildren),
+		runnel.NewWorkflow(Child).Step(ChildStep, child),
 	}
 }
 

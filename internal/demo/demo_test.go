@@ -49,6 +49,9 @@ func (c *fakeContext) StepRunID() string                     { return "step-run"
 func (c *fakeContext) StepName() string                      { return "step" }
 func (c *fakeContext) WorkflowName() string                  { return c.workflow }
 func (c *fakeContext) Flush() error                          { return nil }
+func (c *fakeContext) SpawnWorkflow(string, any, ...runnel.RunOption) (*runnel.ChildRun, error) {
+	return nil, errors.New("fakeContext: no engine to spawn runs on")
+}
 
 // outputJSON marshals a step output as the worker would.
 func outputJSON(t *testing.T, out any) string {
@@ -77,7 +80,7 @@ func TestWorkflowsRegister(t *testing.T) {
 	for _, wf := range wfs {
 		names = append(names, wf.Name())
 	}
-	if got := strings.Join(names, ","); got != "demo-text,demo-file,demo-flaky,demo-slow" {
+	if got := strings.Join(names, ","); got != "demo-text,demo-file,demo-flaky,demo-slow,demo-parent,demo-child" {
 		t.Errorf("workflows %s", got)
 	}
 }

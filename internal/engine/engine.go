@@ -100,6 +100,9 @@ type Engine struct {
 	tokens   *tokenCache
 
 	kick chan struct{} // wakes the dispatcher (capacity 1)
+	// sweepKick wakes the maintenance loop's sweep of orphaned child runs
+	// (capacity 1); see children.go.
+	sweepKick chan struct{}
 
 	mu       sync.Mutex
 	sessions map[string]*session // by worker id, on this node
@@ -123,17 +126,18 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	reader := eventlog.NewReader(st, hub)
 	reader.Heartbeat = cfg.SubscriptionHeartbeat
 	return &Engine{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		store:    st,
-		hub:      hub,
-		appender: eventlog.NewAppender(st, cfg.Appender),
-		reader:   reader,
-		codec:    eventlog.NewCodec(logID),
-		tokens:   newTokenCache(),
-		kick:     make(chan struct{}, 1),
-		sessions: make(map[string]*session),
-		closing:  make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		store:     st,
+		hub:       hub,
+		appender:  eventlog.NewAppender(st, cfg.Appender),
+		reader:    reader,
+		codec:     eventlog.NewCodec(logID),
+		tokens:    newTokenCache(),
+		kick:      make(chan struct{}, 1),
+		sweepKick: make(chan struct{}, 1),
+		sessions:  make(map[string]*session),
+		closing:   make(chan struct{}),
 	}, nil
 }
 

@@ -16,10 +16,16 @@ const maintenanceBatch = 100
 func (e *Engine) maintenanceLoop(ctx context.Context) {
 	tick := time.NewTicker(e.cfg.MaintenanceInterval)
 	defer tick.Stop()
+	ticks := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-e.sweepKick:
+			if err := e.sweepOrphans(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("cancel children of ended runs", "err", err)
+			}
+			continue
 		case <-tick.C:
 		}
 		if err := e.expireTimeouts(ctx); err != nil && ctx.Err() == nil {
@@ -27,6 +33,11 @@ func (e *Engine) maintenanceLoop(ctx context.Context) {
 		}
 		if err := e.expireWorkers(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("expire dead workers", "err", err)
+		}
+		if ticks++; ticks%orphanSweepTicks == 0 {
+			if err := e.sweepOrphans(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("cancel children of ended runs", "err", err)
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/eventlog"
@@ -42,21 +43,51 @@ func (e *Engine) TriggerRun(ctx context.Context, p TriggerParams) (string, error
 	if err := validateMetadata(p.Metadata); err != nil {
 		return "", err
 	}
-	wf, err := e.store.GetWorkflowByName(ctx, p.TenantID, p.Workflow)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", e.unknownWorkflow(ctx, p.TenantID, p.Workflow)
-	}
-	if err != nil {
-		return "", fmt.Errorf("load workflow %q: %w", p.Workflow, err)
-	}
-	def, err := decodeWorkflowDef(wf.Definition)
+	def, err := e.loadWorkflowDef(ctx, p.TenantID, p.Workflow)
 	if err != nil {
 		return "", err
 	}
-	now := e.now()
+	run, steps := newRunRows(runSpec{TenantID: p.TenantID, Input: input, Metadata: p.Metadata}, def, e.now())
+	err = e.store.Write(ctx, func(tx store.Tx) error { return insertRunRows(ctx, tx, run, steps) })
+	if err != nil {
+		return "", err
+	}
+	e.log.Debug("run triggered", "run_id", run.ID, "workflow", run.Workflow)
+	e.wakeDispatcher()
+	return run.ID, nil
+}
+
+// loadWorkflowDef reads a registered workflow's definition. Errors: NotFound
+// naming the registered workflows.
+func (e *Engine) loadWorkflowDef(ctx context.Context, tenantID, name string) (WorkflowDef, error) {
+	wf, err := e.store.GetWorkflowByName(ctx, tenantID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return WorkflowDef{}, e.unknownWorkflow(ctx, tenantID, name)
+	}
+	if err != nil {
+		return WorkflowDef{}, fmt.Errorf("load workflow %q: %w", name, err)
+	}
+	return decodeWorkflowDef(wf.Definition)
+}
+
+// runSpec is what a new run is made of besides its workflow's definition.
+// Input and Metadata are validated by the caller.
+type runSpec struct {
+	TenantID string
+	Input    []byte
+	Metadata map[string]string
+	// Child runs only.
+	ParentRunID, ParentStepRunID, SpawnKey string
+}
+
+// newRunRows builds a queued run of def and its step runs: roots queued,
+// the others pending until their parents complete. Every way of starting a
+// run (trigger, spawn, event) goes through here and insertRunRows.
+func newRunRows(spec runSpec, def WorkflowDef, now time.Time) (store.Run, []store.StepRun) {
 	run := store.Run{
-		ID: newID(), TenantID: p.TenantID, Workflow: p.Workflow, Status: store.RunQueued,
-		Input: input, Metadata: p.Metadata, CreatedAt: now,
+		ID: newID(), TenantID: spec.TenantID, Workflow: def.Name, Status: store.RunQueued,
+		Input: spec.Input, Metadata: spec.Metadata, ParentRunID: spec.ParentRunID,
+		ParentStepRunID: spec.ParentStepRunID, SpawnKey: spec.SpawnKey, CreatedAt: now,
 	}
 	if run.Metadata == nil {
 		run.Metadata = map[string]string{}
@@ -68,26 +99,23 @@ func (e *Engine) TriggerRun(ctx context.Context, p TriggerParams) (string, error
 			status = store.StepPending
 		}
 		steps = append(steps, store.StepRun{
-			ID: newID(), RunID: run.ID, TenantID: p.TenantID, Workflow: p.Workflow, Step: sd.Name,
+			ID: newID(), RunID: run.ID, TenantID: run.TenantID, Workflow: def.Name, Step: sd.Name,
 			Parents: sd.Parents, Status: status, Retries: sd.Retries, BackoffMs: sd.BackoffMs,
 			TimeoutMs: sd.TimeoutMs, AvailableAt: now, CreatedAt: now,
 		})
 	}
-	err = e.store.Write(ctx, func(tx store.Tx) error {
-		if err := tx.InsertRun(ctx, run); err != nil {
-			return fmt.Errorf("insert run: %w", err)
-		}
-		if err := tx.InsertStepRuns(ctx, steps); err != nil {
-			return fmt.Errorf("insert step runs: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
+	return run, steps
+}
+
+// insertRunRows stores a run built by newRunRows and its step runs.
+func insertRunRows(ctx context.Context, tx store.Tx, run store.Run, steps []store.StepRun) error {
+	if err := tx.InsertRun(ctx, run); err != nil {
+		return fmt.Errorf("insert run of %q: %w", run.Workflow, err)
 	}
-	e.log.Debug("run triggered", "run_id", run.ID, "workflow", run.Workflow)
-	e.wakeDispatcher()
-	return run.ID, nil
+	if err := tx.InsertStepRuns(ctx, steps); err != nil {
+		return fmt.Errorf("insert step runs of run %s: %w", run.ID, err)
+	}
+	return nil
 }
 
 func (e *Engine) unknownWorkflow(ctx context.Context, tenantID, name string) error {
@@ -154,6 +182,12 @@ func (e *Engine) CancelRun(ctx context.Context, tenantID, runID string) (store.R
 		return "", err
 	}
 	e.afterCommit(rs)
+	// The run is cancelled whatever happens next; children the cascade
+	// misses (the caller hung up, the database hiccupped) are left to the
+	// maintenance sweep.
+	if err := e.cancelDescendants(context.WithoutCancel(ctx), runID); err != nil {
+		e.log.Warn("cancel children of cancelled run", "run_id", runID, "err", err)
+	}
 	return rs.run.Status, nil
 }
 
@@ -242,27 +276,48 @@ type SubscribeParams struct {
 // terminal event (then returns nil); see eventlog.Reader.Follow. Errors:
 // NotFound for an unknown run, InvalidArgument for a bad start point or type.
 func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver eventlog.Deliver) error {
-	fp := eventlog.FollowParams{TenantID: p.TenantID, RunID: p.RunID}
-	switch p.From {
+	start, err := e.parseSubscription(p.From, p.Types)
+	if err != nil {
+		return err
+	}
+	fp := eventlog.FollowParams{
+		TenantID: p.TenantID, RunID: p.RunID, After: start.after, FromNow: start.fromNow, Types: start.types,
+	}
+	err = e.reader.Follow(ctx, fp, deliver)
+	return notFound(err, "unknown run %s", p.RunID)
+}
+
+// subscriptionStart is where a subscription starts and what it keeps.
+type subscriptionStart struct {
+	after   int64
+	fromNow bool
+	types   map[string]bool // nil: every type
+}
+
+// parseSubscription reads a subscription's start point ("" or "start",
+// "now", or a client position) and event types, shared by run and metadata
+// subscriptions. Errors: InvalidArgument.
+func (e *Engine) parseSubscription(from string, types []string) (subscriptionStart, error) {
+	var s subscriptionStart
+	switch from {
 	case "", "start":
 	case "now":
-		fp.FromNow = true
+		s.fromNow = true
 	default:
-		pos, err := e.codec.Decode(p.From)
+		pos, err := e.codec.Decode(from)
 		if err != nil {
-			return err
+			return s, err
 		}
-		fp.After = pos
+		s.after = pos
 	}
-	if len(p.Types) > 0 {
-		fp.Types = make(map[string]bool, len(p.Types))
-		for _, t := range p.Types {
+	if len(types) > 0 {
+		s.types = make(map[string]bool, len(types))
+		for _, t := range types {
 			if !slices.Contains(EventTypes, t) {
-				return apierr.New(apierr.InvalidArgument, "unknown event type %q (want one of %s)", t, strings.Join(EventTypes, ", "))
+				return s, apierr.New(apierr.InvalidArgument, "unknown event type %q (want one of %s)", t, strings.Join(EventTypes, ", "))
 			}
-			fp.Types[t] = true
+			s.types[t] = true
 		}
 	}
-	err := e.reader.Follow(ctx, fp, deliver)
-	return notFound(err, "unknown run %s", p.RunID)
+	return s, nil
 }

@@ -298,6 +298,9 @@ func (e *Engine) afterCommit(rs *runState) {
 		return
 	}
 	wake := rs.queued
+	if rs.failedNow() {
+		e.kickSweep() // cancel the run's children
+	}
 	e.mu.Lock()
 	for _, st := range rs.stopped {
 		s, ok := e.sessions[st.workerID]

@@ -9,31 +9,72 @@ import (
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
-// feed shares the reading of one run's new events among the run's live
-// subscribers: one goroutine reads what was appended after its last position
-// (once per wake-up, whatever the number of subscribers) into a bounded tail
-// kept in memory, and subscribers caught up with the tail are served from it.
-// A subscriber behind the tail reads the store itself, at its own pace.
+// feed shares the reading of new events among the live subscribers of one
+// source (a run, or a metadata pair): one goroutine reads what was appended
+// after its last position (once per wake-up, whatever the number of
+// subscribers) into a bounded tail kept in memory, and subscribers caught up
+// with the tail are served from it. A subscriber behind the tail reads the
+// store itself, at its own pace.
 //
 // The tail is read from the store, not taken from the append path, so it is
-// exactly the store's log: contiguous (every event of the run with a
-// position above base is in it) because positions follow commit order, and
-// equally correct when another engine node appended the events.
+// exactly the store's log: contiguous (every followed event with a position
+// above base is in it) because positions follow commit order, and equally
+// correct when another engine node appended the events.
 type feed struct {
-	reader   *Reader
-	tenantID string
-	runID    string
-	refs     int // guarded by Reader.mu
+	reader *Reader
+	key    feedKey
+	src    feedSource
+	refs   int // guarded by Reader.mu
 
 	mu       sync.Mutex
 	base     int64         // events holds every event of the run after base
 	events   []store.Event // ascending positions; bounded by the reader's tail limits
 	bytes    int
-	terminal bool          // the run's terminal event is at or before the tail's end
+	terminal bool          // run feeds: the run's terminal event is at or before the tail's end
 	changed  chan struct{} // closed when the tail grows or the run ends
 	stop     context.CancelFunc
 	done     chan struct{}
 }
+
+// feedKey identifies a feed among the reader's: a run (runID alone, as run
+// IDs are unique across tenants) or a tenant's metadata pair.
+type feedKey struct {
+	runID                        string
+	tenantID, metaKey, metaValue string
+}
+
+// feedSource is what a feed follows: one run (runSource) or every run
+// carrying a metadata pair (metadataSource).
+type feedSource interface {
+	// read returns a page of the followed events after a position, in
+	// position order: exactly the followed events after it up to the
+	// page's last one, with none to appear below that later (see package
+	// store). A subscriber behind the tail reads with it too.
+	read(ctx context.Context, after int64) ([]store.Event, error)
+	// wake returns a channel closed at the next commit on this node that may
+	// have appended followed events. The feed takes it before each read, so
+	// a commit the read missed still wakes it.
+	wake() <-chan struct{}
+	// endsWithRun reports whether the followed events end with the run's
+	// terminal event; a metadata feed never ends, as runs come and go.
+	endsWithRun() bool
+}
+
+// runSource follows one run.
+type runSource struct {
+	r        *Reader
+	tenantID string
+	runID    string
+}
+
+func (s runSource) read(ctx context.Context, after int64) ([]store.Event, error) {
+	return s.r.store.ReadEvents(ctx, store.ReadEventsParams{
+		TenantID: s.tenantID, RunID: s.runID, After: after, Limit: s.r.PageSize, MaxBytes: s.r.PageBytes,
+	})
+}
+
+func (s runSource) wake() <-chan struct{} { return s.r.hub.Wait(s.runID) }
+func (s runSource) endsWithRun() bool     { return true }
 
 // tailView is a subscriber's snapshot of a feed.
 type tailView struct {
@@ -49,32 +90,53 @@ func (f *feed) view() tailView {
 	return tailView{base: f.base, events: f.events, terminal: f.terminal, changed: f.changed}
 }
 
-// acquire returns the run's feed, starting it if needed. The caller must
+// acquireRun returns the run's feed, starting it if needed. The caller must
 // release it.
-func (r *Reader) acquire(ctx context.Context, tenantID, runID string) (*feed, error) {
+func (r *Reader) acquireRun(ctx context.Context, tenantID, runID string) (*feed, error) {
+	return r.acquire(ctx, feedKey{runID: runID}, func(ctx context.Context) (feedSource, int64, bool, error) {
+		// The status first: a run seen terminal has its terminal event
+		// committed (both are written in one transaction), so the position
+		// read next covers it. In the other order, a run ending in between
+		// would give a tail marked terminal that starts after a position
+		// below the terminal event, and its subscribers would be told the
+		// run ended without getting its last events.
+		run, err := r.store.GetRun(ctx, tenantID, runID)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		// Start at the current end of the run's log; anything before is
+		// read from the store by the subscribers that need it.
+		last, err := r.store.LastRunPosition(ctx, tenantID, runID)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		return runSource{r: r, tenantID: tenantID, runID: runID}, last, run.Status.Terminal(), nil
+	})
+}
+
+// acquire returns the feed of key, starting it if needed with what start
+// returns: its source, the position its tail starts after (every followed
+// event at or below it has committed), and whether the run already ended.
+// The caller must release the feed. The feed's goroutine is owned by the
+// reader: the last release stops it and waits for it.
+func (r *Reader) acquire(ctx context.Context, key feedKey, start func(context.Context) (feedSource, int64, bool, error)) (*feed, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if f, ok := r.feeds[runID]; ok {
+	if f, ok := r.feeds[key]; ok {
 		f.refs++
 		return f, nil
 	}
-	// Start at the current end of the run's log; anything before is read
-	// from the store by the subscribers that need it.
-	last, err := r.store.LastRunPosition(ctx, tenantID, runID)
-	if err != nil {
-		return nil, err
-	}
-	run, err := r.store.GetRun(ctx, tenantID, runID)
+	src, base, terminal, err := start(ctx)
 	if err != nil {
 		return nil, err
 	}
 	fctx, stop := context.WithCancel(context.Background())
 	f := &feed{
-		reader: r, tenantID: tenantID, runID: runID, refs: 1,
-		base: last, terminal: run.Status.Terminal(), changed: make(chan struct{}),
+		reader: r, key: key, src: src, refs: 1,
+		base: base, terminal: terminal, changed: make(chan struct{}),
 		stop: stop, done: make(chan struct{}),
 	}
-	r.feeds[runID] = f
+	r.feeds[key] = f
 	go f.run(fctx)
 	return f, nil
 }
@@ -85,7 +147,7 @@ func (r *Reader) release(f *feed) {
 	f.refs--
 	last := f.refs == 0
 	if last {
-		delete(r.feeds, f.runID)
+		delete(r.feeds, f.key)
 	}
 	r.mu.Unlock()
 	if last {
@@ -94,7 +156,8 @@ func (r *Reader) release(f *feed) {
 	}
 }
 
-// run reads new events into the tail until the run ends or the feed stops.
+// run reads new events into the tail until the run ends (run feeds) or the
+// feed stops.
 func (f *feed) run(ctx context.Context) {
 	defer close(f.done)
 	r := f.reader
@@ -110,10 +173,10 @@ func (f *feed) run(ctx context.Context) {
 		if terminal {
 			return
 		}
-		wake := r.hub.Wait(f.runID)
-		page, err := r.store.ReadEvents(ctx, store.ReadEventsParams{
-			TenantID: f.tenantID, RunID: f.runID, After: after, Limit: r.PageSize, MaxBytes: r.PageBytes,
-		})
+		// Arm before reading: a commit after this closes wake, so a commit
+		// the read does not see still causes another read.
+		wake := f.src.wake()
+		page, err := f.src.read(ctx, after)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -145,13 +208,15 @@ func (f *feed) append(page []store.Event) {
 	for _, ev := range page {
 		f.events = append(f.events, ev)
 		f.bytes += len(ev.Payload) + len(ev.Data)
-		if ev.Terminal() {
+		if ev.Terminal() && f.src.endsWithRun() {
 			f.terminal = true // nothing of the run follows
 			break
 		}
 	}
 	if len(f.events) > r.TailEvents || f.bytes > r.TailBytes {
-		drop := max(len(f.events)/4, 1)
+		// At least a quarter, so trimming is rare, and at least the excess,
+		// so the tail never holds more than TailEvents.
+		drop := max(len(f.events)/4, len(f.events)-r.TailEvents, 1)
 		for f.bytes-sizeOf(f.events[:drop]) > r.TailBytes && drop < len(f.events)-1 {
 			drop++
 		}

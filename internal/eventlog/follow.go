@@ -64,7 +64,7 @@ type Reader struct {
 	Heartbeat time.Duration
 
 	mu    sync.Mutex
-	feeds map[string]*feed // by run id
+	feeds map[feedKey]*feed
 }
 
 // NewReader returns a reader over st, woken by hub.
@@ -73,7 +73,7 @@ func NewReader(st store.Store, hub *Hub) *Reader {
 		store: st, hub: hub,
 		PageSize: 256, PageBytes: 256 << 10, BatchBytes: 64 << 10, TailEvents: 4096, TailBytes: 8 << 20,
 		Poll: 2 * time.Second, Heartbeat: 15 * time.Second,
-		feeds: make(map[string]*feed),
+		feeds: make(map[feedKey]*feed),
 	}
 }
 
@@ -103,12 +103,20 @@ func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) er
 	if err := deliver(nil, after); err != nil {
 		return err
 	}
-	f, err := r.acquire(ctx, p.TenantID, p.RunID)
+	f, err := r.acquireRun(ctx, p.TenantID, p.RunID)
 	if err != nil {
 		return err
 	}
 	defer r.release(f)
+	return r.serve(ctx, f, after, p.Types, deliver)
+}
 
+// serve delivers the feed's events after `after` (already delivered as the
+// start point) to one subscriber, from the feed's tail when `after` is in
+// it, from the store otherwise, until a run feed's terminal event has been
+// delivered (then nil), ctx ends, deliver fails or the store fails.
+func (r *Reader) serve(ctx context.Context, f *feed, after int64, types map[string]bool, deliver Deliver) error {
+	endsWithRun := f.src.endsWithRun()
 	heartbeat := time.NewTimer(r.Heartbeat)
 	defer heartbeat.Stop()
 	// send delivers events (ascending, after `after`) and reports whether
@@ -116,15 +124,15 @@ func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) er
 	send := func(events []store.Event) (bool, error) {
 		terminal := false
 		for i, ev := range events {
-			if ev.Terminal() {
+			if endsWithRun && ev.Terminal() {
 				events, terminal = events[:i+1], true
 				break
 			}
 		}
 		after = events[len(events)-1].Position
 		out := events
-		if p.Types != nil {
-			out = filter(events, p.Types)
+		if types != nil {
+			out = filter(events, types)
 		}
 		if err := deliver(out, after); err != nil {
 			return false, err
@@ -162,15 +170,15 @@ func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) er
 			continue
 		}
 		// Behind the tail: read the store at our own pace.
-		page, err := r.store.ReadEvents(ctx, store.ReadEventsParams{
-			TenantID: p.TenantID, RunID: p.RunID, After: after, Limit: r.PageSize, MaxBytes: r.PageBytes,
-		})
+		page, err := f.src.read(ctx, after)
 		if err != nil {
 			return err
 		}
 		if len(page) == 0 {
-			// Nothing of this run lies between `after` and the tail's base
-			// (a position from another run can land there): move up to it.
+			// Nothing followed lies between `after` and the tail's base (a
+			// position of another run can land there): every event at or
+			// below base committed before the view was taken, so before
+			// this read. Move up to it.
 			after = view.base
 			continue
 		}

@@ -135,9 +135,13 @@ type Run struct {
 	Metadata        map[string]string
 	ParentRunID     string
 	ParentStepRunID string
-	CreatedAt       time.Time
-	StartedAt       time.Time // zero until the first step starts
-	FinishedAt      time.Time // zero until terminal
+	// SpawnKey makes a spawn idempotent: at most one run exists per
+	// (ParentStepRunID, SpawnKey) when SpawnKey is not empty (inserting a
+	// second is ErrConflict). Empty for runs not spawned with a key.
+	SpawnKey   string
+	CreatedAt  time.Time
+	StartedAt  time.Time // zero until the first step starts
+	FinishedAt time.Time // zero until terminal
 }
 
 // StepRun is one step of one run. It is retried in place: Attempt counts up,
@@ -282,6 +286,18 @@ type ReadEventsParams struct {
 	MaxBytes int
 }
 
+// ReadMetadataEventsParams reads, after a position, the events of every run
+// of a tenant whose additional metadata has Key = Value.
+type ReadMetadataEventsParams struct {
+	TenantID string
+	Key      string
+	Value    string
+	After    int64 // exclusive; 0 reads from the start of the log
+	Limit    int
+	// MaxBytes stops a page early, as in ReadEventsParams.
+	MaxBytes int
+}
+
 // Tx is one write transaction. Reads through Tx that name a row for update
 // lock it (PostgreSQL FOR UPDATE) until the transaction ends.
 type Tx interface {
@@ -343,6 +359,17 @@ type Tx interface {
 	// the deadline, skipping rows locked by others.
 	ListDeadWorkers(ctx context.Context, heartbeatBefore time.Time, limit int) ([]Worker, error)
 
+	// GetChildRunBySpawnKey reads, without locking, the run spawned from a
+	// step run with a non-empty spawn key; ErrNotFound if there is none.
+	GetChildRunBySpawnKey(ctx context.Context, parentStepRunID, key string) (Run, error)
+	// ListActiveChildRuns returns the queued and running children of a run,
+	// oldest first, without locking them (lock each in a transaction of its
+	// own: a child is never locked while its parent is).
+	ListActiveChildRuns(ctx context.Context, parentRunID string) ([]Run, error)
+	// ListOrphanedChildRuns returns up to limit queued or running runs whose
+	// parent run failed, was cancelled or timed out, without locking them.
+	ListOrphanedChildRuns(ctx context.Context, limit int) ([]Run, error)
+
 	// AppendEvents writes events to the log, assigning consecutive positions
 	// in slice order (written back into the slice). Call it last in a
 	// transaction: it takes the log's counter lock until commit.
@@ -382,9 +409,24 @@ type Store interface {
 
 	// ReadEvents reads a run's events after a position, in position order.
 	ReadEvents(ctx context.Context, p ReadEventsParams) ([]Event, error)
+	// ListChildRuns returns the runs spawned from a run's steps, oldest
+	// first.
+	ListChildRuns(ctx context.Context, tenantID, parentRunID string) ([]Run, error)
 	// LastRunPosition returns the position of a run's newest event, 0 if it
 	// has none.
 	LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error)
+	// ReadMetadataEvents reads, in position order, the events after a
+	// position of every run of the tenant whose metadata has Key = Value,
+	// whenever the run was created. It reads in one statement (one
+	// snapshot), and a run's metadata is written with the run (InsertRun)
+	// and never changes, so an event matches from the moment it commits:
+	// like ReadEvents, a page is exactly the matching events after After up
+	// to its last one, and none can later appear below it.
+	ReadMetadataEvents(ctx context.Context, p ReadMetadataEventsParams) ([]Event, error)
+	// LastPosition returns the log's newest position (0 for an empty log).
+	// Every event at or below it has committed (positions follow commit
+	// order), so reading after it yields exactly the events appended later.
+	LastPosition(ctx context.Context) (int64, error)
 
 	Close() error
 }

@@ -133,6 +133,7 @@ func fromRun(r dbsqlc.Run) (store.Run, error) {
 		Metadata:        meta,
 		ParentRunID:     r.ParentRunID,
 		ParentStepRunID: r.ParentStepRunID,
+		SpawnKey:        r.SpawnKey,
 		CreatedAt:       fromMicros(r.CreatedAt),
 		StartedAt:       fromMicros(r.StartedAt),
 		FinishedAt:      fromMicros(r.FinishedAt),

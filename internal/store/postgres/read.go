@@ -43,7 +43,7 @@ func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (store.Run, 
 // runColumns lists the runs columns in the order of dbsqlc.Run's fields, so
 // rows scan with pgx.RowToStructByPos.
 const runColumns = `r.id, r.tenant_id, r.workflow, r.status, r.input, r.output, r.error,
-r.metadata, r.parent_run_id, r.parent_step_run_id, r.created_at, r.started_at, r.finished_at`
+r.metadata, r.parent_run_id, r.parent_step_run_id, r.created_at, r.started_at, r.finished_at, r.spawn_key`
 
 // ListRuns is the one query written in Go rather than sqlc: its filters are
 // optional, and leaving absent ones out of the SQL (rather than one static

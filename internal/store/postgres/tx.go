@@ -103,6 +103,7 @@ func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
 		Metadata:        encodeMap(r.Metadata),
 		ParentRunID:     r.ParentRunID,
 		ParentStepRunID: r.ParentStepRunID,
+		SpawnKey:        r.SpawnKey,
 		CreatedAt:       micros(r.CreatedAt),
 		StartedAt:       micros(r.StartedAt),
 		FinishedAt:      micros(r.FinishedAt),

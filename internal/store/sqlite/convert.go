@@ -170,6 +170,7 @@ func runFromRow(r dbsqlc.Run) (store.Run, error) {
 		Metadata:        md,
 		ParentRunID:     r.ParentRunID,
 		ParentStepRunID: r.ParentStepRunID,
+		SpawnKey:        r.SpawnKey,
 		CreatedAt:       fromMicros(r.CreatedAt),
 		StartedAt:       fromMicros(r.StartedAt),
 		FinishedAt:      fromMicros(r.FinishedAt),

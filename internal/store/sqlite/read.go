@@ -27,7 +27,7 @@ const (
 
 // runColumns is the column list of runs in the order dbsqlc.Run has them.
 const runColumns = `r.id, r.tenant_id, r.workflow, r.status, r.input, r.output, r.error, r.metadata,
-	r.parent_run_id, r.parent_step_run_id, r.created_at, r.started_at, r.finished_at`
+	r.parent_run_id, r.parent_step_run_id, r.created_at, r.started_at, r.finished_at, r.spawn_key`
 
 // ListRuns is written by hand: each optional filter adds a condition only
 // when set, so that SQLite can use runs_tenant_newest for the id range of
@@ -71,7 +71,7 @@ func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.R
 	for rows.Next() {
 		var r dbsqlc.Run
 		if err := rows.Scan(&r.ID, &r.TenantID, &r.Workflow, &r.Status, &r.Input, &r.Output, &r.Error, &r.Metadata,
-			&r.ParentRunID, &r.ParentStepRunID, &r.CreatedAt, &r.StartedAt, &r.FinishedAt); err != nil {
+			&r.ParentRunID, &r.ParentStepRunID, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.SpawnKey); err != nil {
 			return nil, mapErr(err, "list runs: scan")
 		}
 		run, err := runFromRow(r)

@@ -140,6 +140,7 @@ func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
 		Metadata:        encodeMap(r.Metadata),
 		ParentRunID:     r.ParentRunID,
 		ParentStepRunID: r.ParentStepRunID,
+		SpawnKey:        r.SpawnKey,
 		CreatedAt:       toMicros(r.CreatedAt),
 		StartedAt:       toMicros(r.StartedAt),
 		FinishedAt:      toMicros(r.FinishedAt),

@@ -52,6 +52,8 @@ func Exercise(t *testing.T, open func(t *testing.T, hook store.CommitHook) store
 		{"LogID", testLogID},
 		{"NotFound", testNotFound},
 		{"ConcurrentAppendAndRead", testConcurrentAppendAndRead},
+		{"MetadataEvents", testMetadataEvents},
+		{"Children", testChildren},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,9 +5,10 @@
 -- Zero rows: the ID is taken (see CreateTenant for why not an error).
 INSERT INTO runs (
     id, tenant_id, workflow, status, input, output, error, metadata,
-    parent_run_id, parent_step_run_id, created_at, started_at, finished_at
+    parent_run_id, parent_step_run_id, created_at, started_at, finished_at,
+    spawn_key
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
 )
 ON CONFLICT DO NOTHING;
 

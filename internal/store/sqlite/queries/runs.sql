@@ -1,6 +1,6 @@
 -- name: InsertRun :exec
-INSERT INTO runs (id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at)
-VALUES (@id, @tenant_id, @workflow, @status, @input, @output, @error, @metadata, @parent_run_id, @parent_step_run_id, @created_at, @started_at, @finished_at);
+INSERT INTO runs (id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at, spawn_key)
+VALUES (@id, @tenant_id, @workflow, @status, @input, @output, @error, @metadata, @parent_run_id, @parent_step_run_id, @created_at, @started_at, @finished_at, @spawn_key);
 
 -- name: InsertRunMetadata :exec
 INSERT INTO run_metadata (run_id, tenant_id, key, value) VALUES (@run_id, @tenant_id, @key, @value);

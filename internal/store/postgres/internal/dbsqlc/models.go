@@ -32,6 +32,7 @@ type Run struct {
 	CreatedAt       int64
 	StartedAt       int64
 	FinishedAt      int64
+	SpawnKey        string
 }
 
 type StepRun struct {

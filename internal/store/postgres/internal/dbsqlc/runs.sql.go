@@ -10,7 +10,7 @@ import (
 )
 
 const getRun = `-- name: GetRun :one
-SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at FROM runs WHERE tenant_id = $1 AND id = $2
+SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at, spawn_key FROM runs WHERE tenant_id = $1 AND id = $2
 `
 
 func (q *Queries) GetRun(ctx context.Context, tenantID string, iD string) (Run, error) {
@@ -30,12 +30,13 @@ func (q *Queries) GetRun(ctx context.Context, tenantID string, iD string) (Run, 
 		&i.CreatedAt,
 		&i.StartedAt,
 		&i.FinishedAt,
+		&i.SpawnKey,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at FROM runs WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at, spawn_key FROM runs WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 `
 
 func (q *Queries) GetRunForUpdate(ctx context.Context, tenantID string, iD string) (Run, error) {
@@ -55,6 +56,7 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, tenantID string, iD strin
 		&i.CreatedAt,
 		&i.StartedAt,
 		&i.FinishedAt,
+		&i.SpawnKey,
 	)
 	return i, err
 }
@@ -63,9 +65,10 @@ const insertRun = `-- name: InsertRun :execrows
 
 INSERT INTO runs (
     id, tenant_id, workflow, status, input, output, error, metadata,
-    parent_run_id, parent_step_run_id, created_at, started_at, finished_at
+    parent_run_id, parent_step_run_id, created_at, started_at, finished_at,
+    spawn_key
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
 )
 ON CONFLICT DO NOTHING
 `
@@ -84,6 +87,7 @@ type InsertRunParams struct {
 	CreatedAt       int64
 	StartedAt       int64
 	FinishedAt      int64
+	SpawnKey        string
 }
 
 // Runs and their metadata pairs. ListRuns is built in Go (its filters are
@@ -104,6 +108,7 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (int64, er
 		arg.CreatedAt,
 		arg.StartedAt,
 		arg.FinishedAt,
+		arg.SpawnKey,
 	)
 	if err != nil {
 		return 0, err

@@ -10,7 +10,7 @@ import (
 )
 
 const getRun = `-- name: GetRun :one
-SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at FROM runs WHERE tenant_id = ?1 AND id = ?2
+SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at, spawn_key FROM runs WHERE tenant_id = ?1 AND id = ?2
 `
 
 type GetRunParams struct {
@@ -35,12 +35,13 @@ func (q *Queries) GetRun(ctx context.Context, arg GetRunParams) (Run, error) {
 		&i.CreatedAt,
 		&i.StartedAt,
 		&i.FinishedAt,
+		&i.SpawnKey,
 	)
 	return i, err
 }
 
 const getRunForUpdate = `-- name: GetRunForUpdate :one
-SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at FROM runs WHERE tenant_id = ?1 AND id = ?2
+SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at, spawn_key FROM runs WHERE tenant_id = ?1 AND id = ?2
 `
 
 type GetRunForUpdateParams struct {
@@ -67,13 +68,14 @@ func (q *Queries) GetRunForUpdate(ctx context.Context, arg GetRunForUpdateParams
 		&i.CreatedAt,
 		&i.StartedAt,
 		&i.FinishedAt,
+		&i.SpawnKey,
 	)
 	return i, err
 }
 
 const insertRun = `-- name: InsertRun :exec
-INSERT INTO runs (id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+INSERT INTO runs (id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at, spawn_key)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
 `
 
 type InsertRunParams struct {
@@ -90,6 +92,7 @@ type InsertRunParams struct {
 	CreatedAt       int64
 	StartedAt       int64
 	FinishedAt      int64
+	SpawnKey        string
 }
 
 func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) error {
@@ -107,6 +110,7 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) error {
 		arg.CreatedAt,
 		arg.StartedAt,
 		arg.FinishedAt,
+		arg.SpawnKey,
 	)
 	return err
 }
