@@ -47,9 +47,13 @@ type Config struct {
 	// SubscriptionHeartbeat is the longest a subscription stays silent; an
 	// idle one gets an empty message or an SSE comment (default 15s).
 	SubscriptionHeartbeat time.Duration
-	Logger                *slog.Logger
-	Now                   func() time.Time
-	Appender              eventlog.AppenderConfig
+	// SubscriptionPoll is the longest a subscription waits without a
+	// wake-up before reading the store again: the safety net for lost
+	// wake-ups (default 2s).
+	SubscriptionPoll time.Duration
+	Logger           *slog.Logger
+	Now              func() time.Time
+	Appender         eventlog.AppenderConfig
 }
 
 func (c *Config) setDefaults() {
@@ -125,6 +129,9 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	}
 	reader := eventlog.NewReader(st, hub)
 	reader.Heartbeat = cfg.SubscriptionHeartbeat
+	if cfg.SubscriptionPoll > 0 {
+		reader.Poll = cfg.SubscriptionPoll
+	}
 	return &Engine{
 		cfg:       cfg,
 		log:       cfg.Logger,

@@ -87,6 +87,9 @@ type Server struct {
 	baseCancel context.CancelFunc
 	serveErr   chan error
 	stopOnce   sync.Once
+	// listenDone is closed when the PostgreSQL notification listener has
+	// stopped (nil on SQLite).
+	listenDone chan struct{}
 }
 
 // Start opens the store (applying migrations), bootstraps the default
@@ -103,7 +106,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.store = st
 	fail := func(err error) (*Server, error) {
-		s.engine.Stop()
+		if s.baseCancel != nil {
+			s.baseCancel()
+		}
+		if s.listenDone != nil {
+			<-s.listenDone
+		}
+		if s.engine != nil {
+			s.engine.Stop()
+		}
 		st.Close()
 		return nil, err
 	}
@@ -115,6 +126,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
 		return fail(err)
+	}
+	baseCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.baseCancel = cancel
+	if pg, ok := st.(*postgres.Store); ok {
+		// Events appended by other engine nodes wake this node's
+		// subscribers through PostgreSQL notifications; after a lost
+		// connection, everyone re-reads.
+		s.listenDone = make(chan struct{})
+		go func() {
+			defer close(s.listenDone)
+			pg.Listen(baseCtx, hub.NotifyAll, func(err error) {
+				cfg.Logger.Warn("listening for event notifications; reconnecting", "err", err)
+			})
+		}()
 	}
 
 	mux := http.NewServeMux()
@@ -133,8 +158,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	s.listener = ln
-	baseCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.baseCancel = cancel
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -155,6 +178,9 @@ func (s *Server) Addr() string { return s.listener.Addr().String() }
 
 // URL is the node's base URL.
 func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Config returns the node's configuration (with defaults applied).
+func (s *Server) Config() Config { return s.cfg }
 
 // Engine returns the node's engine.
 func (s *Server) Engine() *engine.Engine { return s.engine }
@@ -177,6 +203,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.engine.Stop()
 		s.baseCancel()
+		if s.listenDone != nil {
+			<-s.listenDone
+		}
 		if serr := s.http.Shutdown(ctx); serr != nil {
 			err = fmt.Errorf("shut down http server: %w", serr)
 			_ = s.http.Close()

@@ -42,6 +42,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	q    *dbsqlc.Queries
 	hook store.CommitHook
+	// channel is this schema's notification channel (see NotifyChannel).
+	channel string
 }
 
 var _ store.Store = (*Store)(nil)
@@ -102,6 +104,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if schema == "" {
 		return errors.New("search_path names no existing schema to create tables in")
 	}
+	// Channels are database-wide: naming the schema keeps the stores of
+	// other schemas (other deployments, parallel tests) from waking ours.
+	s.channel = NotifyChannel + ":" + schema
 	if err := lq.LockMigrations(ctx); err != nil {
 		return fmt.Errorf("take migration lock on schema %s: %w", schema, err)
 	}

@@ -239,7 +239,7 @@ func TestAppendAssignsPositionsAndNotifiesOncePerTx(t *testing.T) {
 	listener, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	defer listener.Close(context.Background())
-	_, err = listener.Exec(ctx, "LISTEN "+NotifyChannel)
+	_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize())
 	require.NoError(t, err)
 
 	seedRun(t, s, "tn", "run")

@@ -23,11 +23,11 @@ const (
 	rollbackTimeout = 5 * time.Second
 )
 
-// NotifyChannel is the channel every transaction that appended events
+// NotifyChannel prefixes the channel every transaction that appended events
 // notifies (pg_notify) as it commits, once, with the highest position it
-// appended as payload: other engine nodes LISTEN on it to learn of new
-// events. The channel is database-wide, so stores in other schemas of the
-// same database notify it too.
+// appended as payload: engine nodes LISTEN on it (Store.Listen) to learn of
+// events appended by other nodes. The full channel is
+// "runnel_events:<schema>", since channels are database-wide.
 const NotifyChannel = "runnel_events"
 
 // Write runs fn in a READ COMMITTED transaction and commits it. Deadlocks
@@ -85,7 +85,7 @@ func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store
 			_ = pgtx.Rollback(rctx)
 		}
 	}()
-	t := &tx{q: dbsqlc.New(pgtx)}
+	t := &tx{q: dbsqlc.New(pgtx), channel: s.channel}
 	if err := fn(t); err != nil {
 		return nil, err
 	}
@@ -93,9 +93,9 @@ func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store
 		// One notification per transaction however many events it appended
 		// (the server queues it and sends it at commit).
 		last := t.appended[len(t.appended)-1].Position
-		err := t.q.NotifyEvents(ctx, NotifyChannel, strconv.FormatInt(last, 10))
+		err := t.q.NotifyEvents(ctx, t.channel, strconv.FormatInt(last, 10))
 		if err != nil {
-			return nil, fmt.Errorf("write: notify %s: %w", NotifyChannel, dbErr(err))
+			return nil, fmt.Errorf("write: notify %s: %w", t.channel, dbErr(err))
 		}
 	}
 	committed = true // whatever Commit returns, the transaction is over
@@ -107,7 +107,8 @@ func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store
 
 // tx implements store.Tx on one PostgreSQL transaction.
 type tx struct {
-	q *dbsqlc.Queries
+	q       *dbsqlc.Queries
+	channel string
 	// appended collects the events of every AppendEvents call, in position
 	// order, for the notification and the commit hook.
 	appended []store.Event
