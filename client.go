@@ -65,7 +65,9 @@ type clientOptionFunc func(*clientConfig)
 func (f clientOptionFunc) applyToClient(c *clientConfig) { f(c) }
 
 // WithHost sets the engine's base URL ("http://host:port" or
-// "https://host:port"), overriding RUNNEL_HOST. A host without a scheme is
+// "https://host:port"), overriding RUNNEL_HOST. Several URLs separated by
+// commas name engine nodes sharing one database: calls go to the first and
+// move to the next when a node cannot be reached. A host without a scheme is
 // taken as http://.
 func WithHost(url string) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) { c.host, c.hostSet = url, true })
@@ -111,16 +113,30 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 	if !cfg.tokenSet {
 		cfg.token = os.Getenv(EnvToken)
 	}
-	host, err := parseHost(cfg.host)
+	hosts, err := parseHosts(cfg.host)
 	if err != nil {
 		return nil, fmt.Errorf("runnel: new client: %w", err)
 	}
+	host := hosts[0]
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
 	}
 	httpClient := cfg.httpClient
 	if httpClient == nil {
 		httpClient = defaultHTTPClient(host)
+	}
+	if len(hosts) > 1 {
+		base := httpClient.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		f, err := newFailover(base, hosts)
+		if err != nil {
+			return nil, fmt.Errorf("runnel: new client: %w", err)
+		}
+		withFailover := *httpClient
+		withFailover.Transport = f
+		httpClient = &withFailover
 	}
 	connectOpts := []connect.ClientOption{
 		connect.WithInterceptors(bearerAuth{token: cfg.token}),

@@ -47,3 +47,39 @@ func clientFor(t *testing.T, n *node, token string) *runnel.Client {
 	require.NoError(t, err)
 	return c
 }
+
+// A worker given both nodes' addresses runs on node A; node A goes away
+// mid-run; the worker reconnects to node B by itself, the interrupted step
+// runs again there as a new attempt, and a subscriber on node B ends with
+// exactly the stored sequence.
+func TestWorkerFailsOverToSecondNode(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, "postgres")
+	b := startNode(t, "postgres", func(cfg *server.Config) { cfg.DatabaseURL = a.srv.Config().DatabaseURL })
+	b.client = clientFor(t, b, a.srv.AdminToken)
+	both, err := runnel.NewClient(runnel.WithHost(a.url+","+b.url), runnel.WithToken(a.srv.AdminToken), runnel.WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	startWorker(t, &node{srv: a.srv, client: both, url: a.url}, "both", 2, demo.Workflows()...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	runID, err := b.client.Admin().RunWorkflow(ctx, "demo-slow", map[string]int{"seconds": 3})
+	require.NoError(t, err)
+	var seen []runnel.Event
+	stopped := false
+	for ev, err := range b.client.Listener().Stream(ctx, runID) {
+		require.NoError(t, err)
+		seen = append(seen, ev)
+		if !stopped && ev.Type == runnel.EventStepStream {
+			stopped = true
+			require.NoError(t, a.srv.Stop(ctx))
+		}
+	}
+	require.True(t, stopped)
+	require.Equal(t, runnel.EventRunCompleted, seen[len(seen)-1].Type)
+	_, stored := waitRun(t, b, runID)
+	require.Equal(t, stored, seen)
+	run, err := b.client.Admin().GetRun(ctx, runID)
+	require.NoError(t, err)
+	require.Equal(t, 2, run.Steps[0].Attempt, "the step interrupted with node A ran again on node B")
+}
