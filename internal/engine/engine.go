@@ -189,6 +189,10 @@ func (e *Engine) Codec() eventlog.Codec { return e.codec }
 // Store returns the engine's store.
 func (e *Engine) Store() store.Store { return e.store }
 
+// WakeDispatcher makes the dispatcher look for claimable step runs now, for
+// example when another engine node committed work.
+func (e *Engine) WakeDispatcher() { e.wakeDispatcher() }
+
 func (e *Engine) wakeDispatcher() {
 	select {
 	case e.kick <- struct{}{}:

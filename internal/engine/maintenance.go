@@ -34,6 +34,9 @@ func (e *Engine) maintenanceLoop(ctx context.Context) {
 		if err := e.expireWorkers(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("expire dead workers", "err", err)
 		}
+		if err := e.reconcileSessions(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("reconcile worker sessions", "err", err)
+		}
 		if ticks++; ticks%orphanSweepTicks == 0 {
 			if err := e.sweepOrphans(ctx); err != nil && ctx.Err() == nil {
 				e.log.Error("cancel children of ended runs", "err", err)

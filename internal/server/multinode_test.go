@@ -83,3 +83,33 @@ func TestWorkerFailsOverToSecondNode(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, run.Steps[0].Attempt, "the step interrupted with node A ran again on node B")
 }
+
+// A run cancelled through node B stops its step on a worker connected to
+// node A: node A finds the attempt ended when it reconciles its sessions
+// with the store.
+func TestCancelThroughOtherNodeStopsStep(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, "postgres")
+	b := startNode(t, "postgres", func(cfg *server.Config) { cfg.DatabaseURL = a.srv.Config().DatabaseURL })
+	b.client = clientFor(t, b, a.srv.AdminToken)
+	started, stopped := make(chan struct{}), make(chan struct{})
+	wf := runnel.NewWorkflow("long").Step("s", func(ctx runnel.Context) (any, error) {
+		close(started)
+		<-ctx.Done()
+		close(stopped)
+		return nil, ctx.Err()
+	})
+	startWorker(t, a, "on-a", 1, wf)
+	ctx := context.Background()
+	runID, err := b.client.Admin().RunWorkflow(ctx, "long", nil)
+	require.NoError(t, err)
+	<-started
+	require.NoError(t, b.client.Admin().CancelRun(ctx, runID))
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the step on node A's worker was not stopped")
+	}
+	run, _ := waitRun(t, b, runID)
+	require.Equal(t, runnel.RunCancelled, run.Status)
+}

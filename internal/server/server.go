@@ -136,7 +136,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.listenDone = make(chan struct{})
 		go func() {
 			defer close(s.listenDone)
-			pg.Listen(baseCtx, hub.NotifyAll, func(err error) {
+			wake := func() {
+				hub.NotifyAll()
+				// Another node's commit may have queued work (a step that
+				// completed unblocks its children) for workers here.
+				s.engine.WakeDispatcher()
+			}
+			pg.Listen(baseCtx, wake, func(err error) {
 				cfg.Logger.Warn("listening for event notifications; reconnecting", "err", err)
 			})
 		}()
