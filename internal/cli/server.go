@@ -23,6 +23,8 @@ type serverOptions struct {
 	sync     string
 	logLevel string
 	cors     []string
+	// retention: how long finished runs are kept (engine.Config.Retention).
+	retention time.Duration
 }
 
 func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
@@ -34,11 +36,17 @@ func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	cmd.Flags().StringVar(&o.sync, "sync", "normal", "SQLite durability: normal (survives a crash of the engine) or full (also survives power loss, slower)")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringArrayVar(&o.cors, "cors-origin", nil, "browser origin allowed to call the HTTP API, e.g. http://localhost:3000 (repeatable; none by default)")
+	cmd.Flags().DurationVar(&o.retention, "retention", engine.DefaultRetention, "how long a finished run and its events are kept before they are deleted, 7 days by default; a negative duration such as -1s keeps them forever")
 }
 
 func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 	if o.sync != "normal" && o.sync != "full" {
 		return server.Config{}, fmt.Errorf("invalid --sync %q: want normal or full", o.sync)
+	}
+	if o.retention == 0 {
+		// The engine reads 0 as "the default"; refusing it here spares an
+		// operator who meant "delete at once" from silently keeping 7 days.
+		return server.Config{}, fmt.Errorf("invalid --retention 0: want a positive duration, or a negative one to keep finished runs forever")
 	}
 	logger, err := newLogger(stderr, o.logLevel)
 	if err != nil {
@@ -50,7 +58,7 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 	}
 	cfg := server.Config{
 		Addr: o.addr, DataDir: o.dataDir, DatabaseURL: db, SQLiteSyncFull: o.sync == "full", CORSOrigins: o.cors,
-		Logger: logger, Engine: engine.Config{Logger: logger},
+		Logger: logger, Engine: engine.Config{Logger: logger, Retention: o.retention},
 	}
 	return cfg, cfg.Validate()
 }

@@ -44,6 +44,9 @@ type Config struct {
 	DispatchInterval time.Duration
 	// MaxBackoff caps the exponential backoff between retries (default 5m).
 	MaxBackoff time.Duration
+	// Retention is how long a finished run, with its events, step runs and
+	// metadata, is kept after it ends (default 7 days; negative: forever).
+	Retention time.Duration
 	// SubscriptionHeartbeat is the longest a subscription stays silent; an
 	// idle one gets an empty message or an SSE comment (default 15s).
 	SubscriptionHeartbeat time.Duration
@@ -78,6 +81,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Minute
 	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -107,6 +113,9 @@ type Engine struct {
 	// sweepKick wakes the maintenance loop's sweep of orphaned child runs
 	// (capacity 1); see children.go.
 	sweepKick chan struct{}
+	// retainedAt is when the maintenance loop last ran retention (zero:
+	// never); only that goroutine touches it. See retention.go.
+	retainedAt time.Time
 
 	mu       sync.Mutex
 	sessions map[string]*session // by worker id, on this node

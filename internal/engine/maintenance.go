@@ -34,6 +34,7 @@ func (e *Engine) maintenanceLoop(ctx context.Context) {
 		if err := e.expireWorkers(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("expire dead workers", "err", err)
 		}
+		e.retainIfDue(ctx)
 		if err := e.reconcileSessions(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("reconcile worker sessions", "err", err)
 		}

@@ -370,6 +370,16 @@ type Tx interface {
 	// parent run failed, was cancelled or timed out, without locking them.
 	ListOrphanedChildRuns(ctx context.Context, limit int) ([]Run, error)
 
+	// DeleteFinishedRuns deletes up to limit terminal runs whose FinishedAt
+	// is before finishedBefore, oldest first, with their events, step runs,
+	// step attempts and metadata, and returns how many runs it deleted
+	// (fewer than limit: nothing more is due). It never deletes a run that
+	// is not terminal, and skips a run with unfinished children and a child
+	// whose parent is unfinished (both are due again once those end). Rows
+	// locked by others are skipped, so nodes may run it at once. Retention
+	// runs it in a transaction of its own: it locks a batch of runs.
+	DeleteFinishedRuns(ctx context.Context, finishedBefore time.Time, limit int) (int, error)
+
 	// AppendEvents writes events to the log, assigning consecutive positions
 	// in slice order (written back into the slice). Call it last in a
 	// transaction: it takes the log's counter lock until commit.

@@ -54,6 +54,7 @@ func Exercise(t *testing.T, open func(t *testing.T, hook store.CommitHook) store
 		{"ConcurrentAppendAndRead", testConcurrentAppendAndRead},
 		{"MetadataEvents", testMetadataEvents},
 		{"Children", testChildren},
+		{"Retention", testRetention},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
