@@ -34,7 +34,7 @@ func startNode(t testing.TB, kind string, adjust ...func(*server.Config)) *node 
 		Logger:  testLogger(t),
 		Engine: engine.Config{
 			HeartbeatInterval:   200 * time.Millisecond,
-			HeartbeatTimeout:    3 * time.Second, // generous: CI machines under -race are slow
+			HeartbeatTimeout:    5 * time.Second, // generous: CI machines under -race are slow
 			MaintenanceInterval: 50 * time.Millisecond,
 			DispatchInterval:    50 * time.Millisecond,
 		},
