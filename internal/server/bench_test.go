@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/server"
 )
 
 // BenchmarkStreamEndToEnd measures the whole path of a stream event: a step's
@@ -33,8 +34,28 @@ func BenchmarkStreamEndToEnd(b *testing.B) {
 	}
 }
 
-func benchStream(b *testing.B, kind string, rate int) {
+// BenchmarkStreamCrossNode is BenchmarkStreamEndToEnd with the worker on
+// engine node A and the subscriber on node B, two nodes on one PostgreSQL
+// database: events reach B through PostgreSQL notifications.
+func BenchmarkStreamCrossNode(b *testing.B) {
+	for _, rate := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
+			benchStreamOn(b, "postgres", rate, true)
+		})
+	}
+}
+
+func benchStream(b *testing.B, kind string, rate int) { benchStreamOn(b, kind, rate, false) }
+
+func benchStreamOn(b *testing.B, kind string, rate int, crossNode bool) {
 	n := startNode(b, kind, defaultWorkerTimers)
+	sub := n.client
+	if crossNode {
+		other := startNode(b, kind, defaultWorkerTimers, func(cfg *server.Config) { cfg.DatabaseURL = n.srv.Config().DatabaseURL })
+		c, err := runnel.NewClient(runnel.WithHost(other.url), runnel.WithToken(n.srv.AdminToken), runnel.WithLogger(testLogger(b)))
+		require.NoError(b, err)
+		sub = c
+	}
 	total := b.N
 	wf := runnel.NewWorkflow("bench").Step("emit", func(ctx runnel.Context) (any, error) {
 		payload := make([]byte, 100)
@@ -76,7 +97,7 @@ func benchStream(b *testing.B, kind string, rate int) {
 	lat := make([]time.Duration, 0, total)
 	b.ResetTimer()
 	start := time.Now()
-	for ev, err := range n.client.Listener().Stream(ctx, runID, runnel.WithTypes(runnel.EventStepStream)) {
+	for ev, err := range sub.Listener().Stream(ctx, runID, runnel.WithTypes(runnel.EventStepStream)) {
 		require.NoError(b, err)
 		sent := time.Unix(0, int64(binary.LittleEndian.Uint64(ev.Payload)))
 		lat = append(lat, time.Since(sent))
