@@ -87,6 +87,8 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newStreamCommand(),
 		newRunsCommand(),
 		newTokenCommand(),
+		newBenchCommand(),
+		newBenchWorkerCommand(),
 	)
 	return root
 }

@@ -1,0 +1,63 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os/exec"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/runnel-dev/runnel/internal/bench"
+	"github.com/runnel-dev/runnel/internal/testdb"
+)
+
+// Every bench scenario runs briefly and prints a report with its figures,
+// so none rots. (Speed itself is measured by `runnel bench`, not asserted:
+// this binary is built with -race.)
+func TestBenchScenariosRun(t *testing.T) {
+	t.Parallel()
+	for _, scenario := range bench.Scenarios() {
+		t.Run(scenario, func(t *testing.T) {
+			t.Parallel()
+			db := "sqlite"
+			if scenario == "cross-node" {
+				db = testdb.PostgresURL(t)
+			}
+			cmd := exec.Command(runnelBin, "bench", scenario, "--db", db, "--duration", "500ms", "--scale", "0.002", "--json")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			require.NoError(t, cmd.Run(), "stderr:\n%s", stderr.String())
+			var report bench.Report
+			require.NoError(t, json.Unmarshal(stdout.Bytes(), &report), stdout.String())
+			require.Equal(t, scenario, report.Scenario)
+			require.NotEmpty(t, report.Measurements)
+			for _, m := range report.Measurements {
+				require.False(t, math.IsNaN(m.Value) || math.IsInf(m.Value, 0), "%s %s has no value", m.Case, m.Metric)
+				if m.Metric == "subscribers missing events" {
+					require.Zero(t, m.Value, "fanout subscribers lost events")
+				}
+			}
+		})
+	}
+}
+
+// A wrong scenario or flag gets an error naming it.
+func TestBenchBadInput(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "nope"}, `unknown bench scenario "nope": want one of cross-node, fanout, ingest, latency, replay, runs`},
+		{[]string{"bench", "ingest", "--db", "mysql://x"}, `invalid --db "mysql://x"`},
+		{[]string{"bench", "ingest", "--duration", "0s"}, "invalid --duration 0s"},
+		{[]string{"bench", "fanout", "--scale", "0"}, "invalid --scale 0"},
+		{[]string{"bench", "cross-node"}, "cross-node runs two engines on one PostgreSQL database"},
+	} {
+		out, err := exec.Command(runnelBin, tc.args...).CombinedOutput()
+		require.Error(t, err, "%v", tc.args)
+		require.Contains(t, string(out), tc.want)
+	}
+}
