@@ -37,6 +37,9 @@ type Options struct {
 	Scale float64
 	// Repeat runs the scenario this many times and reports medians.
 	Repeat int
+	// ProfileDir, when set, receives a CPU profile of each engine process
+	// (engine0.pprof, …), written when the scenario stops it.
+	ProfileDir string
 	// Binary is the runnel executable started for engines and workers.
 	Binary string
 	// Progress receives a line per step as the bench goes.

@@ -134,8 +134,11 @@ func (c *cluster) startEngine(ctx context.Context, i int, db string) (*process, 
 		return nil, "", err
 	}
 	dataDir := filepath.Join(c.dir, fmt.Sprintf("node%d", i))
-	p, err := c.spawn(fmt.Sprintf("engine %d", i), nil, "server",
-		"--addr", addr, "--data-dir", dataDir, "--db", db, "--log-level", "warn")
+	args := []string{"server", "--addr", addr, "--data-dir", dataDir, "--db", db, "--log-level", "warn"}
+	if c.opts.ProfileDir != "" {
+		args = append(args, "--cpuprofile", filepath.Join(c.opts.ProfileDir, fmt.Sprintf("engine%d.pprof", i)))
+	}
+	p, err := c.spawn(fmt.Sprintf("engine %d", i), nil, args...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -62,6 +62,7 @@ worker is still started; give --token).
 	cmd.Flags().StringVar(&o.Host, "host", "", "run against engines already running (comma-separated URLs) instead of starting them")
 	cmd.Flags().StringVar(&o.Token, "token", "", "API token for --host (default $RUNNEL_TOKEN)")
 	cmd.Flags().Float64Var(&o.Scale, "scale", 1, "factor on fanout's subscriber counts and replay's event count (e.g. 0.01 for a quick check)")
+	cmd.Flags().StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write a CPU profile of each engine process started to this directory (engine0.pprof, …)")
 	cmd.Flags().IntVar(&o.Repeat, "repeat", 1, "run the scenario this many times and print the median of each figure")
 	return cmd
 }

@@ -25,6 +25,10 @@ type serverOptions struct {
 	cors     []string
 	// retention: how long finished runs are kept (engine.Config.Retention).
 	retention time.Duration
+	// debugAddr serves the Go profiler when set.
+	debugAddr string
+	// cpuProfile is written over the whole life of the process when set.
+	cpuProfile string
 }
 
 func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
@@ -36,6 +40,8 @@ func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	cmd.Flags().StringVar(&o.sync, "sync", "normal", "SQLite durability: normal (survives a crash of the engine) or full (also survives power loss, slower)")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringArrayVar(&o.cors, "cors-origin", nil, "browser origin allowed to call the HTTP API, e.g. http://localhost:3000 (repeatable; none by default)")
+	cmd.Flags().StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
+	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process to this file when it exits (for `go tool pprof`)")
 	cmd.Flags().DurationVar(&o.retention, "retention", engine.DefaultRetention, "how long a finished run and its events are kept before they are deleted, 7 days by default; a negative duration such as -1s keeps them forever")
 }
 
@@ -74,6 +80,16 @@ func newServerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			stopDebug, err := startDebugServer(o.debugAddr)
+			if err != nil {
+				return err
+			}
+			defer stopDebug()
+			stopProfile, err := startCPUProfile(o.cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			srv, err := server.Start(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -98,6 +114,16 @@ func newDevCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			stopDebug, err := startDebugServer(o.debugAddr)
+			if err != nil {
+				return err
+			}
+			defer stopDebug()
+			stopProfile, err := startCPUProfile(o.cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			srv, err := server.Start(ctx, cfg)
 			if err != nil {
 				return err
