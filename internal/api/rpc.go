@@ -37,10 +37,18 @@ func (r *RPC) Mount(mux *http.ServeMux) {
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&authInterceptor{engine: r.engine, log: r.log}),
 		connect.WithReadMaxBytes(MaxRPCMessageSize),
+		// gzip costs more CPU than it saves between an engine and its
+		// workers and clients, which sit on one network: a subscription
+		// spent a quarter of its time compressing. Only large responses
+		// (long run lists) are still compressed for clients that accept it.
+		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	mux.Handle(runnelv1connect.NewWorkerServiceHandler(&workerService{engine: r.engine}, opts...))
 	mux.Handle(runnelv1connect.NewRunServiceHandler(&runService{engine: r.engine}, opts...))
 }
+
+// compressMinBytes is the smallest response the engine compresses.
+const compressMinBytes = 1 << 20
 
 type principalKey struct{}
 

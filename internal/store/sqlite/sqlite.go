@@ -62,6 +62,9 @@ type Store struct {
 	writer *sql.DB // one connection: all writes
 	reader *sql.DB // query_only connections: Store's read methods
 	read   *dbsqlc.Queries
+	// prepared holds every query prepared on the writer's one connection,
+	// for its transactions.
+	prepared *dbsqlc.Queries
 	hook   store.CommitHook
 	logID  string
 
@@ -140,7 +143,10 @@ func OpenConfig(ctx context.Context, cfg Config, opts store.Options) (_ *Store, 
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: new log id: %w", cfg.Path, err)
 	}
-	q := dbsqlc.New(s.writer)
+	if s.prepared, err = dbsqlc.Prepare(ctx, s.writer); err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: prepare queries: %w", cfg.Path, err)
+	}
+	q := s.prepared
 	if err := q.InitLogHead(ctx, logID.String()); err != nil {
 		return nil, mapErr(err, "open sqlite store %s: init log head", cfg.Path)
 	}
@@ -162,7 +168,11 @@ func OpenConfig(ctx context.Context, cfg Config, opts store.Options) (_ *Store, 
 	s.reader.SetMaxOpenConns(readConns)
 	// Keep idle readers: a new connection parses the schema again.
 	s.reader.SetMaxIdleConns(readConns)
-	s.read = dbsqlc.New(s.reader)
+	// Prepared statements are re-prepared by database/sql on each read
+	// connection the first time it runs them, then reused.
+	if s.read, err = dbsqlc.Prepare(ctx, s.reader); err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: prepare read queries: %w", cfg.Path, err)
+	}
 	return s, nil
 }
 
@@ -204,6 +214,12 @@ func migrate(ctx context.Context, db *sql.DB) error {
 // waits for connections in use).
 func (s *Store) Close() error {
 	var errs []error
+	if s.read != nil {
+		errs = append(errs, s.read.Close())
+	}
+	if s.prepared != nil {
+		errs = append(errs, s.prepared.Close())
+	}
 	if s.reader != nil {
 		errs = append(errs, s.reader.Close())
 	}
@@ -261,7 +277,7 @@ func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) (err err
 	if err != nil {
 		return mapErr(err, "begin write")
 	}
-	t := newTx(sqlTx)
+	t := newTx(s.prepared, sqlTx)
 	committed := false
 	defer func() {
 		if !committed {

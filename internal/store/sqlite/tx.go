@@ -25,59 +25,11 @@ type tx struct {
 
 var _ store.Tx = (*tx)(nil)
 
-func newTx(sqlTx *sql.Tx) *tx {
-	return &tx{q: dbsqlc.New(&stmtCache{tx: sqlTx, stmts: map[string]*sql.Stmt{}})}
-}
-
-// stmtCache runs the generated queries through statements prepared once per
-// transaction, so that a loop of inserts (events, step runs) compiles its
-// SQL once instead of once per row. database/sql closes them at commit or
-// rollback.
-type stmtCache struct {
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt
-}
-
-func (c *stmtCache) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	if st, ok := c.stmts[query]; ok {
-		return st, nil
-	}
-	st, err := c.tx.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	c.stmts[query] = st
-	return st, nil
-}
-
-func (c *stmtCache) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	st, err := c.stmt(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	return st.ExecContext(ctx, args...)
-}
-
-func (c *stmtCache) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	st, err := c.stmt(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	return st.QueryContext(ctx, args...)
-}
-
-func (c *stmtCache) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	st, err := c.stmt(ctx, query)
-	if err != nil {
-		// *sql.Row cannot be built with an error from outside database/sql;
-		// running the query unprepared reports the same error through Scan.
-		return c.tx.QueryRowContext(ctx, query, args...)
-	}
-	return st.QueryRowContext(ctx, args...)
-}
-
-func (c *stmtCache) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	return c.tx.PrepareContext(ctx, query)
+// newTx runs the statements prepared on the writer (Store.prepared) inside
+// sqlTx: database/sql reuses a statement already prepared on the
+// transaction's connection, so no query is compiled twice.
+func newTx(prepared *dbsqlc.Queries, sqlTx *sql.Tx) *tx {
+	return &tx{q: prepared.WithTx(sqlTx)}
 }
 
 func (t *tx) CreateTenant(ctx context.Context, tn store.Tenant) error {

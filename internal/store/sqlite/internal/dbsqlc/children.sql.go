@@ -22,7 +22,7 @@ type GetChildRunBySpawnKeyParams struct {
 
 // Child runs: spawned from a step of a parent run (see 00002_children.sql).
 func (q *Queries) GetChildRunBySpawnKey(ctx context.Context, arg GetChildRunBySpawnKeyParams) (Run, error) {
-	row := q.db.QueryRowContext(ctx, getChildRunBySpawnKey, arg.ParentStepRunID, arg.SpawnKey)
+	row := q.queryRow(ctx, q.getChildRunBySpawnKeyStmt, getChildRunBySpawnKey, arg.ParentStepRunID, arg.SpawnKey)
 	var i Run
 	err := row.Scan(
 		&i.ID,
@@ -50,7 +50,7 @@ ORDER BY created_at, id
 `
 
 func (q *Queries) ListActiveChildRuns(ctx context.Context, parentRunID string) ([]Run, error) {
-	rows, err := q.db.QueryContext(ctx, listActiveChildRuns, parentRunID)
+	rows, err := q.query(ctx, q.listActiveChildRunsStmt, listActiveChildRuns, parentRunID)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ type ListChildRunsParams struct {
 }
 
 func (q *Queries) ListChildRuns(ctx context.Context, arg ListChildRunsParams) ([]Run, error) {
-	rows, err := q.db.QueryContext(ctx, listChildRuns, arg.TenantID, arg.ParentRunID)
+	rows, err := q.query(ctx, q.listChildRunsStmt, listChildRuns, arg.TenantID, arg.ParentRunID)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ LIMIT ?1
 // stopped after the parent's commit). runs_active_children keeps the outer
 // scan to unfinished children.
 func (q *Queries) ListOrphanedChildRuns(ctx context.Context, rowLimit int64) ([]Run, error) {
-	rows, err := q.db.QueryContext(ctx, listOrphanedChildRuns, rowLimit)
+	rows, err := q.query(ctx, q.listOrphanedChildRunsStmt, listOrphanedChildRuns, rowLimit)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ package dbsqlc
 import (
 	"context"
 	"database/sql"
+	"fmt"
 )
 
 type DBTX interface {
@@ -20,12 +21,528 @@ func New(db DBTX) *Queries {
 	return &Queries{db: db}
 }
 
+func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
+	q := Queries{db: db}
+	var err error
+	if q.appendEventStmt, err = db.PrepareContext(ctx, appendEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query AppendEvent: %w", err)
+	}
+	if q.bumpLogHeadStmt, err = db.PrepareContext(ctx, bumpLogHead); err != nil {
+		return nil, fmt.Errorf("error preparing query BumpLogHead: %w", err)
+	}
+	if q.claimStepRunStmt, err = db.PrepareContext(ctx, claimStepRun); err != nil {
+		return nil, fmt.Errorf("error preparing query ClaimStepRun: %w", err)
+	}
+	if q.claimStepRunsStmt, err = db.PrepareContext(ctx, claimStepRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query ClaimStepRuns: %w", err)
+	}
+	if q.countTenantsStmt, err = db.PrepareContext(ctx, countTenants); err != nil {
+		return nil, fmt.Errorf("error preparing query CountTenants: %w", err)
+	}
+	if q.createTenantStmt, err = db.PrepareContext(ctx, createTenant); err != nil {
+		return nil, fmt.Errorf("error preparing query CreateTenant: %w", err)
+	}
+	if q.createTokenStmt, err = db.PrepareContext(ctx, createToken); err != nil {
+		return nil, fmt.Errorf("error preparing query CreateToken: %w", err)
+	}
+	if q.deleteRunEventsStmt, err = db.PrepareContext(ctx, deleteRunEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteRunEvents: %w", err)
+	}
+	if q.deleteRunsStmt, err = db.PrepareContext(ctx, deleteRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteRuns: %w", err)
+	}
+	if q.getChildRunBySpawnKeyStmt, err = db.PrepareContext(ctx, getChildRunBySpawnKey); err != nil {
+		return nil, fmt.Errorf("error preparing query GetChildRunBySpawnKey: %w", err)
+	}
+	if q.getLogIDStmt, err = db.PrepareContext(ctx, getLogID); err != nil {
+		return nil, fmt.Errorf("error preparing query GetLogID: %w", err)
+	}
+	if q.getRunStmt, err = db.PrepareContext(ctx, getRun); err != nil {
+		return nil, fmt.Errorf("error preparing query GetRun: %w", err)
+	}
+	if q.getRunForUpdateStmt, err = db.PrepareContext(ctx, getRunForUpdate); err != nil {
+		return nil, fmt.Errorf("error preparing query GetRunForUpdate: %w", err)
+	}
+	if q.getStepRunStmt, err = db.PrepareContext(ctx, getStepRun); err != nil {
+		return nil, fmt.Errorf("error preparing query GetStepRun: %w", err)
+	}
+	if q.getStepRunForUpdateStmt, err = db.PrepareContext(ctx, getStepRunForUpdate); err != nil {
+		return nil, fmt.Errorf("error preparing query GetStepRunForUpdate: %w", err)
+	}
+	if q.getTenantStmt, err = db.PrepareContext(ctx, getTenant); err != nil {
+		return nil, fmt.Errorf("error preparing query GetTenant: %w", err)
+	}
+	if q.getTenantByNameStmt, err = db.PrepareContext(ctx, getTenantByName); err != nil {
+		return nil, fmt.Errorf("error preparing query GetTenantByName: %w", err)
+	}
+	if q.getWorkerForUpdateStmt, err = db.PrepareContext(ctx, getWorkerForUpdate); err != nil {
+		return nil, fmt.Errorf("error preparing query GetWorkerForUpdate: %w", err)
+	}
+	if q.getWorkflowStmt, err = db.PrepareContext(ctx, getWorkflow); err != nil {
+		return nil, fmt.Errorf("error preparing query GetWorkflow: %w", err)
+	}
+	if q.initLogHeadStmt, err = db.PrepareContext(ctx, initLogHead); err != nil {
+		return nil, fmt.Errorf("error preparing query InitLogHead: %w", err)
+	}
+	if q.insertRunStmt, err = db.PrepareContext(ctx, insertRun); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertRun: %w", err)
+	}
+	if q.insertRunMetadataStmt, err = db.PrepareContext(ctx, insertRunMetadata); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertRunMetadata: %w", err)
+	}
+	if q.insertStepRunStmt, err = db.PrepareContext(ctx, insertStepRun); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertStepRun: %w", err)
+	}
+	if q.insertWorkerStmt, err = db.PrepareContext(ctx, insertWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertWorker: %w", err)
+	}
+	if q.lastPositionStmt, err = db.PrepareContext(ctx, lastPosition); err != nil {
+		return nil, fmt.Errorf("error preparing query LastPosition: %w", err)
+	}
+	if q.lastRunPositionStmt, err = db.PrepareContext(ctx, lastRunPosition); err != nil {
+		return nil, fmt.Errorf("error preparing query LastRunPosition: %w", err)
+	}
+	if q.listActiveChildRunsStmt, err = db.PrepareContext(ctx, listActiveChildRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query ListActiveChildRuns: %w", err)
+	}
+	if q.listChildRunsStmt, err = db.PrepareContext(ctx, listChildRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query ListChildRuns: %w", err)
+	}
+	if q.listClaimableStepRunsStmt, err = db.PrepareContext(ctx, listClaimableStepRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query ListClaimableStepRuns: %w", err)
+	}
+	if q.listDeadWorkersStmt, err = db.PrepareContext(ctx, listDeadWorkers); err != nil {
+		return nil, fmt.Errorf("error preparing query ListDeadWorkers: %w", err)
+	}
+	if q.listExpiredRunsStmt, err = db.PrepareContext(ctx, listExpiredRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query ListExpiredRuns: %w", err)
+	}
+	if q.listOrphanedChildRunsStmt, err = db.PrepareContext(ctx, listOrphanedChildRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query ListOrphanedChildRuns: %w", err)
+	}
+	if q.listStepAttemptsStmt, err = db.PrepareContext(ctx, listStepAttempts); err != nil {
+		return nil, fmt.Errorf("error preparing query ListStepAttempts: %w", err)
+	}
+	if q.listStepRunsStmt, err = db.PrepareContext(ctx, listStepRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query ListStepRuns: %w", err)
+	}
+	if q.listStepRunsForUpdateStmt, err = db.PrepareContext(ctx, listStepRunsForUpdate); err != nil {
+		return nil, fmt.Errorf("error preparing query ListStepRunsForUpdate: %w", err)
+	}
+	if q.listStepRunsOfWorkerStmt, err = db.PrepareContext(ctx, listStepRunsOfWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query ListStepRunsOfWorker: %w", err)
+	}
+	if q.listTimedOutStepRunsStmt, err = db.PrepareContext(ctx, listTimedOutStepRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query ListTimedOutStepRuns: %w", err)
+	}
+	if q.listWorkflowsStmt, err = db.PrepareContext(ctx, listWorkflows); err != nil {
+		return nil, fmt.Errorf("error preparing query ListWorkflows: %w", err)
+	}
+	if q.lookupTokenStmt, err = db.PrepareContext(ctx, lookupToken); err != nil {
+		return nil, fmt.Errorf("error preparing query LookupToken: %w", err)
+	}
+	if q.markWorkerDeadStmt, err = db.PrepareContext(ctx, markWorkerDead); err != nil {
+		return nil, fmt.Errorf("error preparing query MarkWorkerDead: %w", err)
+	}
+	if q.readEventsStmt, err = db.PrepareContext(ctx, readEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query ReadEvents: %w", err)
+	}
+	if q.readMetadataEventsStmt, err = db.PrepareContext(ctx, readMetadataEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query ReadMetadataEvents: %w", err)
+	}
+	if q.touchWorkerStmt, err = db.PrepareContext(ctx, touchWorker); err != nil {
+		return nil, fmt.Errorf("error preparing query TouchWorker: %w", err)
+	}
+	if q.updateRunStmt, err = db.PrepareContext(ctx, updateRun); err != nil {
+		return nil, fmt.Errorf("error preparing query UpdateRun: %w", err)
+	}
+	if q.updateStepRunStmt, err = db.PrepareContext(ctx, updateStepRun); err != nil {
+		return nil, fmt.Errorf("error preparing query UpdateStepRun: %w", err)
+	}
+	if q.upsertStepAttemptStmt, err = db.PrepareContext(ctx, upsertStepAttempt); err != nil {
+		return nil, fmt.Errorf("error preparing query UpsertStepAttempt: %w", err)
+	}
+	if q.upsertWorkflowStmt, err = db.PrepareContext(ctx, upsertWorkflow); err != nil {
+		return nil, fmt.Errorf("error preparing query UpsertWorkflow: %w", err)
+	}
+	return &q, nil
+}
+
+func (q *Queries) Close() error {
+	var err error
+	if q.appendEventStmt != nil {
+		if cerr := q.appendEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing appendEventStmt: %w", cerr)
+		}
+	}
+	if q.bumpLogHeadStmt != nil {
+		if cerr := q.bumpLogHeadStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing bumpLogHeadStmt: %w", cerr)
+		}
+	}
+	if q.claimStepRunStmt != nil {
+		if cerr := q.claimStepRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing claimStepRunStmt: %w", cerr)
+		}
+	}
+	if q.claimStepRunsStmt != nil {
+		if cerr := q.claimStepRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing claimStepRunsStmt: %w", cerr)
+		}
+	}
+	if q.countTenantsStmt != nil {
+		if cerr := q.countTenantsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countTenantsStmt: %w", cerr)
+		}
+	}
+	if q.createTenantStmt != nil {
+		if cerr := q.createTenantStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing createTenantStmt: %w", cerr)
+		}
+	}
+	if q.createTokenStmt != nil {
+		if cerr := q.createTokenStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing createTokenStmt: %w", cerr)
+		}
+	}
+	if q.deleteRunEventsStmt != nil {
+		if cerr := q.deleteRunEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteRunEventsStmt: %w", cerr)
+		}
+	}
+	if q.deleteRunsStmt != nil {
+		if cerr := q.deleteRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteRunsStmt: %w", cerr)
+		}
+	}
+	if q.getChildRunBySpawnKeyStmt != nil {
+		if cerr := q.getChildRunBySpawnKeyStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getChildRunBySpawnKeyStmt: %w", cerr)
+		}
+	}
+	if q.getLogIDStmt != nil {
+		if cerr := q.getLogIDStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getLogIDStmt: %w", cerr)
+		}
+	}
+	if q.getRunStmt != nil {
+		if cerr := q.getRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getRunStmt: %w", cerr)
+		}
+	}
+	if q.getRunForUpdateStmt != nil {
+		if cerr := q.getRunForUpdateStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getRunForUpdateStmt: %w", cerr)
+		}
+	}
+	if q.getStepRunStmt != nil {
+		if cerr := q.getStepRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getStepRunStmt: %w", cerr)
+		}
+	}
+	if q.getStepRunForUpdateStmt != nil {
+		if cerr := q.getStepRunForUpdateStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getStepRunForUpdateStmt: %w", cerr)
+		}
+	}
+	if q.getTenantStmt != nil {
+		if cerr := q.getTenantStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getTenantStmt: %w", cerr)
+		}
+	}
+	if q.getTenantByNameStmt != nil {
+		if cerr := q.getTenantByNameStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getTenantByNameStmt: %w", cerr)
+		}
+	}
+	if q.getWorkerForUpdateStmt != nil {
+		if cerr := q.getWorkerForUpdateStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getWorkerForUpdateStmt: %w", cerr)
+		}
+	}
+	if q.getWorkflowStmt != nil {
+		if cerr := q.getWorkflowStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getWorkflowStmt: %w", cerr)
+		}
+	}
+	if q.initLogHeadStmt != nil {
+		if cerr := q.initLogHeadStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing initLogHeadStmt: %w", cerr)
+		}
+	}
+	if q.insertRunStmt != nil {
+		if cerr := q.insertRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertRunStmt: %w", cerr)
+		}
+	}
+	if q.insertRunMetadataStmt != nil {
+		if cerr := q.insertRunMetadataStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertRunMetadataStmt: %w", cerr)
+		}
+	}
+	if q.insertStepRunStmt != nil {
+		if cerr := q.insertStepRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertStepRunStmt: %w", cerr)
+		}
+	}
+	if q.insertWorkerStmt != nil {
+		if cerr := q.insertWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertWorkerStmt: %w", cerr)
+		}
+	}
+	if q.lastPositionStmt != nil {
+		if cerr := q.lastPositionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lastPositionStmt: %w", cerr)
+		}
+	}
+	if q.lastRunPositionStmt != nil {
+		if cerr := q.lastRunPositionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lastRunPositionStmt: %w", cerr)
+		}
+	}
+	if q.listActiveChildRunsStmt != nil {
+		if cerr := q.listActiveChildRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listActiveChildRunsStmt: %w", cerr)
+		}
+	}
+	if q.listChildRunsStmt != nil {
+		if cerr := q.listChildRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listChildRunsStmt: %w", cerr)
+		}
+	}
+	if q.listClaimableStepRunsStmt != nil {
+		if cerr := q.listClaimableStepRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listClaimableStepRunsStmt: %w", cerr)
+		}
+	}
+	if q.listDeadWorkersStmt != nil {
+		if cerr := q.listDeadWorkersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listDeadWorkersStmt: %w", cerr)
+		}
+	}
+	if q.listExpiredRunsStmt != nil {
+		if cerr := q.listExpiredRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listExpiredRunsStmt: %w", cerr)
+		}
+	}
+	if q.listOrphanedChildRunsStmt != nil {
+		if cerr := q.listOrphanedChildRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listOrphanedChildRunsStmt: %w", cerr)
+		}
+	}
+	if q.listStepAttemptsStmt != nil {
+		if cerr := q.listStepAttemptsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listStepAttemptsStmt: %w", cerr)
+		}
+	}
+	if q.listStepRunsStmt != nil {
+		if cerr := q.listStepRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listStepRunsStmt: %w", cerr)
+		}
+	}
+	if q.listStepRunsForUpdateStmt != nil {
+		if cerr := q.listStepRunsForUpdateStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listStepRunsForUpdateStmt: %w", cerr)
+		}
+	}
+	if q.listStepRunsOfWorkerStmt != nil {
+		if cerr := q.listStepRunsOfWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listStepRunsOfWorkerStmt: %w", cerr)
+		}
+	}
+	if q.listTimedOutStepRunsStmt != nil {
+		if cerr := q.listTimedOutStepRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listTimedOutStepRunsStmt: %w", cerr)
+		}
+	}
+	if q.listWorkflowsStmt != nil {
+		if cerr := q.listWorkflowsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listWorkflowsStmt: %w", cerr)
+		}
+	}
+	if q.lookupTokenStmt != nil {
+		if cerr := q.lookupTokenStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lookupTokenStmt: %w", cerr)
+		}
+	}
+	if q.markWorkerDeadStmt != nil {
+		if cerr := q.markWorkerDeadStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing markWorkerDeadStmt: %w", cerr)
+		}
+	}
+	if q.readEventsStmt != nil {
+		if cerr := q.readEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing readEventsStmt: %w", cerr)
+		}
+	}
+	if q.readMetadataEventsStmt != nil {
+		if cerr := q.readMetadataEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing readMetadataEventsStmt: %w", cerr)
+		}
+	}
+	if q.touchWorkerStmt != nil {
+		if cerr := q.touchWorkerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing touchWorkerStmt: %w", cerr)
+		}
+	}
+	if q.updateRunStmt != nil {
+		if cerr := q.updateRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing updateRunStmt: %w", cerr)
+		}
+	}
+	if q.updateStepRunStmt != nil {
+		if cerr := q.updateStepRunStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing updateStepRunStmt: %w", cerr)
+		}
+	}
+	if q.upsertStepAttemptStmt != nil {
+		if cerr := q.upsertStepAttemptStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing upsertStepAttemptStmt: %w", cerr)
+		}
+	}
+	if q.upsertWorkflowStmt != nil {
+		if cerr := q.upsertWorkflowStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing upsertWorkflowStmt: %w", cerr)
+		}
+	}
+	return err
+}
+
+func (q *Queries) exec(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) (sql.Result, error) {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+	case stmt != nil:
+		return stmt.ExecContext(ctx, args...)
+	default:
+		return q.db.ExecContext(ctx, query, args...)
+	}
+}
+
+func (q *Queries) query(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) (*sql.Rows, error) {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+	case stmt != nil:
+		return stmt.QueryContext(ctx, args...)
+	default:
+		return q.db.QueryContext(ctx, query, args...)
+	}
+}
+
+func (q *Queries) queryRow(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) *sql.Row {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).QueryRowContext(ctx, args...)
+	case stmt != nil:
+		return stmt.QueryRowContext(ctx, args...)
+	default:
+		return q.db.QueryRowContext(ctx, query, args...)
+	}
+}
+
 type Queries struct {
-	db DBTX
+	db                        DBTX
+	tx                        *sql.Tx
+	appendEventStmt           *sql.Stmt
+	bumpLogHeadStmt           *sql.Stmt
+	claimStepRunStmt          *sql.Stmt
+	claimStepRunsStmt         *sql.Stmt
+	countTenantsStmt          *sql.Stmt
+	createTenantStmt          *sql.Stmt
+	createTokenStmt           *sql.Stmt
+	deleteRunEventsStmt       *sql.Stmt
+	deleteRunsStmt            *sql.Stmt
+	getChildRunBySpawnKeyStmt *sql.Stmt
+	getLogIDStmt              *sql.Stmt
+	getRunStmt                *sql.Stmt
+	getRunForUpdateStmt       *sql.Stmt
+	getStepRunStmt            *sql.Stmt
+	getStepRunForUpdateStmt   *sql.Stmt
+	getTenantStmt             *sql.Stmt
+	getTenantByNameStmt       *sql.Stmt
+	getWorkerForUpdateStmt    *sql.Stmt
+	getWorkflowStmt           *sql.Stmt
+	initLogHeadStmt           *sql.Stmt
+	insertRunStmt             *sql.Stmt
+	insertRunMetadataStmt     *sql.Stmt
+	insertStepRunStmt         *sql.Stmt
+	insertWorkerStmt          *sql.Stmt
+	lastPositionStmt          *sql.Stmt
+	lastRunPositionStmt       *sql.Stmt
+	listActiveChildRunsStmt   *sql.Stmt
+	listChildRunsStmt         *sql.Stmt
+	listClaimableStepRunsStmt *sql.Stmt
+	listDeadWorkersStmt       *sql.Stmt
+	listExpiredRunsStmt       *sql.Stmt
+	listOrphanedChildRunsStmt *sql.Stmt
+	listStepAttemptsStmt      *sql.Stmt
+	listStepRunsStmt          *sql.Stmt
+	listStepRunsForUpdateStmt *sql.Stmt
+	listStepRunsOfWorkerStmt  *sql.Stmt
+	listTimedOutStepRunsStmt  *sql.Stmt
+	listWorkflowsStmt         *sql.Stmt
+	lookupTokenStmt           *sql.Stmt
+	markWorkerDeadStmt        *sql.Stmt
+	readEventsStmt            *sql.Stmt
+	readMetadataEventsStmt    *sql.Stmt
+	touchWorkerStmt           *sql.Stmt
+	updateRunStmt             *sql.Stmt
+	updateStepRunStmt         *sql.Stmt
+	upsertStepAttemptStmt     *sql.Stmt
+	upsertWorkflowStmt        *sql.Stmt
 }
 
 func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 	return &Queries{
-		db: tx,
+		db:                        tx,
+		tx:                        tx,
+		appendEventStmt:           q.appendEventStmt,
+		bumpLogHeadStmt:           q.bumpLogHeadStmt,
+		claimStepRunStmt:          q.claimStepRunStmt,
+		claimStepRunsStmt:         q.claimStepRunsStmt,
+		countTenantsStmt:          q.countTenantsStmt,
+		createTenantStmt:          q.createTenantStmt,
+		createTokenStmt:           q.createTokenStmt,
+		deleteRunEventsStmt:       q.deleteRunEventsStmt,
+		deleteRunsStmt:            q.deleteRunsStmt,
+		getChildRunBySpawnKeyStmt: q.getChildRunBySpawnKeyStmt,
+		getLogIDStmt:              q.getLogIDStmt,
+		getRunStmt:                q.getRunStmt,
+		getRunForUpdateStmt:       q.getRunForUpdateStmt,
+		getStepRunStmt:            q.getStepRunStmt,
+		getStepRunForUpdateStmt:   q.getStepRunForUpdateStmt,
+		getTenantStmt:             q.getTenantStmt,
+		getTenantByNameStmt:       q.getTenantByNameStmt,
+		getWorkerForUpdateStmt:    q.getWorkerForUpdateStmt,
+		getWorkflowStmt:           q.getWorkflowStmt,
+		initLogHeadStmt:           q.initLogHeadStmt,
+		insertRunStmt:             q.insertRunStmt,
+		insertRunMetadataStmt:     q.insertRunMetadataStmt,
+		insertStepRunStmt:         q.insertStepRunStmt,
+		insertWorkerStmt:          q.insertWorkerStmt,
+		lastPositionStmt:          q.lastPositionStmt,
+		lastRunPositionStmt:       q.lastRunPositionStmt,
+		listActiveChildRunsStmt:   q.listActiveChildRunsStmt,
+		listChildRunsStmt:         q.listChildRunsStmt,
+		listClaimableStepRunsStmt: q.listClaimableStepRunsStmt,
+		listDeadWorkersStmt:       q.listDeadWorkersStmt,
+		listExpiredRunsStmt:       q.listExpiredRunsStmt,
+		listOrphanedChildRunsStmt: q.listOrphanedChildRunsStmt,
+		listStepAttemptsStmt:      q.listStepAttemptsStmt,
+		listStepRunsStmt:          q.listStepRunsStmt,
+		listStepRunsForUpdateStmt: q.listStepRunsForUpdateStmt,
+		listStepRunsOfWorkerStmt:  q.listStepRunsOfWorkerStmt,
+		listTimedOutStepRunsStmt:  q.listTimedOutStepRunsStmt,
+		listWorkflowsStmt:         q.listWorkflowsStmt,
+		lookupTokenStmt:           q.lookupTokenStmt,
+		markWorkerDeadStmt:        q.markWorkerDeadStmt,
+		readEventsStmt:            q.readEventsStmt,
+		readMetadataEventsStmt:    q.readMetadataEventsStmt,
+		touchWorkerStmt:           q.touchWorkerStmt,
+		updateRunStmt:             q.updateRunStmt,
+		updateStepRunStmt:         q.updateStepRunStmt,
+		upsertStepAttemptStmt:     q.upsertStepAttemptStmt,
+		upsertWorkflowStmt:        q.upsertWorkflowStmt,
 	}
 }

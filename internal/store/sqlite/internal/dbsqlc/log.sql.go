@@ -29,7 +29,7 @@ type AppendEventParams struct {
 }
 
 func (q *Queries) AppendEvent(ctx context.Context, arg AppendEventParams) error {
-	_, err := q.db.ExecContext(ctx, appendEvent,
+	_, err := q.exec(ctx, q.appendEventStmt, appendEvent,
 		arg.Position,
 		arg.TenantID,
 		arg.RunID,
@@ -52,7 +52,7 @@ RETURNING last_position
 
 // Reserves n positions; returns the last of them.
 func (q *Queries) BumpLogHead(ctx context.Context, n int64) (int64, error) {
-	row := q.db.QueryRowContext(ctx, bumpLogHead, n)
+	row := q.queryRow(ctx, q.bumpLogHeadStmt, bumpLogHead, n)
 	var last_position int64
 	err := row.Scan(&last_position)
 	return last_position, err
@@ -63,7 +63,7 @@ SELECT log_id FROM log_head WHERE id = 1
 `
 
 func (q *Queries) GetLogID(ctx context.Context) (string, error) {
-	row := q.db.QueryRowContext(ctx, getLogID)
+	row := q.queryRow(ctx, q.getLogIDStmt, getLogID)
 	var log_id string
 	err := row.Scan(&log_id)
 	return log_id, err
@@ -76,7 +76,7 @@ ON CONFLICT (id) DO NOTHING
 
 // Creates the counter row on first open; a no-op afterwards.
 func (q *Queries) InitLogHead(ctx context.Context, logID string) error {
-	_, err := q.db.ExecContext(ctx, initLogHead, logID)
+	_, err := q.exec(ctx, q.initLogHeadStmt, initLogHead, logID)
 	return err
 }
 
@@ -97,7 +97,7 @@ type LastRunPositionParams struct {
 // 0 when the run has no events. ORDER BY ... LIMIT 1 walks events_run
 // backwards and stops at the first match, whatever the tenant filter.
 func (q *Queries) LastRunPosition(ctx context.Context, arg LastRunPositionParams) (int64, error) {
-	row := q.db.QueryRowContext(ctx, lastRunPosition, arg.TenantID, arg.RunID)
+	row := q.queryRow(ctx, q.lastRunPositionStmt, lastRunPosition, arg.TenantID, arg.RunID)
 	var position int64
 	err := row.Scan(&position)
 	return position, err
@@ -140,7 +140,7 @@ type ReadEventsParams struct {
 // max_bytes, so the page always has its first event. The outer query then
 // reads the rows straight off events_run, in order, with no sort.
 func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]Event, error) {
-	rows, err := q.db.QueryContext(ctx, readEvents,
+	rows, err := q.query(ctx, q.readEventsStmt, readEvents,
 		arg.TenantID,
 		arg.RunID,
 		arg.After,

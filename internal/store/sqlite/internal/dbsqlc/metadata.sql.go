@@ -16,7 +16,7 @@ SELECT last_position FROM log_head WHERE id = 1
 // The counter's committed value: every position at or below it committed
 // (the single writer commits positions in order).
 func (q *Queries) LastPosition(ctx context.Context) (int64, error) {
-	row := q.db.QueryRowContext(ctx, lastPosition)
+	row := q.queryRow(ctx, q.lastPositionStmt, lastPosition)
 	var last_position int64
 	err := row.Scan(&last_position)
 	return last_position, err
@@ -74,7 +74,7 @@ type ReadMetadataEventsParams struct {
 // below max_bytes (length() of a blob does not load it), so the page always
 // has its first event.
 func (q *Queries) ReadMetadataEvents(ctx context.Context, arg ReadMetadataEventsParams) ([]Event, error) {
-	rows, err := q.db.QueryContext(ctx, readMetadataEvents,
+	rows, err := q.query(ctx, q.readMetadataEventsStmt, readMetadataEvents,
 		arg.TenantID,
 		arg.MaxBytes,
 		arg.Key,

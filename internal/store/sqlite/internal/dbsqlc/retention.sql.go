@@ -17,7 +17,7 @@ DELETE FROM events WHERE run_id IN (SELECT value FROM json_each(CAST(?1 AS TEXT)
 // position-ordered), so they are deleted by run_id, off events_run. run_ids
 // is a JSON array, as in ClaimStepRuns: one statement whatever the batch.
 func (q *Queries) DeleteRunEvents(ctx context.Context, runIds string) (int64, error) {
-	result, err := q.db.ExecContext(ctx, deleteRunEvents, runIds)
+	result, err := q.exec(ctx, q.deleteRunEventsStmt, deleteRunEvents, runIds)
 	if err != nil {
 		return 0, err
 	}
@@ -32,7 +32,7 @@ DELETE FROM runs WHERE id IN (SELECT value FROM json_each(CAST(?1 AS TEXT)))
 // step run, by ON DELETE CASCADE (00001_init.sql; the store opens every
 // connection with foreign_keys on).
 func (q *Queries) DeleteRuns(ctx context.Context, runIds string) (int64, error) {
-	result, err := q.db.ExecContext(ctx, deleteRuns, runIds)
+	result, err := q.exec(ctx, q.deleteRunsStmt, deleteRuns, runIds)
 	if err != nil {
 		return 0, err
 	}
@@ -77,7 +77,7 @@ type ListExpiredRunsParams struct {
 // The single writer keeps the batch stable until it is deleted, so there is
 // nothing to lock (PostgreSQL uses FOR UPDATE SKIP LOCKED here).
 func (q *Queries) ListExpiredRuns(ctx context.Context, arg ListExpiredRunsParams) ([]string, error) {
-	rows, err := q.db.QueryContext(ctx, listExpiredRuns, arg.FinishedBefore, arg.RowLimit)
+	rows, err := q.query(ctx, q.listExpiredRunsStmt, listExpiredRuns, arg.FinishedBefore, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}

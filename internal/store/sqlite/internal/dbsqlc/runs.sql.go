@@ -19,7 +19,7 @@ type GetRunParams struct {
 }
 
 func (q *Queries) GetRun(ctx context.Context, arg GetRunParams) (Run, error) {
-	row := q.db.QueryRowContext(ctx, getRun, arg.TenantID, arg.ID)
+	row := q.queryRow(ctx, q.getRunStmt, getRun, arg.TenantID, arg.ID)
 	var i Run
 	err := row.Scan(
 		&i.ID,
@@ -52,7 +52,7 @@ type GetRunForUpdateParams struct {
 // SQLite has no row locks: the transaction already holds the database's
 // single write lock (BEGIN IMMEDIATE), so this is GetRun.
 func (q *Queries) GetRunForUpdate(ctx context.Context, arg GetRunForUpdateParams) (Run, error) {
-	row := q.db.QueryRowContext(ctx, getRunForUpdate, arg.TenantID, arg.ID)
+	row := q.queryRow(ctx, q.getRunForUpdateStmt, getRunForUpdate, arg.TenantID, arg.ID)
 	var i Run
 	err := row.Scan(
 		&i.ID,
@@ -96,7 +96,7 @@ type InsertRunParams struct {
 }
 
 func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) error {
-	_, err := q.db.ExecContext(ctx, insertRun,
+	_, err := q.exec(ctx, q.insertRunStmt, insertRun,
 		arg.ID,
 		arg.TenantID,
 		arg.Workflow,
@@ -127,7 +127,7 @@ type InsertRunMetadataParams struct {
 }
 
 func (q *Queries) InsertRunMetadata(ctx context.Context, arg InsertRunMetadataParams) error {
-	_, err := q.db.ExecContext(ctx, insertRunMetadata,
+	_, err := q.exec(ctx, q.insertRunMetadataStmt, insertRunMetadata,
 		arg.RunID,
 		arg.TenantID,
 		arg.Key,
@@ -157,7 +157,7 @@ type UpdateRunParams struct {
 }
 
 func (q *Queries) UpdateRun(ctx context.Context, arg UpdateRunParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, updateRun,
+	result, err := q.exec(ctx, q.updateRunStmt, updateRun,
 		arg.Status,
 		arg.Output,
 		arg.Error,

@@ -32,7 +32,7 @@ type ClaimStepRunParams struct {
 
 // No row (sql.ErrNoRows) when the step run is no longer queued.
 func (q *Queries) ClaimStepRun(ctx context.Context, arg ClaimStepRunParams) (StepRun, error) {
-	row := q.db.QueryRowContext(ctx, claimStepRun,
+	row := q.queryRow(ctx, q.claimStepRunStmt, claimStepRun,
 		arg.WorkerID,
 		arg.Now,
 		arg.TimeoutAt,
@@ -101,7 +101,7 @@ type ClaimStepRunsParams struct {
 // highest ?N so far, so the ?N that follow it (the limit) would bind the
 // wrong values.
 func (q *Queries) ClaimStepRuns(ctx context.Context, arg ClaimStepRunsParams) ([]StepRun, error) {
-	rows, err := q.db.QueryContext(ctx, claimStepRuns,
+	rows, err := q.query(ctx, q.claimStepRunsStmt, claimStepRuns,
 		arg.WorkerID,
 		arg.Now,
 		arg.TenantID,
@@ -156,7 +156,7 @@ SELECT id, run_id, tenant_id, workflow, step, parents, status, attempt, failures
 `
 
 func (q *Queries) GetStepRun(ctx context.Context, id string) (StepRun, error) {
-	row := q.db.QueryRowContext(ctx, getStepRun, id)
+	row := q.queryRow(ctx, q.getStepRunStmt, getStepRun, id)
 	var i StepRun
 	err := row.Scan(
 		&i.ID,
@@ -190,7 +190,7 @@ SELECT id, run_id, tenant_id, workflow, step, parents, status, attempt, failures
 
 // No row locks in SQLite: the write transaction already excludes all others.
 func (q *Queries) GetStepRunForUpdate(ctx context.Context, id string) (StepRun, error) {
-	row := q.db.QueryRowContext(ctx, getStepRunForUpdate, id)
+	row := q.queryRow(ctx, q.getStepRunForUpdateStmt, getStepRunForUpdate, id)
 	var i StepRun
 	err := row.Scan(
 		&i.ID,
@@ -250,7 +250,7 @@ type InsertStepRunParams struct {
 }
 
 func (q *Queries) InsertStepRun(ctx context.Context, arg InsertStepRunParams) error {
-	_, err := q.db.ExecContext(ctx, insertStepRun,
+	_, err := q.exec(ctx, q.insertStepRunStmt, insertStepRun,
 		arg.ID,
 		arg.RunID,
 		arg.TenantID,
@@ -296,7 +296,7 @@ type ListClaimableStepRunsParams struct {
 // Candidates for ClaimStepRun; the caller locks each one's run, then claims
 // the step run if it is still queued.
 func (q *Queries) ListClaimableStepRuns(ctx context.Context, arg ListClaimableStepRunsParams) ([]StepRun, error) {
-	rows, err := q.db.QueryContext(ctx, listClaimableStepRuns,
+	rows, err := q.query(ctx, q.listClaimableStepRunsStmt, listClaimableStepRuns,
 		arg.TenantID,
 		arg.Workflows,
 		arg.Now,
@@ -350,7 +350,7 @@ SELECT step_run_id, run_id, attempt, status, worker_id, error, started_at, finis
 `
 
 func (q *Queries) ListStepAttempts(ctx context.Context, runID string) ([]StepAttempt, error) {
-	rows, err := q.db.QueryContext(ctx, listStepAttempts, runID)
+	rows, err := q.query(ctx, q.listStepAttemptsStmt, listStepAttempts, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +386,7 @@ SELECT id, run_id, tenant_id, workflow, step, parents, status, attempt, failures
 `
 
 func (q *Queries) ListStepRuns(ctx context.Context, runID string) ([]StepRun, error) {
-	rows, err := q.db.QueryContext(ctx, listStepRuns, runID)
+	rows, err := q.query(ctx, q.listStepRunsStmt, listStepRuns, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -435,7 +435,7 @@ SELECT id, run_id, tenant_id, workflow, step, parents, status, attempt, failures
 `
 
 func (q *Queries) ListStepRunsForUpdate(ctx context.Context, runID string) ([]StepRun, error) {
-	rows, err := q.db.QueryContext(ctx, listStepRunsForUpdate, runID)
+	rows, err := q.query(ctx, q.listStepRunsForUpdateStmt, listStepRunsForUpdate, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +484,7 @@ SELECT id, run_id, tenant_id, workflow, step, parents, status, attempt, failures
 `
 
 func (q *Queries) ListStepRunsOfWorker(ctx context.Context, workerID string) ([]StepRun, error) {
-	rows, err := q.db.QueryContext(ctx, listStepRunsOfWorker, workerID)
+	rows, err := q.query(ctx, q.listStepRunsOfWorkerStmt, listStepRunsOfWorker, workerID)
 	if err != nil {
 		return nil, err
 	}
@@ -541,7 +541,7 @@ type ListTimedOutStepRunsParams struct {
 }
 
 func (q *Queries) ListTimedOutStepRuns(ctx context.Context, arg ListTimedOutStepRunsParams) ([]StepRun, error) {
-	rows, err := q.db.QueryContext(ctx, listTimedOutStepRuns, arg.Now, arg.RowLimit)
+	rows, err := q.query(ctx, q.listTimedOutStepRunsStmt, listTimedOutStepRuns, arg.Now, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -625,7 +625,7 @@ type UpdateStepRunParams struct {
 // Every mutable field; id, run, tenant, workflow, step, parents and
 // created_at never change.
 func (q *Queries) UpdateStepRun(ctx context.Context, arg UpdateStepRunParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, updateStepRun,
+	result, err := q.exec(ctx, q.updateStepRunStmt, updateStepRun,
 		arg.Status,
 		arg.Attempt,
 		arg.Failures,
@@ -673,7 +673,7 @@ type UpsertStepAttemptParams struct {
 // run_id is taken from the step run; no row is written when it is unknown.
 // (The WHERE clause also keeps SQLite from reading ON CONFLICT as a join.)
 func (q *Queries) UpsertStepAttempt(ctx context.Context, arg UpsertStepAttemptParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, upsertStepAttempt,
+	result, err := q.exec(ctx, q.upsertStepAttemptStmt, upsertStepAttempt,
 		arg.Attempt,
 		arg.Status,
 		arg.WorkerID,

@@ -14,7 +14,7 @@ SELECT COUNT(*) FROM tenants
 `
 
 func (q *Queries) CountTenants(ctx context.Context) (int64, error) {
-	row := q.db.QueryRowContext(ctx, countTenants)
+	row := q.queryRow(ctx, q.countTenantsStmt, countTenants)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -31,7 +31,7 @@ type CreateTenantParams struct {
 }
 
 func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) error {
-	_, err := q.db.ExecContext(ctx, createTenant, arg.ID, arg.Name, arg.CreatedAt)
+	_, err := q.exec(ctx, q.createTenantStmt, createTenant, arg.ID, arg.Name, arg.CreatedAt)
 	return err
 }
 
@@ -54,7 +54,7 @@ type CreateTokenParams struct {
 }
 
 func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) error {
-	_, err := q.db.ExecContext(ctx, createToken,
+	_, err := q.exec(ctx, q.createTokenStmt, createToken,
 		arg.ID,
 		arg.TenantID,
 		arg.Hash,
@@ -74,7 +74,7 @@ SELECT id, name, created_at FROM tenants WHERE id = ?1
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
-	row := q.db.QueryRowContext(ctx, getTenant, id)
+	row := q.queryRow(ctx, q.getTenantStmt, getTenant, id)
 	var i Tenant
 	err := row.Scan(&i.ID, &i.Name, &i.CreatedAt)
 	return i, err
@@ -85,7 +85,7 @@ SELECT id, name, created_at FROM tenants WHERE name = ?1
 `
 
 func (q *Queries) GetTenantByName(ctx context.Context, name string) (Tenant, error) {
-	row := q.db.QueryRowContext(ctx, getTenantByName, name)
+	row := q.queryRow(ctx, q.getTenantByNameStmt, getTenantByName, name)
 	var i Tenant
 	err := row.Scan(&i.ID, &i.Name, &i.CreatedAt)
 	return i, err
@@ -97,7 +97,7 @@ SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at
 
 // Expired tokens are returned too: the caller checks expires_at.
 func (q *Queries) LookupToken(ctx context.Context, hash string) (Token, error) {
-	row := q.db.QueryRowContext(ctx, lookupToken, hash)
+	row := q.queryRow(ctx, q.lookupTokenStmt, lookupToken, hash)
 	var i Token
 	err := row.Scan(
 		&i.ID,

@@ -14,7 +14,7 @@ SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, crea
 `
 
 func (q *Queries) GetWorkerForUpdate(ctx context.Context, id string) (Worker, error) {
-	row := q.db.QueryRowContext(ctx, getWorkerForUpdate, id)
+	row := q.queryRow(ctx, q.getWorkerForUpdateStmt, getWorkerForUpdate, id)
 	var i Worker
 	err := row.Scan(
 		&i.ID,
@@ -48,7 +48,7 @@ type InsertWorkerParams struct {
 }
 
 func (q *Queries) InsertWorker(ctx context.Context, arg InsertWorkerParams) error {
-	_, err := q.db.ExecContext(ctx, insertWorker,
+	_, err := q.exec(ctx, q.insertWorkerStmt, insertWorker,
 		arg.ID,
 		arg.TenantID,
 		arg.Name,
@@ -75,7 +75,7 @@ type ListDeadWorkersParams struct {
 }
 
 func (q *Queries) ListDeadWorkers(ctx context.Context, arg ListDeadWorkersParams) ([]Worker, error) {
-	rows, err := q.db.QueryContext(ctx, listDeadWorkers, arg.HeartbeatBefore, arg.RowLimit)
+	rows, err := q.query(ctx, q.listDeadWorkersStmt, listDeadWorkers, arg.HeartbeatBefore, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ UPDATE workers SET alive = 0 WHERE id = ?1 AND alive = 1
 `
 
 func (q *Queries) MarkWorkerDead(ctx context.Context, id string) (int64, error) {
-	result, err := q.db.ExecContext(ctx, markWorkerDead, id)
+	result, err := q.exec(ctx, q.markWorkerDeadStmt, markWorkerDead, id)
 	if err != nil {
 		return 0, err
 	}
@@ -129,7 +129,7 @@ type TouchWorkerParams struct {
 }
 
 func (q *Queries) TouchWorker(ctx context.Context, arg TouchWorkerParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, touchWorker, arg.HeartbeatAt, arg.ID)
+	result, err := q.exec(ctx, q.touchWorkerStmt, touchWorker, arg.HeartbeatAt, arg.ID)
 	if err != nil {
 		return 0, err
 	}

@@ -19,7 +19,7 @@ type GetWorkflowParams struct {
 }
 
 func (q *Queries) GetWorkflow(ctx context.Context, arg GetWorkflowParams) (Workflow, error) {
-	row := q.db.QueryRowContext(ctx, getWorkflow, arg.TenantID, arg.Name)
+	row := q.queryRow(ctx, q.getWorkflowStmt, getWorkflow, arg.TenantID, arg.Name)
 	var i Workflow
 	err := row.Scan(
 		&i.TenantID,
@@ -36,7 +36,7 @@ SELECT tenant_id, name, definition, on_events, updated_at FROM workflows WHERE t
 `
 
 func (q *Queries) ListWorkflows(ctx context.Context, tenantID string) ([]Workflow, error) {
-	rows, err := q.db.QueryContext(ctx, listWorkflows, tenantID)
+	rows, err := q.query(ctx, q.listWorkflowsStmt, listWorkflows, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +82,7 @@ type UpsertWorkflowParams struct {
 }
 
 func (q *Queries) UpsertWorkflow(ctx context.Context, arg UpsertWorkflowParams) error {
-	_, err := q.db.ExecContext(ctx, upsertWorkflow,
+	_, err := q.exec(ctx, q.upsertWorkflowStmt, upsertWorkflow,
 		arg.TenantID,
 		arg.Name,
 		arg.Definition,
