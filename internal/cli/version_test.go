@@ -25,8 +25,8 @@ func TestVersion(t *testing.T) {
 	require.Equal(t, runtime.GOOS+"/"+runtime.GOARCH, v["platform"])
 }
 
-// The completion command is there (cobra's), and `runnel run` completes
-// workflow names from the engine.
+// The completion command (cobra's) is there for every shell the docs name;
+// TestDynamicCompletion covers what it completes from the engine.
 func TestCompletion(t *testing.T) {
 	t.Parallel()
 	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
