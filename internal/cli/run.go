@@ -8,8 +8,10 @@ import (
 	"io"
 	"iter"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-dev/runnel"
@@ -31,7 +33,24 @@ func newRunCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run WORKFLOW",
 		Short: "Trigger a run and print its id (--wait: its output; --stream: its events)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Trigger a run of WORKFLOW and print its run id, alone on stdout, for scripts.
+
+--wait waits for the run to end and prints its output (JSON) on stdout; a run
+that does not complete is an error (exit status 1). --stream prints the run's
+events on stdout as they happen (--json: one JSON object per line), until it
+ends. Both may be given.
+
+While --wait or --stream follows the run, its progress goes to stderr, so that
+stdout carries only data: on a terminal, a status block (the run, and each step
+with its state, attempt, time and what it streamed) redrawn in place; off a
+terminal, with --wait, one plain line per change of a step's state
+("step generate: running (attempt 1)") and one for the run's end. With --stream
+off a terminal the event lines already carry that, so nothing more is printed.
+
+An unknown WORKFLOW is refused with the registered ones; ` + "`runnel workflows list`" + `
+shows them, and shell completion offers their names.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeWorkflowNames(&flags),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			meta, err := parseMeta(o.meta)
 			if err != nil {
@@ -54,51 +73,70 @@ func newRunCommand() *cobra.Command {
 				opts = append(opts, runnel.WithAdditionalMetadata(meta))
 			}
 			runID, err := c.Admin().RunWorkflow(ctx, args[0], input, opts...)
+			if connect.CodeOf(err) == connect.CodeNotFound {
+				return withHint(err, unknownWorkflowHint(ctx, c, args[0]))
+			}
 			if err != nil {
 				return err
 			}
-			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			if !o.wait && !o.stream {
-				fmt.Fprintln(out, runID)
+				fmt.Fprintln(cmd.OutOrStdout(), runID)
 				return nil
 			}
-			fmt.Fprintf(errOut, "run %s\n", runID)
-			if o.stream {
-				if err := printEvents(ctx, c, runID, nil, "", o.json, out); err != nil {
-					return err
-				}
-			} else {
-				// Wait for the terminal event without printing the stream.
-				for _, err := range c.Listener().Stream(ctx, runID, runnel.WithTypes(terminalTypes...)) {
-					if err != nil {
-						return err
-					}
-				}
-			}
-			run, err := c.Admin().GetRun(ctx, runID)
-			if err != nil {
-				return err
-			}
-			if o.wait {
-				if run.Status != runnel.RunCompleted {
-					return fmt.Errorf("run %s %s: %s", runID, run.Status, run.Error)
-				}
-				fmt.Fprintln(out, string(run.Output))
-			}
-			return nil
+			return followRun(ctx, c, runID, args[0], o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	flags.register(cmd)
 	cmd.Flags().StringVar(&o.input, "input", "", "run input as JSON (default {})")
 	cmd.Flags().StringArrayVar(&o.meta, "meta", nil, "additional metadata key=value (repeatable)")
-	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait for the run to end and print its output")
-	cmd.Flags().BoolVar(&o.stream, "stream", false, "print the run's events as they happen, until it ends")
+	cmd.Flags().BoolVar(&o.wait, "wait", false, "wait for the run to end and print its output (progress on stderr)")
+	cmd.Flags().BoolVar(&o.stream, "stream", false, "print the run's events as they happen, until it ends (progress on stderr)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "with --stream: one JSON object per event")
 	return cmd
 }
 
-var terminalTypes = []runnel.EventType{
-	runnel.EventRunCompleted, runnel.EventRunFailed, runnel.EventRunCancelled, runnel.EventRunTimedOut,
+// followRun follows a triggered run to its end for --wait and --stream:
+// events (with --stream) and the output (with --wait) on stdout, progress
+// on stderr.
+func followRun(ctx context.Context, c *runnel.Client, runID, workflow string, o runOptions, out, errOut io.Writer) error {
+	p := newRunProgress(runID, workflow, time.Now())
+	if run, err := c.Admin().GetRun(ctx, runID); err == nil {
+		p.seed(run) // the steps, before any has started; without it they appear as they start
+	}
+	view := newProgressView(p, out, errOut, o.stream)
+	finished := false
+	defer func() {
+		if !finished {
+			view.finish(nil)
+		}
+	}()
+	for ev, err := range c.Listener().Stream(ctx, runID) {
+		if err != nil {
+			return err
+		}
+		var printData func() error
+		if o.stream {
+			printData = func() error { return printEvent(out, ev, o.json, false) }
+		}
+		if err := view.event(ev, printData); err != nil {
+			return err
+		}
+	}
+	run, err := c.Admin().GetRun(ctx, runID)
+	if err != nil {
+		return err
+	}
+	// The status block is complete before the output is written below it.
+	view.finish(run)
+	finished = true
+	if !o.wait {
+		return nil
+	}
+	if run.Status != runnel.RunCompleted {
+		return fmt.Errorf("run %s %s: %s", runID, statusWord(string(run.Status)), run.Error)
+	}
+	_, err = fmt.Fprintln(out, string(run.Output))
+	return err
 }
 
 func newStreamCommand() *cobra.Command {
@@ -110,8 +148,9 @@ func newStreamCommand() *cobra.Command {
 		asObj bool
 	)
 	cmd := &cobra.Command{
-		Use:   "stream RUN_ID | --meta KEY=VALUE",
-		Short: "Print a run's events as they happen, ending when the run ends; --meta: every run carrying a metadata pair, until interrupted",
+		Use:               "stream RUN_ID | --meta KEY=VALUE",
+		Short:             "Print a run's events as they happen, ending when the run ends; --meta: every run carrying a metadata pair, until interrupted",
+		ValidArgsFunction: completeRunIDs(&flags),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if (meta == "") == (len(args) == 0) || len(args) > 1 {
 				return fmt.Errorf("give exactly one of RUN_ID or --meta key=value (got %d arguments)", len(args))
@@ -184,20 +223,28 @@ func printSeq(events iter.Seq2[runnel.Event, error], asJSON, withRun bool, out i
 		if err != nil {
 			return err
 		}
-		if asJSON {
-			b, err := json.Marshal(eventJSON(ev))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(out, string(b))
-			continue
+		if err := printEvent(out, ev, asJSON, withRun); err != nil {
+			return err
 		}
-		if withRun {
-			fmt.Fprint(out, ev.RunID, "  ")
-		}
-		fmt.Fprintln(out, eventLine(ev))
 	}
 	return nil
+}
+
+// printEvent prints one event as a line, or as a JSON object on a line.
+func printEvent(out io.Writer, ev runnel.Event, asJSON, withRun bool) error {
+	if asJSON {
+		b, err := json.Marshal(eventJSON(ev))
+		if err != nil {
+			return fmt.Errorf("encode event %s: %w", ev.Position, err)
+		}
+		_, err = fmt.Fprintln(out, string(b))
+		return err
+	}
+	if withRun {
+		fmt.Fprint(out, ev.RunID, "  ")
+	}
+	_, err := fmt.Fprintln(out, eventLine(ev))
+	return err
 }
 
 // eventJSON is the SSE data object of an event plus its position.

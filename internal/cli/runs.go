@@ -27,13 +27,17 @@ func newRunsListCommand() *cobra.Command {
 		opts   runnel.ListRunsOptions
 		meta   string
 		status string
-		asJSON bool
+		output outputFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List runs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := output.format(cmd)
+			if err != nil {
+				return err
+			}
 			if meta != "" {
 				m, err := parseMeta([]string{meta})
 				if err != nil {
@@ -53,7 +57,7 @@ func newRunsListCommand() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
+			if format == outputJSON {
 				return writeJSON(out, runs)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -71,20 +75,25 @@ func newRunsListCommand() *cobra.Command {
 	cmd.Flags().StringVar(&meta, "meta", "", "only runs with this additional metadata key=value")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 20, "at most this many runs")
 	cmd.Flags().StringVar(&opts.Before, "before", "", "page: only runs older than this run id")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	output.register(cmd)
 	return cmd
 }
 
 func newRunsGetCommand() *cobra.Command {
 	var (
 		flags  clientFlags
-		asJSON bool
+		output outputFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "get RUN_ID",
-		Short: "Show a run with its steps, attempts and times",
-		Args:  cobra.ExactArgs(1),
+		Use:               "get RUN_ID",
+		Short:             "Show a run with its steps, attempts and times",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRunIDs(&flags),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := output.format(cmd)
+			if err != nil {
+				return err
+			}
 			c, err := flags.client()
 			if err != nil {
 				return err
@@ -93,7 +102,7 @@ func newRunsGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
+			if format == outputJSON {
 				return writeJSON(cmd.OutOrStdout(), run)
 			}
 			printRun(cmd.OutOrStdout(), run)
@@ -101,16 +110,17 @@ func newRunsGetCommand() *cobra.Command {
 		},
 	}
 	flags.register(cmd)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	output.register(cmd)
 	return cmd
 }
 
 func newRunsCancelCommand() *cobra.Command {
 	var flags clientFlags
 	cmd := &cobra.Command{
-		Use:   "cancel RUN_ID",
-		Short: "Cancel a run (running steps get their context cancelled)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "cancel RUN_ID",
+		Short:             "Cancel a run (running steps get their context cancelled)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRunIDs(&flags),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := flags.client()
 			if err != nil {
