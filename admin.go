@@ -73,22 +73,28 @@ func (s StepStatus) Terminal() bool {
 // Run is one execution of a workflow, as returned by [Admin.GetRun] and
 // [Admin.ListRuns].
 type Run struct {
-	ID       string    `json:"id"`
-	Workflow string    `json:"workflow"`
-	Status   RunStatus `json:"status"`
+	// ID is the run id that [Admin.RunWorkflow] returned.
+	ID string `json:"id"`
+	// Workflow is the name of the run's workflow.
+	Workflow string `json:"workflow"`
+	// Status is the run's state; see [RunStatus.Terminal].
+	Status RunStatus `json:"status"`
 	// Input is the run's JSON input.
 	Input json.RawMessage `json:"input"`
 	// Output is the run's JSON output (the outputs of its steps) once it
 	// completed; nil before.
 	Output json.RawMessage `json:"output,omitempty"`
 	// Error says why the run failed, timed out or was cancelled.
-	Error              string            `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// AdditionalMetadata is the run's metadata (see
+	// [WithAdditionalMetadata]); empty, not nil, if it has none.
 	AdditionalMetadata map[string]string `json:"additionalMetadata"`
 	// ParentRunID is set for a child run.
 	ParentRunID string `json:"parentRunId,omitempty"`
 	// ParentStepRunID is the step run that spawned a child run.
-	ParentStepRunID string    `json:"parentStepRunId,omitempty"`
-	CreatedAt       time.Time `json:"createdAt"`
+	ParentStepRunID string `json:"parentStepRunId,omitempty"`
+	// CreatedAt is when the run was triggered.
+	CreatedAt time.Time `json:"createdAt"`
 	// StartedAt is zero until the first step started.
 	StartedAt time.Time `json:"startedAt"`
 	// FinishedAt is zero until the run is terminal.
@@ -99,17 +105,23 @@ type Run struct {
 
 // StepRun is one step of a run.
 type StepRun struct {
-	ID      string     `json:"id"`
-	Step    string     `json:"step"`
-	Parents []string   `json:"parents,omitempty"`
-	Status  StepStatus `json:"status"`
+	// ID is the step run's id (an event's StepRunID).
+	ID string `json:"id"`
+	// Step is the step's name in its workflow.
+	Step string `json:"step"`
+	// Parents are the steps it waits for.
+	Parents []string `json:"parents,omitempty"`
+	// Status is the state of its current attempt.
+	Status StepStatus `json:"status"`
 	// Attempt is the current attempt (1, 2, …); 0 while it never ran.
 	Attempt int `json:"attempt"`
 	// Output is the step's JSON output once it completed.
 	Output json.RawMessage `json:"output,omitempty"`
-	Error  string          `json:"error,omitempty"`
+	// Error is the error of the latest failed attempt.
+	Error string `json:"error,omitempty"`
 	// StartedAt is the start of the current attempt; zero if none.
-	StartedAt  time.Time `json:"startedAt"`
+	StartedAt time.Time `json:"startedAt"`
+	// FinishedAt is zero until the step run is terminal.
 	FinishedAt time.Time `json:"finishedAt"`
 	// Attempts is the history of every attempt, oldest first.
 	Attempts []StepAttempt `json:"attempts,omitempty"`
@@ -117,28 +129,42 @@ type StepRun struct {
 
 // StepAttempt is the record of one attempt of a step run.
 type StepAttempt struct {
-	Attempt    int        `json:"attempt"`
-	Status     StepStatus `json:"status"`
-	WorkerID   string     `json:"workerId"`
-	Error      string     `json:"error,omitempty"`
-	StartedAt  time.Time  `json:"startedAt"`
-	FinishedAt time.Time  `json:"finishedAt"`
+	// Attempt is the attempt's number, from 1.
+	Attempt int `json:"attempt"`
+	// Status is how the attempt ended, or running.
+	Status StepStatus `json:"status"`
+	// WorkerID is the engine's id of the worker session that ran it.
+	WorkerID string `json:"workerId"`
+	// Error says why the attempt failed, timed out or was cancelled.
+	Error string `json:"error,omitempty"`
+	// StartedAt is when the attempt was assigned to its worker.
+	StartedAt time.Time `json:"startedAt"`
+	// FinishedAt is zero while the attempt runs.
+	FinishedAt time.Time `json:"finishedAt"`
 }
 
 // WorkflowInfo describes a registered workflow, as returned by
 // [Admin.ListWorkflows].
 type WorkflowInfo struct {
-	Name     string
-	Steps    []StepInfo
+	// Name is the workflow's name.
+	Name string
+	// Steps are its steps, as registered.
+	Steps []StepInfo
+	// OnEvents are the event keys that trigger it (see [Workflow.OnEvents]).
 	OnEvents []string
 }
 
 // StepInfo describes a step of a registered workflow.
 type StepInfo struct {
-	Name    string
+	// Name is the step's name.
+	Name string
+	// Parents are the steps it waits for (see [Parents]).
 	Parents []string
+	// Retries is how often a failed attempt is retried (see [Retries]).
 	Retries int
+	// Backoff is the base of the delay before a retry (see [Backoff]).
 	Backoff time.Duration
+	// Timeout limits each attempt; 0 is none (see [Timeout]).
 	Timeout time.Duration
 }
 
@@ -240,11 +266,14 @@ func (a *Admin) GetRun(ctx context.Context, runID string) (*Run, error) {
 
 // ListRunsOptions filters [Admin.ListRuns]. Zero fields do not filter.
 type ListRunsOptions struct {
+	// Workflow selects runs of this workflow.
 	Workflow string
-	Status   RunStatus
+	// Status selects runs in this state.
+	Status RunStatus
 	// MetaKey and MetaValue select runs whose additional metadata has this
 	// key with this value.
-	MetaKey   string
+	MetaKey string
+	// MetaValue is the value MetaKey must have.
 	MetaValue string
 	// Limit caps the number of runs returned; 0 lets the engine choose.
 	Limit int

@@ -58,7 +58,9 @@ func (r *ChildRun) Result(ctx context.Context, v any) error {
 
 // ChildRunError says that a child run ended without completing.
 type ChildRunError struct {
-	RunID    string
+	// RunID is the child run's id.
+	RunID string
+	// Workflow is the child run's workflow.
 	Workflow string
 	// Status is failed, cancelled or timed_out.
 	Status RunStatus
@@ -66,6 +68,7 @@ type ChildRunError struct {
 	Message string
 }
 
+// Error says which child run ended how, and why.
 func (e *ChildRunError) Error() string {
 	msg := fmt.Sprintf("child run %s of %q %s", e.RunID, e.Workflow, e.Status)
 	if e.Message != "" {

@@ -36,9 +36,25 @@
 // an attempt before that attempt's step.completed or step.failed. Payloads
 // are bytes, up to [MaxPayloadSize] (4 MiB) each.
 //
-// Subscriptions start at the beginning of the run ([FromStart], the
-// default), at [FromNow], or [After] a position seen before, and resume by
-// themselves after a dropped connection without gaps or duplicates.
+// Every event has a [Position]: opaque, unique in the engine's database,
+// and increasing in commit order. Subscriptions start at the beginning of
+// the run ([FromStart], the default), at [FromNow], or [After] a position
+// seen before, and resume by themselves after a dropped connection or an
+// engine restart without gaps or duplicates. [WithTypes] has the engine
+// send only some event types.
+//
+// [Listener.StreamByAdditionalMetadata] follows every run carrying a
+// metadata pair (see [WithAdditionalMetadata]), such as a parent run and
+// the child runs its steps spawn with [Context.SpawnWorkflow], which
+// inherit it.
+//
+// A retried step runs again as a new attempt: each event carries its
+// [Event.Attempt], and a failed attempt's stream events stay in the log.
+//
+// To serve a run to a browser from your own backend, use the sse
+// subpackage. The streaming guide, docs/streaming.md in the repository,
+// covers all of this with runnable examples, and the engine's JSON and SSE
+// API for other languages and browsers is in docs/http-api.md.
 //
 // # Errors
 //

@@ -51,18 +51,29 @@ type Event struct {
 	// Position is where the event is in the log; resume after it with
 	// [After].
 	Position Position
-	Type     EventType
-	RunID    string
+	// Type is the kind of event: a run's or a step's status change, or
+	// step.stream.
+	Type EventType
+	// RunID is the run the event belongs to (which matters when a
+	// metadata subscription follows several runs).
+	RunID string
+	// Workflow is the name of the run's workflow.
 	Workflow string
-	// Step, StepRunID and Attempt are set for step events.
-	Step      string
+	// Step is the step's name; set for step events only, as are StepRunID
+	// and Attempt.
+	Step string
+	// StepRunID is the id of the step run, the same for all its attempts.
 	StepRunID string
-	Attempt   int
+	// Attempt is the number of the step's attempt, from 1: a retried
+	// step's events of each attempt stay in the log, told apart by it.
+	Attempt int
 	// Payload is the data of a step.stream event.
 	Payload []byte
 	// Data is a JSON object with the event's details: the output of
-	// step.completed and run.completed, the error of failures. Nil if none.
+	// step.completed and run.completed, the error of failures (and whether
+	// the step will be retried). Nil if none.
 	Data json.RawMessage
+	// Time is when the engine recorded the event.
 	Time time.Time
 }
 
@@ -72,14 +83,21 @@ func (e Event) Terminal() bool { return e.Type.Terminal() }
 // StreamEvent is data a step put on the stream with [Context.PutStream], as
 // delivered by [Subscriber.Stream].
 type StreamEvent struct {
-	RunID     string
-	Step      string
+	// RunID is the run whose step put the data.
+	RunID string
+	// Step is the name of the step that put the data.
+	Step string
+	// StepRunID is the id of the step run, the same for all its attempts.
 	StepRunID string
 	// Attempt tells a failed attempt's stream from its retry's.
-	Attempt  int
-	Message  []byte
+	Attempt int
+	// Message is the data, as the step passed it to PutStream.
+	Message []byte
+	// Position is where the event is in the log; resume after it with
+	// [After].
 	Position Position
-	Time     time.Time
+	// Time is when the engine recorded the event.
+	Time time.Time
 }
 
 // SubscribeOption configures a subscription: where it starts and which
