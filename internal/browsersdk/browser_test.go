@@ -1,16 +1,20 @@
 package browsersdk_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,13 +39,15 @@ const browserTimeout = 2 * time.Minute
 // once the engine started, which needs the site's origin first.
 type site struct {
 	*httptest.Server
-	engineURL atomic.Value // string
+	mux       *http.ServeMux // the pages at /; tests add endpoints
+	engineURL atomic.Value   // string
 }
 
 func startSite(t *testing.T) *site {
 	t.Helper()
-	s := &site{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := &site{mux: http.NewServeMux()}
+	s.Server = httptest.NewServer(s.mux)
+	s.mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := os.ReadFile(filepath.Join("testdata", filepath.Base(r.URL.Path)))
 		if err != nil || !strings.HasSuffix(r.URL.Path, ".html") {
 			http.NotFound(w, r)
@@ -287,5 +293,113 @@ func TestRefusedIsError(t *testing.T) {
 	}
 	// The refused requests are in the browser's network log, as they
 	// should be; nothing else may go wrong.
+	tab.CheckNoProblems(t, "log:network")
+}
+
+// relay is an SSE endpoint on the site that passes a run's stream through
+// from the engine, and misbehaves on cue: its first stream ends after
+// cutAfter events, the next two requests get 503.
+type relay struct {
+	engineURL string
+	runID     string
+	cutAfter  int
+
+	mu       sync.Mutex
+	requests []relayRequest
+}
+
+// relayRequest is what a request to the relay asked for.
+type relayRequest struct {
+	lastEventID, after string
+}
+
+func (rl *relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rl.mu.Lock()
+	rl.requests = append(rl.requests, relayRequest{r.Header.Get("Last-Event-ID"), r.URL.Query().Get("after")})
+	n := len(rl.requests)
+	rl.mu.Unlock()
+	if n == 2 || n == 3 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error": {"code": "unavailable", "message": "relay down for a moment"}}`)
+		return
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), "GET", rl.engineURL+"/api/v1/runs/"+rl.runID+"/stream?"+r.URL.RawQuery, nil)
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		req.Header.Set("Last-Event-ID", id)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	events := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if _, err := io.WriteString(w, line+"\n"); err != nil {
+			return
+		}
+		if strings.HasPrefix(line, "id: ") {
+			events++
+		}
+		if line == "" {
+			_ = rc.Flush()
+			if n == 1 && events == rl.cutAfter {
+				return // the first stream ends here, mid-run
+			}
+		}
+	}
+}
+
+// TestRecreatesAfterRefusal: when a stream drops, EventSource resumes by
+// itself (Last-Event-ID); when the server then refuses with a 503, the
+// client retries in a new EventSource that resumes with ?after= the last
+// delivered position. The page ends with every chunk once. The stream comes
+// from a {url} target, as a backend's would.
+func TestRecreatesAfterRefusal(t *testing.T) {
+	t.Parallel()
+	tab := browsertest.NewTab(t, browserTimeout)
+	s := startSite(t)
+	e := startEngine(t, s)
+
+	const chunks = 20
+	runID := startRun(t, e, demo.Text, map[string]int{"chunks": chunks, "intervalMs": 20})
+	token := browserToken(t, e, runID)
+	rl := &relay{engineURL: e.URL, runID: runID, cutAfter: 5}
+	s.mux.Handle("/relay", rl)
+
+	if err := chromedp.Do(tab.Ctx, chromedp.Navigate(pageURL(s, "text.html", runID, token, "url", "/relay"))); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, tab, "ended")
+	got := readTextPage(t, tab, runID)
+	if got.Text != demo.TextOutput(chunks) || got.Chunks != chunks {
+		t.Errorf("page collected %d chunks %q, want each of %d once: %q", got.Chunks, got.Text, chunks, demo.TextOutput(chunks))
+	}
+	if !slices.Contains(got.Statuses, "reconnecting") || got.Statuses[len(got.Statuses)-1] != "ended" {
+		t.Errorf("statuses %v: want reconnecting on the way and ended at the end", got.Statuses)
+	}
+	rl.mu.Lock()
+	reqs := slices.Clone(rl.requests)
+	rl.mu.Unlock()
+	// 1 streams and is cut; 2 is EventSource's own retry (Last-Event-ID),
+	// refused; 3 is the client's probe of the status; 4 the new
+	// EventSource, resuming with ?after=.
+	if len(reqs) != 4 {
+		t.Fatalf("relay requests %+v, want 4", reqs)
+	}
+	if reqs[0].lastEventID != "" || reqs[0].after != "" {
+		t.Errorf("first request %+v: want a start from the beginning", reqs[0])
+	}
+	if cut := reqs[1].lastEventID; cut == "" || reqs[2].after != cut || reqs[3].after != cut || reqs[3].lastEventID != "" {
+		t.Errorf("requests %+v: want the retry with Last-Event-ID, then the probe and the new stream with ?after= the same position", reqs)
+	}
+	// The refusals are in the browser's network log, as they should be.
 	tab.CheckNoProblems(t, "log:network")
 }

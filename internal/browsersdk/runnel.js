@@ -184,6 +184,7 @@ export function subscribe(target, options = {}) {
   let retryTimer = 0;
   let retryMs = RETRY_FIRST_MS;
   let authRetried = false;
+  let lastToken = ""; // the token of the last connection
   let probe = null; // AbortController of a status probe in flight
 
   // stop releases the stream, a pending retry and a probe in flight.
@@ -235,6 +236,9 @@ export function subscribe(target, options = {}) {
     }
   };
 
+  // streamURL is the stream's URL, resuming after the last delivered event.
+  const streamURL = () => endpoint.url({ token: lastToken, after: position, from: opts.from, types: opts.types });
+
   const connect = async () => {
     if (closed) return;
     let token = "";
@@ -247,8 +251,8 @@ export function subscribe(target, options = {}) {
       return retryLater();
     }
     if (closed) return;
-    const url = endpoint.url({ token, after: position, from: opts.from, types: opts.types });
-    const source = new EventSource(url);
+    lastToken = token;
+    const source = new EventSource(streamURL());
     es = source;
     source.onopen = () => {
       if (es !== source) return;
@@ -274,7 +278,7 @@ export function subscribe(target, options = {}) {
       }
       // Given up: the server answered with an error (or not a stream).
       es = null;
-      diagnose(url);
+      diagnose();
     };
   };
 
@@ -286,10 +290,11 @@ export function subscribe(target, options = {}) {
     retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
   };
 
-  // diagnose learns why EventSource gave up on url and decides whether
-  // that can heal.
-  const diagnose = async (url) => {
+  // diagnose learns why EventSource gave up, asking for what the next
+  // connection would, and decides whether that can heal.
+  const diagnose = async () => {
     if (closed) return;
+    const url = streamURL();
     const ctl = new AbortController();
     probe = ctl;
     let res;
