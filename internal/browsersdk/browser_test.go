@@ -291,6 +291,20 @@ func TestRefusedIsError(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// A remembered position the engine refuses (not one of its positions)
+	// is an error, and is forgotten, so the next load starts afresh.
+	remembered := fmt.Sprintf(`sessionStorage.getItem(%q)`, "runnel:run:"+runID)
+	if _, err := chromedp.Run(tab.Ctx, chromedp.Evaluate[bool](fmt.Sprintf(`sessionStorage.setItem(%q, "not-a-position"), true`, "runnel:run:"+runID))); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(tab.Ctx, chromedp.Navigate(pageURL(s, "text.html", runID, browserToken(t, e, runID)))); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, tab, "error 400 invalid_argument")
+	if left, err := chromedp.Run(tab.Ctx, chromedp.Evaluate[any](remembered)); err != nil || left != nil {
+		t.Errorf("remembered position after the refusal: %v (%v), want none", left, err)
+	}
 	// The refused requests are in the browser's network log, as they
 	// should be; nothing else may go wrong.
 	tab.CheckNoProblems(t, "log:network")
