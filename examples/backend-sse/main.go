@@ -8,7 +8,9 @@
 //     EventSource gets every text chunk live, and after a dropped
 //     connection reconnects by itself and resumes after the last chunk it
 //     got (Last-Event-ID), with no chunk lost or repeated.
-//   - GET / is a page that starts a message and shows its stream.
+//   - GET / is a page that starts a message and shows its stream, with
+//     the engine's browser client, runnel.js, which this backend re-serves
+//     at GET /runnel.js (the engine serves it at /sdk/runnel.js).
 //
 // Run it next to an engine with the demo worker:
 //
@@ -126,6 +128,7 @@ func newHandler(c *runnel.Client, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", serveFile("static/index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /app.js", serveFile("static/app.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /runnel.js", serveModule(c, log))
 	mux.HandleFunc("POST /message", startMessage(c, log))
 	mux.HandleFunc("GET /message/{id}", streamMessage(c, log))
 	return mux

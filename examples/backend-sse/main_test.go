@@ -273,3 +273,35 @@ func TestServeEndsOpenStreams(t *testing.T) {
 		t.Fatalf("stream did not end cleanly: %v", err)
 	}
 }
+
+// TestModuleFromEngine: GET /runnel.js re-serves the engine's browser
+// client with its cache validator, and says so when the engine is down.
+func TestModuleFromEngine(t *testing.T) {
+	t.Parallel()
+	e := testengine.Start(t)
+	b := startBackend(t, e.Client, nil)
+	resp, raw := do(t, http.MethodGet, b.URL()+"/runnel.js", "")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") ||
+		!strings.Contains(string(raw), "export function subscribe(") || resp.Header.Get("ETag") == "" {
+		t.Fatalf("GET /runnel.js: %d %v, %d bytes", resp.StatusCode, resp.Header, len(raw))
+	}
+	req, _ := http.NewRequestWithContext(testContext(t), http.MethodGet, b.URL()+"/runnel.js", nil)
+	req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+	again, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Body.Close()
+	if again.StatusCode != http.StatusNotModified {
+		t.Errorf("revalidation: %d, want 304", again.StatusCode)
+	}
+
+	down, err := runnel.NewClient(runnel.WithHost("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = startBackend(t, down, nil)
+	if resp, raw := do(t, http.MethodGet, b.URL()+"/runnel.js", ""); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("engine down: %d %s, want 503", resp.StatusCode, raw)
+	}
+}

@@ -4,82 +4,28 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/runnel-dev/runnel/internal/browsertest"
 	"github.com/runnel-dev/runnel/internal/demo"
 	"github.com/runnel-dev/runnel/internal/testengine"
 )
 
-// newTab starts a headless Debian chromium (skipping the test when there is
-// none, unless RUNNEL_TEST_REQUIRE_BROWSER=1) and returns a tab context and
-// a function that reports the page's console errors and exceptions.
-func newTab(t *testing.T) (context.Context, func() []string) {
+// TestMain stops the browser the browser tests share.
+func TestMain(m *testing.M) { browsertest.Main(m) }
+
+// newTab opens a tab (skipping the test when there is no Chromium, unless
+// RUNNEL_TEST_REQUIRE_BROWSER=1) at a desktop size, so screenshots look
+// like a laptop's.
+func newTab(t *testing.T) *browsertest.Tab {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("RUNNEL_TEST_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("chromium is required (RUNNEL_TEST_REQUIRE_BROWSER=1) but not found: %v", err)
-		}
-		t.Skip("chromium not found; skipping browser test (apt-get install chromium, or set RUNNEL_TEST_REQUIRE_BROWSER=1 to fail)")
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		// The network is closed: without these, chromium stalls on outside
-		// connections.
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	var mu sync.Mutex
-	var problems []string
-	listen := func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			desc := d.Text
-			if d.Exception != nil {
-				desc += " " + d.Exception.Description
-			}
-			problems = append(problems, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, desc))
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, a.Description+fmt.Sprint(a.Value))
-				}
-				problems = append(problems, "console.error: "+strings.Join(parts, " "))
-			}
-		}
-	}
-	if err := chromedp.Listen(ctx, listen); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), problems...)
-	}
+	tab := browsertest.NewTab(t, 3*time.Minute)
+	run(t, tab.Ctx, chromedp.EmulateViewport(1280, 900))
+	return tab
 }
 
 // waitJS polls a JavaScript condition in the page until it is true.
@@ -128,7 +74,8 @@ func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 func TestDashboard(t *testing.T) {
 	t.Parallel()
 	e := testengine.StartWithDemoWorker(t)
-	ctx, problems := newTab(t)
+	tab := newTab(t)
+	ctx := tab.Ctx
 	const chunks = 40
 
 	// Sign in through the link runnel dev prints, then trigger from the form.
@@ -200,7 +147,5 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("page %s scrolls sideways at phone width", page)
 		}
 	}
-	if p := problems(); len(p) > 0 {
-		t.Fatalf("console errors:\n%s", strings.Join(p, "\n"))
-	}
+	tab.CheckNoProblems(t)
 }

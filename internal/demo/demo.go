@@ -158,7 +158,9 @@ func FilePayload(n int) []byte {
 }
 
 type fileInput struct {
-	Bytes int `json:"bytes"`
+	// Bytes is the payload size for FormatRandom; nil means the default.
+	Bytes  *int   `json:"bytes"`
+	Format string `json:"format"`
 }
 
 // FileOutput is the output of demo-file's file step.
@@ -169,16 +171,33 @@ type FileOutput struct {
 
 // streamFile streams one binary payload of `bytes` bytes; output {"bytes":
 // N, "sha256": hex}. Over runnel.MaxPayloadSize the put is refused and the
-// step fails, without retries, with an error naming the limit.
+// step fails, without retries, with an error naming the limit. With
+// {"format": "png"} the payload is FileImage() instead, for pages that show
+// a streamed file; its size is fixed, so `bytes` is refused with it.
 func streamFile(ctx runnel.Context) (any, error) {
-	in := fileInput{Bytes: 1 << 20}
+	var in fileInput
 	if err := readInput(ctx, &in); err != nil {
 		return nil, err
 	}
-	if in.Bytes < 0 || in.Bytes > MaxFileBytes {
-		return nil, invalidInput(ctx, "bytes must be between 0 and %d, not %d", MaxFileBytes, in.Bytes)
+	var data []byte
+	switch in.Format {
+	case "", FormatRandom:
+		n := 1 << 20
+		if in.Bytes != nil {
+			n = *in.Bytes
+		}
+		if n < 0 || n > MaxFileBytes {
+			return nil, invalidInput(ctx, "bytes must be between 0 and %d, not %d", MaxFileBytes, n)
+		}
+		data = FilePayload(n)
+	case FormatPNG:
+		if in.Bytes != nil {
+			return nil, invalidInput(ctx, "bytes does not apply to format %q (the image has a fixed size)", FormatPNG)
+		}
+		data = FileImage()
+	default:
+		return nil, invalidInput(ctx, "format must be %q or %q, not %q", FormatRandom, FormatPNG, in.Format)
 	}
-	data := FilePayload(in.Bytes)
 	if err := ctx.PutStream(data); err != nil {
 		if errors.Is(err, runnel.ErrPayloadTooLarge) {
 			return nil, runnel.NonRetryable(fmt.Errorf("%s: %w", ctx.WorkflowName(), err))

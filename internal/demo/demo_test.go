@@ -1,12 +1,14 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -125,6 +127,8 @@ func TestInvalidInputs(t *testing.T) {
 		{generateText, Text, `{"chunks":"many"}`, "invalid input"},
 		{streamFile, File, `{"bytes":-1}`, "bytes must be between"},
 		{streamFile, File, `{"bytes":1e12}`, "invalid input"},
+		{streamFile, File, `{"format":"gif"}`, `format must be "random" or "png", not "gif"`},
+		{streamFile, File, `{"format":"png","bytes":10}`, `bytes does not apply to format "png"`},
 		{flaky, Flaky, `{"failAttempts":-1}`, "failAttempts must be between"},
 		{slow, Slow, `{"seconds":-3}`, "seconds must be between"},
 		{slow, Slow, `[1]`, "invalid input"},
@@ -172,6 +176,42 @@ func TestFile(t *testing.T) {
 	_, err = streamFile(ctx)
 	if !runnel.IsNonRetryable(err) || !errors.Is(err, runnel.ErrPayloadTooLarge) || !strings.Contains(err.Error(), "4 MiB") {
 		t.Errorf("over the limit: %v, want a non-retryable error naming the 4 MiB limit", err)
+	}
+}
+
+// TestFileImage: {"format": "png"} streams a PNG that decodes to the
+// documented size, and reports its length and hash like the default format.
+func TestFileImage(t *testing.T) {
+	ctx := newFakeContext(context.Background(), File, `{"format":"png"}`, 1)
+	out, err := streamFile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ctx.puts) != 1 {
+		t.Fatalf("%d puts, want 1", len(ctx.puts))
+	}
+	p := ctx.puts[0]
+	if utf8.Valid(p) {
+		t.Error("the PNG is valid UTF-8: it would travel as text")
+	}
+	img, err := png.Decode(bytes.NewReader(p))
+	if err != nil {
+		t.Fatalf("payload is not a PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != ImageWidth || b.Dy() != ImageHeight {
+		t.Errorf("image is %v, want %dx%d", b, ImageWidth, ImageHeight)
+	}
+	sum := sha256.Sum256(p)
+	want := fmt.Sprintf(`{"bytes":%d,"sha256":"%s"}`, len(p), hex.EncodeToString(sum[:]))
+	if got := outputJSON(t, out); got != want {
+		t.Errorf("output %s, want %s", got, want)
+	}
+	if !bytes.Equal(p, FileImage()) {
+		t.Error("image is not deterministic")
+	}
+	ctx = newFakeContext(context.Background(), File, `{"format":"random","bytes":5}`, 1)
+	if _, err := streamFile(ctx); err != nil || len(ctx.puts) != 1 || !bytes.Equal(ctx.puts[0], FilePayload(5)) {
+		t.Errorf(`{"format":"random","bytes":5}: %v, puts %x`, err, ctx.puts)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/runnel-dev/runnel/internal/api"
+	"github.com/runnel-dev/runnel/internal/browsersdk"
 	"github.com/runnel-dev/runnel/internal/dashboard"
 	"github.com/runnel-dev/runnel/internal/engine"
 	"github.com/runnel-dev/runnel/internal/eventlog"
@@ -152,6 +153,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	api.NewRPC(s.engine, cfg.Logger).Mount(mux)
 	api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins}).Mount(mux)
 	dashboard.Mount(mux)
+	browsersdk.Mount(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -22,16 +22,27 @@ type Engine struct {
 	Client *runnel.Client
 }
 
+// Option adjusts the engine's configuration.
+type Option func(*server.Config)
+
+// WithCORSOrigins lets pages on these origins call the engine's HTTP API
+// (as --cors-origin does).
+func WithCORSOrigins(origins ...string) Option {
+	return func(c *server.Config) { c.CORSOrigins = append(c.CORSOrigins, origins...) }
+}
+
 // Start runs an engine until the test ends.
-func Start(t testing.TB) *Engine {
+func Start(t testing.TB, opts ...Option) *Engine {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Start(context.Background(), server.Config{
-		DataDir: t.TempDir(), Listener: ln, Logger: slog.New(slog.DiscardHandler),
-	})
+	cfg := server.Config{DataDir: t.TempDir(), Listener: ln, Logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	srv, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,9 +62,9 @@ func Start(t testing.TB) *Engine {
 
 // StartWithDemoWorker runs an engine and a worker with the demo workflows,
 // as `runnel dev` does, and returns once the worker is registered.
-func StartWithDemoWorker(t testing.TB) *Engine {
+func StartWithDemoWorker(t testing.TB, opts ...Option) *Engine {
 	t.Helper()
-	e := Start(t)
+	e := Start(t, opts...)
 	w, err := e.Client.NewWorker("demo", runnel.WithSlots(8))
 	if err != nil {
 		t.Fatal(err)

@@ -1,80 +1,65 @@
-"use strict";
-
-// The page: start a message with POST /message, then follow it with the
-// browser's EventSource on /message/{id}. EventSource reconnects by itself
-// when the connection drops and sends the id of the last message it got as
+// The page: start a message with POST /message, then follow it on
+// /message/{id} with Runnel's browser client. The backend re-serves the
+// client from the engine (/sdk/runnel.js) at /runnel.js, and streams the
+// run with the Go sse package, whose frames are the engine's, so the client
+// takes the stream's URL. EventSource reconnects by itself when the
+// connection drops and sends the id of the last message it got as
 // Last-Event-ID, so the backend resumes right after it: every chunk is
 // shown exactly once, in order.
 
+import { subscribe } from "./runnel.js";
+
 const $ = (id) => document.getElementById(id);
 const output = $("output");
-const statusEl = $("status");
-let source = null;
+let sub = null;
 
 function setStatus(text) {
-  statusEl.textContent = text;
-}
-
-// decodePayload returns a step.stream event's payload as text: the server
-// sends text as is and anything else as base64.
-function decodePayload(data) {
-  if (data.encoding !== "base64") {
-    return data.payload;
-  }
-  const bytes = Uint8Array.from(atob(data.payload), (c) => c.charCodeAt(0));
-  return new TextDecoder().decode(bytes);
+  $("status").textContent = text;
 }
 
 function follow(messageId) {
   let connections = 0;
   let outcome = "ended";
-  const es = new EventSource("message/" + encodeURIComponent(messageId));
-  source = es;
-
-  es.onopen = () => {
-    connections++;
-    $("connections").textContent = String(connections);
-    setStatus("streaming");
-  };
-  es.addEventListener("step.stream", (e) => {
-    output.textContent += decodePayload(JSON.parse(e.data));
-  });
-  for (const type of ["run.completed", "run.failed", "run.cancelled", "run.timed_out"]) {
-    es.addEventListener(type, (e) => {
-      const data = JSON.parse(e.data);
-      outcome = type.slice("run.".length);
-      if (data.error) {
-        outcome += ": " + data.error;
+  sub = subscribe({ url: "message/" + encodeURIComponent(messageId) }, {
+    onEvent(ev) {
+      if (ev.type === "step.stream") {
+        // Text arrives as a string; anything else as bytes.
+        output.textContent += typeof ev.payload === "string" ? ev.payload : new TextDecoder().decode(ev.payload);
+      } else if (ev.type.startsWith("run.")) {
+        outcome = ev.type.slice("run.".length) + (ev.error ? ": " + ev.error : "");
       }
-    });
-  }
-  // The run is over and every event arrived: close, or EventSource would
-  // reconnect and be told so again.
-  es.addEventListener("end", () => {
-    es.close();
-    source = null;
-    setStatus(outcome);
-    $("done").hidden = false;
-    $("start").disabled = false;
+    },
+    onStatus(status, detail) {
+      switch (status) {
+        case "live":
+          connections++;
+          $("connections").textContent = String(connections);
+          setStatus("streaming");
+          break;
+        case "reconnecting":
+          setStatus("reconnecting…");
+          break;
+        case "ended": // the run is over and every event arrived
+          sub = null;
+          setStatus(outcome);
+          $("done").hidden = false;
+          $("start").disabled = false;
+          break;
+        case "error": // refused for good (unknown message, …)
+          sub = null;
+          setStatus("stream failed: " + detail.message);
+          $("start").disabled = false;
+          break;
+      }
+    },
   });
-  es.onerror = () => {
-    if (es.readyState === EventSource.CONNECTING) {
-      // A dropped connection: EventSource is already reconnecting.
-      setStatus("reconnecting…");
-    } else {
-      // The server refused the stream (unknown message, engine down).
-      setStatus("stream failed");
-      source = null;
-      $("start").disabled = false;
-    }
-  };
 }
 
 $("form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  if (source) {
-    source.close();
-    source = null;
+  if (sub) {
+    sub.close();
+    sub = null;
   }
   $("start").disabled = true;
   $("done").hidden = true;

@@ -1,5 +1,8 @@
 // Runnel dashboard. Plain ES module, no dependencies: it uses only the
-// public HTTP API (/api/v1) and its SSE streams.
+// public HTTP API (/api/v1) and, for its live streams, the engine's browser
+// client (/sdk/runnel.js), as any page could.
+
+import { subscribe } from "/sdk/runnel.js";
 
 const app = document.getElementById("app");
 const TOKEN_KEY = "runnel.token";
@@ -293,13 +296,6 @@ function sniffImage(b) {
   return "";
 }
 
-function decodeBase64(s) {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
 // Run page: details and steps (refreshed on every step or run event) and the
 // live stream output. A reload replays the run's log from the start, so the
 // output is rebuilt with each chunk exactly once.
@@ -325,11 +321,10 @@ async function runPage(runId) {
       output));
 
   let stopped = false;
-  let es;
-  let lastId = "";
+  let sub;
   let refreshTimer;
   let run;
-  cleanup = () => { stopped = true; if (es) es.close(); clearTimeout(refreshTimer); };
+  cleanup = () => { stopped = true; if (sub) sub.close(); clearTimeout(refreshTimer); };
 
   const renderRun = (r) => {
     run = r;
@@ -382,10 +377,9 @@ async function runPage(runId) {
   if (stopped || !run) return;
 
   // The stream uses a short-lived read-only browser token scoped to this run,
-  // so the API token never appears in a URL.
-  let streamToken;
-  const mint = async () => (streamToken = (await api("POST", "/tokens", { runId, ttl: "1h" })).token);
-  try { await mint(); } catch (err) { return showError(msg, err); }
+  // so the API token never appears in a URL. The client asks for one before
+  // each connection it opens itself, so an expired token is replaced.
+  const mint = async () => (await api("POST", "/tokens", { runId, ttl: "1h" })).token;
 
   let chunkCount = 0;
   let lastAttempt = 0;
@@ -393,47 +387,36 @@ async function runPage(runId) {
     output.append(node);
     if (follow.checked) output.scrollTop = output.scrollHeight;
   };
-  const onStream = (e) => {
-    lastId = e.lastEventId;
-    position.textContent = lastId;
-    const d = JSON.parse(e.data);
-    if (d.attempt !== lastAttempt) {
-      if (lastAttempt !== 0) append(el("div", { class: "attempt-mark" }, `— ${d.step}, attempt ${d.attempt} —`));
-      lastAttempt = d.attempt;
+  const onStream = (ev) => {
+    if (ev.attempt !== lastAttempt) {
+      if (lastAttempt !== 0) append(el("div", { class: "attempt-mark" }, `— ${ev.step}, attempt ${ev.attempt} —`));
+      lastAttempt = ev.attempt;
     }
     chunkCount++;
-    if (d.encoding === "base64") append(binaryItem(decodeBase64(d.payload), chunkCount));
-    else append(el("span", { class: "chunk", "data-attempt": d.attempt }, d.payload));
+    if (ev.payload instanceof Uint8Array) append(binaryItem(ev.payload, chunkCount));
+    else append(el("span", { class: "chunk", "data-attempt": ev.attempt }, ev.payload));
   };
-  const open = () => {
-    const q = new URLSearchParams({ token: streamToken });
-    if (lastId) q.set("after", lastId);
-    es = new EventSource(`/api/v1/runs/${runId}/stream?` + q.toString());
-    es.onopen = () => { state.textContent = "live"; state.className = "live"; };
-    es.addEventListener("step.stream", onStream);
-    for (const t of ["run.started", "run.completed", "run.failed", "run.cancelled", "run.timed_out",
-      "step.started", "step.completed", "step.failed", "step.cancelled", "step.timed_out"]) {
-      es.addEventListener(t, (e) => { lastId = e.lastEventId; position.textContent = lastId; refreshSoon(); });
-    }
-    es.addEventListener("end", () => {
-      es.close();
-      state.textContent = "ended";
-      state.className = "muted";
-      refreshSoon();
-    });
-    es.onerror = async () => {
-      if (stopped || es.readyState !== EventSource.CLOSED) {
-        // EventSource reconnects by itself, sending Last-Event-ID.
-        state.textContent = "reconnecting…";
-        state.className = "muted";
-        return;
-      }
-      // Closed for good (e.g. the stream token expired): mint a new one and
-      // resume after the last event shown.
-      try { await mint(); if (!stopped) open(); } catch (err) { showError(msg, err); }
-    };
+  // Status shown next to the output: text and class.
+  const STATES = {
+    connecting: ["connecting…", "muted"],
+    live: ["live", "live"],
+    reconnecting: ["reconnecting…", "muted"],
+    ended: ["ended", "muted"],
+    error: ["stream failed", "error"],
   };
-  open();
+  sub = subscribe(runId, {
+    token: mint,
+    onEvent(ev) {
+      position.textContent = ev.position;
+      if (ev.type === "step.stream") onStream(ev);
+      else refreshSoon();
+    },
+    onStatus(status, detail) {
+      [state.textContent, state.className] = STATES[status];
+      if (status === "ended") refreshSoon();
+      if (status === "error") showError(msg, new Error("Live output: " + detail.message));
+    },
+  });
 }
 
 document.getElementById("logout").addEventListener("click", () => {
