@@ -53,6 +53,8 @@ func (h *HTTP) Mount(mux *http.ServeMux) {
 	route("POST /api/v1/tokens", h.createToken)
 	route("POST /api/v1/events", h.pushEvent)
 	route("GET /api/v1/stream", h.streamMetadata)
+	// The API's description needs no token (see openapi.go).
+	mux.Handle("GET /api/v1/openapi.json", h.cors(http.HandlerFunc(serveOpenAPI)))
 	// Preflight requests carry no token.
 	mux.Handle("OPTIONS /api/v1/", h.cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
 	// Anything else under the prefix is a JSON 404, not the mux's text one.
