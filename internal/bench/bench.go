@@ -101,6 +101,7 @@ var scenarios = map[string]scenario{
 	"fanout":     fanout,
 	"replay":     replay,
 	"cross-node": crossNode,
+	"soak":       soak,
 }
 
 // Scenarios lists the scenario names.

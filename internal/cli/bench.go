@@ -33,7 +33,9 @@ worker is still started; give --token).
   runs        one-step runs/s at saturation, and trigger→result latency at half that rate
   fanout      one run to 1k SSE subscribers × 100 ev/s and 10k × 10 ev/s (--scale to shrink)
   replay      a late subscriber reading a finished run of 1M events (--scale to shrink)
-  cross-node  latency with the worker on node A and subscribers on node B (PostgreSQL)`,
+  cross-node  latency with the worker on node A and subscribers on node B (PostgreSQL)
+  soak        steady runs and subscribers for --duration (10m for the documented soak):
+              throughput, latency, engine RSS and open fds over time`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Scenario = args[0]

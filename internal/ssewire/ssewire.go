@@ -67,9 +67,44 @@ func DataObject(ev Event) map[string]any {
 	return m
 }
 
+// plainData is DataObject for an event without details, as a struct whose
+// fields are in the order encoding/json sorts a map's keys: it encodes to
+// the same bytes several times faster (no map, no sort), which matters on
+// the path of every stream event to every SSE subscriber.
+type plainData struct {
+	Attempt   *int    `json:"attempt,omitempty"`
+	Encoding  string  `json:"encoding,omitempty"`
+	Payload   *string `json:"payload,omitempty"`
+	RunID     string  `json:"runId"`
+	Step      *string `json:"step,omitempty"`
+	StepRunID string  `json:"stepRunId,omitempty"`
+	Timestamp string  `json:"timestamp"`
+	Type      string  `json:"type"`
+	Workflow  string  `json:"workflow"`
+}
+
 // Data returns the one-line JSON data of an event.
 func Data(ev Event) []byte {
-	b, err := json.Marshal(DataObject(ev))
+	var v any
+	if len(ev.Data) > 0 {
+		v = DataObject(ev)
+	} else {
+		d := plainData{RunID: ev.RunID, Workflow: ev.Workflow, Type: ev.Type, Timestamp: ev.Time.UTC().Format(time.RFC3339Nano)}
+		if ev.StepRunID != "" {
+			d.StepRunID, d.Step, d.Attempt = ev.StepRunID, &ev.Step, &ev.Attempt
+		}
+		if ev.Type == "step.stream" {
+			var p string
+			if utf8.Valid(ev.Payload) {
+				p = string(ev.Payload)
+			} else {
+				p, d.Encoding = base64.StdEncoding.EncodeToString(ev.Payload), "base64"
+			}
+			d.Payload = &p
+		}
+		v = d
+	}
+	b, err := json.Marshal(v)
 	if err != nil {
 		// Only strings, numbers and decoded JSON: cannot fail.
 		panic(fmt.Sprintf("ssewire: encode event: %v", err))

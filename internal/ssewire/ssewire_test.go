@@ -92,3 +92,21 @@ func FuzzWrite(f *testing.F) {
 		}
 	})
 }
+
+// Data's struct encoding of events without details is byte for byte the
+// map encoding of DataObject, whatever the fields hold.
+func FuzzDataMatchesDataObject(f *testing.F) {
+	f.Add("run", "wf", "step.stream", "sr", "step", 1, []byte("hello <b>&</b>\u2028"), int64(1700000000123456789))
+	f.Add("run", "wf", "run.started", "", "", 0, []byte(nil), int64(0))
+	f.Add("r\"un", "w\\f", "step.stream", "sr", "", 0, []byte{0xff, 0x00, '\n'}, int64(-5))
+	f.Fuzz(func(t *testing.T, runID, workflow, typ, stepRunID, step string, attempt int, payload []byte, ns int64) {
+		ev := Event{RunID: runID, Workflow: workflow, Type: typ, StepRunID: stepRunID, Step: step, Attempt: attempt, Payload: payload, Time: time.Unix(0, ns)}
+		want, err := json.Marshal(DataObject(ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Data(ev); !bytes.Equal(got, want) {
+			t.Fatalf("Data = %s\nwant   %s", got, want)
+		}
+	})
+}
