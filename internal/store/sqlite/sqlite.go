@@ -65,8 +65,8 @@ type Store struct {
 	// prepared holds every query prepared on the writer's one connection,
 	// for its transactions.
 	prepared *dbsqlc.Queries
-	hook   store.CommitHook
-	logID  string
+	hook     store.CommitHook
+	logID    string
 
 	// writeSem serialises Write calls. The writer pool has one connection,
 	// so they are serialised anyway; holding this semaphore through commit
