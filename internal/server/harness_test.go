@@ -127,3 +127,23 @@ func forEachStore(t *testing.T, fn func(t *testing.T, n *node), adjust ...func(*
 func defaultWorkerTimers(cfg *server.Config) {
 	cfg.Engine.HeartbeatInterval, cfg.Engine.HeartbeatTimeout = 0, 0
 }
+
+// finalAttempt keeps the events of steps' last attempts (and the run's own
+// events): on a machine loaded enough to delay a worker's heartbeats past
+// the timeout, a step runs again as a new attempt and streams again, and
+// what a user reads as the step's output is its final attempt's stream.
+func finalAttempt(events []runnel.Event) []runnel.Event {
+	last := map[string]int{}
+	for _, ev := range events {
+		if ev.StepRunID != "" {
+			last[ev.StepRunID] = max(last[ev.StepRunID], ev.Attempt)
+		}
+	}
+	var out []runnel.Event
+	for _, ev := range events {
+		if ev.StepRunID == "" || ev.Attempt == last[ev.StepRunID] {
+			out = append(out, ev)
+		}
+	}
+	return out
+}

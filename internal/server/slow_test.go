@@ -98,6 +98,10 @@ func stuckSubscribers(t *testing.T, n *node, stuck, events, payload int) {
 		}()
 		close(release)
 		require.NoError(t, <-done)
+		// On a machine loaded enough to delay the worker's heartbeats past
+		// the timeout, the step runs again as a new attempt: its stream is
+		// the final attempt's events, whole and in order.
+		got = finalAttempt(got)
 		require.Len(t, got, events)
 		for i, ev := range got {
 			require.Equal(t, fmt.Sprintf("%06d", i), string(ev.Payload[:6]))

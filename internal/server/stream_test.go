@@ -68,7 +68,7 @@ func TestStreamOrderAndResume(t *testing.T) {
 		run, events := waitRun(t, n, runID)
 		require.Equal(t, runnel.RunCompleted, run.Status, run.Error)
 		var text bytes.Buffer
-		for _, ev := range events {
+		for _, ev := range finalAttempt(events) {
 			if ev.Type == runnel.EventStepStream {
 				text.Write(ev.Payload)
 			}

@@ -807,3 +807,7 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkReadEvents(b *testing.B) {
+	storetest.BenchmarkReadEvents(b, func(b *testing.B) store.Store { return openTest(b, nil) })
+}

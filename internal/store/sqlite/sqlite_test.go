@@ -179,3 +179,9 @@ func TestBusyIsRetry(t *testing.T) {
 	}))
 	require.Equal(t, 1, calls)
 }
+
+func BenchmarkReadEvents(b *testing.B) {
+	storetest.BenchmarkReadEvents(b, func(b *testing.B) store.Store {
+		return open(b, testdb.SQLitePath(b), nil)
+	})
+}

@@ -46,20 +46,27 @@ SELECT pg_notify(sqlc.arg(channel)::text, sqlc.arg(payload)::text);
 -- computed in the server so that payloads past max_bytes are never sent: a
 -- row is kept while the payloads before it stay below max_bytes, so the page
 -- always has at least one event and stops at the first one reaching it.
+-- The page is cut (LIMIT) before the window sum: a window is evaluated
+-- before the LIMIT of its own query level, so a sum over the unlimited rows
+-- would read every remaining event of the run for each page.
 SELECT position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
        payload, data, created_at
 FROM (
-    SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id,
-           e.step, e.attempt, e.payload, e.data, e.created_at,
-           coalesce(sum(octet_length(e.payload)) OVER (
-               ORDER BY e.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    SELECT p.position, p.tenant_id, p.run_id, p.workflow, p.type, p.step_run_id,
+           p.step, p.attempt, p.payload, p.data, p.created_at,
+           coalesce(sum(octet_length(p.payload)) OVER (
+               ORDER BY p.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
            ), 0)::bigint AS bytes_before
-    FROM events e
-    WHERE e.tenant_id = sqlc.arg(tenant_id)
-      AND e.run_id = sqlc.arg(run_id)
-      AND e.position > sqlc.arg(after)
-    ORDER BY e.position
-    LIMIT sqlc.arg(page_limit)
+    FROM (
+        SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id,
+               e.step, e.attempt, e.payload, e.data, e.created_at
+        FROM events e
+        WHERE e.tenant_id = sqlc.arg(tenant_id)
+          AND e.run_id = sqlc.arg(run_id)
+          AND e.position > sqlc.arg(after)
+        ORDER BY e.position
+        LIMIT sqlc.arg(page_limit)
+    ) p
 ) page
 WHERE sqlc.arg(max_bytes)::bigint = 0 OR bytes_before < sqlc.arg(max_bytes)::bigint
 ORDER BY position;

@@ -93,17 +93,21 @@ const readEvents = `-- name: ReadEvents :many
 SELECT position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
        payload, data, created_at
 FROM (
-    SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id,
-           e.step, e.attempt, e.payload, e.data, e.created_at,
-           coalesce(sum(octet_length(e.payload)) OVER (
-               ORDER BY e.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    SELECT p.position, p.tenant_id, p.run_id, p.workflow, p.type, p.step_run_id,
+           p.step, p.attempt, p.payload, p.data, p.created_at,
+           coalesce(sum(octet_length(p.payload)) OVER (
+               ORDER BY p.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
            ), 0)::bigint AS bytes_before
-    FROM events e
-    WHERE e.tenant_id = $1
-      AND e.run_id = $2
-      AND e.position > $3
-    ORDER BY e.position
-    LIMIT $4
+    FROM (
+        SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id,
+               e.step, e.attempt, e.payload, e.data, e.created_at
+        FROM events e
+        WHERE e.tenant_id = $1
+          AND e.run_id = $2
+          AND e.position > $3
+        ORDER BY e.position
+        LIMIT $4
+    ) p
 ) page
 WHERE $5::bigint = 0 OR bytes_before < $5::bigint
 ORDER BY position
@@ -121,6 +125,9 @@ type ReadEventsParams struct {
 // computed in the server so that payloads past max_bytes are never sent: a
 // row is kept while the payloads before it stay below max_bytes, so the page
 // always has at least one event and stops at the first one reaching it.
+// The page is cut (LIMIT) before the window sum: a window is evaluated
+// before the LIMIT of its own query level, so a sum over the unlimited rows
+// would read every remaining event of the run for each page.
 func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]Event, error) {
 	rows, err := q.db.Query(ctx, readEvents,
 		arg.TenantID,
