@@ -11,7 +11,7 @@ import (
 )
 
 // runsConcurrency is how many runs the saturation phase keeps in flight.
-const runsConcurrency = 64
+const runsConcurrency = 256
 
 // runs: trigger → completed for one-step runs. First the rate at
 // saturation (runsConcurrency clients each triggering a run and waiting for
