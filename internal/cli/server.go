@@ -51,7 +51,7 @@ func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringArrayVar(&o.cors, "cors-origin", nil, "browser origin allowed to call the HTTP API, e.g. http://localhost:3000 (repeatable; none by default)")
 	cmd.Flags().StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
-	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process to this file when it exits (for `go tool pprof`)")
+	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process to this file when it exits (read it with go tool pprof)")
 	cmd.Flags().IntVar(&o.maxSubscribers, "max-subscribers", engine.DefaultMaxSubscribers, "most live subscriptions (SDK and SSE, run and metadata) this node serves; more are refused with 429 / ResourceExhausted (0: no limit)")
 	cmd.Flags().IntVar(&o.maxSubscribersPerToken, "max-subscribers-per-token", engine.DefaultMaxSubscribersPerToken, "most live subscriptions one API or browser token holds on this node; admin tokens only count toward --max-subscribers (0: no limit)")
 	cmd.Flags().Float64Var(&o.tokenMintRate, "token-mint-rate", engine.DefaultTokenMintRate, "tokens one token may mint per second, after a burst of --token-mint-burst; faster is refused with 429 / ResourceExhausted (0: no limit)")
