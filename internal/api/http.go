@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
@@ -147,7 +149,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// HTTPStatus maps an error code to an HTTP status.
+// retryAfterSeconds renders a wait as a Retry-After value: whole seconds,
+// rounded up, at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.FormatInt(max(int64((d+time.Second-1)/time.Second), 1), 10)
+}
+
+// HTTPStatus maps an error code to an HTTP status (ResourceExhausted with a
+// RetryAfter becomes 429 in writeError).
 func HTTPStatus(c apierr.Code) int {
 	switch c {
 	case apierr.InvalidArgument:
@@ -181,7 +190,13 @@ func (h *HTTP) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == apierr.Unauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="runnel"`)
 	}
-	writeJSON(w, HTTPStatus(code), map[string]any{
+	status := HTTPStatus(code)
+	if wait := apierr.RetryAfterOf(err); code == apierr.ResourceExhausted && wait > 0 {
+		// A count or rate limit, not a size: the same request may pass later.
+		status = http.StatusTooManyRequests
+		w.Header().Set("Retry-After", retryAfterSeconds(wait))
+	}
+	writeJSON(w, status, map[string]any{
 		"error": map[string]string{"code": string(code), "message": apierr.Message(err)},
 	})
 }

@@ -60,7 +60,7 @@ func (h *HTTP) streamMetadata(w http.ResponseWriter, r *http.Request, p engine.P
 	}
 	sw := newSSEWriter(w, h.engine.Codec())
 	err = h.engine.SubscribeMetadata(r.Context(), engine.SubscribeMetadataParams{
-		TenantID: p.TenantID, Key: key, Value: value, From: from, Types: types,
+		TenantID: p.TenantID, Key: key, Value: value, From: from, Types: types, Principal: p,
 	}, sw.deliver)
 	if err != nil && !sw.started {
 		h.writeError(w, r, err)

@@ -53,7 +53,7 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 	}
 	sw := newSSEWriter(w, h.engine.Codec())
 	err = h.engine.Subscribe(r.Context(), engine.SubscribeParams{
-		TenantID: p.TenantID, RunID: runID, From: from, Types: types,
+		TenantID: p.TenantID, RunID: runID, From: from, Types: types, Principal: p,
 	}, sw.deliver)
 	switch {
 	case err == nil:

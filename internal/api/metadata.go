@@ -24,7 +24,7 @@ func (s *runService) SubscribeMetadata(ctx context.Context, req *connect.Request
 	}
 	codec := s.engine.Codec()
 	err := s.engine.SubscribeMetadata(ctx, engine.SubscribeMetadataParams{
-		TenantID: p.TenantID, Key: req.Msg.Key, Value: req.Msg.Value, From: req.Msg.From, Types: req.Msg.Types,
+		TenantID: p.TenantID, Key: req.Msg.Key, Value: req.Msg.Value, From: req.Msg.From, Types: req.Msg.Types, Principal: p,
 	}, func(events []store.Event, pos int64) error {
 		out := &pb.SubscribeResponse{Events: make([]*pb.Event, len(events)), Position: codec.Encode(pos)}
 		for i, ev := range events {

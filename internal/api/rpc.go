@@ -143,7 +143,11 @@ func (a *authInterceptor) toConnect(procedure string, err error) error {
 	if code == apierr.Internal {
 		a.log.Error("rpc failed", "procedure", procedure, "err", err)
 	}
-	return connect.NewError(ConnectCode(code), errors.New(apierr.Message(err)))
+	ce = connect.NewError(ConnectCode(code), errors.New(apierr.Message(err)))
+	if wait := apierr.RetryAfterOf(err); wait > 0 {
+		ce.Meta().Set("Retry-After", retryAfterSeconds(wait))
+	}
+	return ce
 }
 
 // ConnectCode maps an engine error code to a Connect code.

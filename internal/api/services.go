@@ -232,7 +232,7 @@ func (s *runService) Subscribe(ctx context.Context, req *connect.Request[pb.Subs
 	codec := s.engine.Codec()
 	var last string
 	err := s.engine.Subscribe(ctx, engine.SubscribeParams{
-		TenantID: p.TenantID, RunID: req.Msg.RunId, From: req.Msg.From, Types: req.Msg.Types,
+		TenantID: p.TenantID, RunID: req.Msg.RunId, From: req.Msg.From, Types: req.Msg.Types, Principal: p,
 	}, func(events []store.Event, pos int64) error {
 		last = codec.Encode(pos)
 		out := &pb.SubscribeResponse{Events: make([]*pb.Event, len(events)), Position: last}

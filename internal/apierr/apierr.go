@@ -6,6 +6,7 @@ package apierr
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies an error for clients.
@@ -28,6 +29,12 @@ type Error struct {
 	Code    Code
 	Message string
 	Err     error // optional cause, not shown to clients
+	// RetryAfter, on a ResourceExhausted error, says the limit is a count or
+	// a rate that frees up with time (too many subscribers, mints too fast)
+	// rather than a size the request itself exceeds: the client may try the
+	// same request again after this long. HTTP answers it with 429 and a
+	// Retry-After header, instead of 413.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -62,4 +69,14 @@ func Message(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// RetryAfterOf returns the RetryAfter of the first *Error in err's chain (0
+// if none says).
+func RetryAfterOf(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }

@@ -29,7 +29,17 @@ type serverOptions struct {
 	debugAddr string
 	// cpuProfile is written over the whole life of the process when set.
 	cpuProfile string
+	// Limits (engine.Config); 0 on a flag means no limit.
+	maxSubscribers, maxSubscribersPerToken int
+	tokenMintRate                          float64
+	tokenMintBurst                         int
+	// shutdownTimeout bounds the graceful drain on SIGINT/SIGTERM.
+	shutdownTimeout time.Duration
 }
+
+// DefaultShutdownTimeout bounds a graceful shutdown: long enough for
+// requests in flight to finish, short enough for a supervisor's stop.
+const DefaultShutdownTimeout = 30 * time.Second
 
 func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	cmd.Flags().StringVar(&o.addr, "addr", server.DefaultAddr, "address to listen on")
@@ -41,7 +51,12 @@ func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringArrayVar(&o.cors, "cors-origin", nil, "browser origin allowed to call the HTTP API, e.g. http://localhost:3000 (repeatable; none by default)")
 	cmd.Flags().StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
-	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process to this file when it exits (for `go tool pprof`)")
+	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process to this file when it exits (read it with go tool pprof)")
+	cmd.Flags().IntVar(&o.maxSubscribers, "max-subscribers", engine.DefaultMaxSubscribers, "most live subscriptions (SDK and SSE, run and metadata) this node serves; more are refused with 429 / ResourceExhausted (0: no limit)")
+	cmd.Flags().IntVar(&o.maxSubscribersPerToken, "max-subscribers-per-token", engine.DefaultMaxSubscribersPerToken, "most live subscriptions one API or browser token holds on this node; admin tokens only count toward --max-subscribers (0: no limit)")
+	cmd.Flags().Float64Var(&o.tokenMintRate, "token-mint-rate", engine.DefaultTokenMintRate, "tokens one token may mint per second, after a burst of --token-mint-burst; faster is refused with 429 / ResourceExhausted (0: no limit)")
+	cmd.Flags().IntVar(&o.tokenMintBurst, "token-mint-burst", engine.DefaultTokenMintBurst, "tokens one token may mint at once before --token-mint-rate applies")
+	cmd.Flags().DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to let requests in flight finish before closing the connections still open")
 	cmd.Flags().DurationVar(&o.retention, "retention", engine.DefaultRetention, "how long a finished run and its events are kept before they are deleted, 7 days by default; a negative duration such as -1s keeps them forever")
 }
 
@@ -54,6 +69,20 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 		// operator who meant "delete at once" from silently keeping 7 days.
 		return server.Config{}, fmt.Errorf("invalid --retention 0: want a positive duration, or a negative one to keep finished runs forever")
 	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"--max-subscribers", float64(o.maxSubscribers)}, {"--max-subscribers-per-token", float64(o.maxSubscribersPerToken)}, {"--token-mint-rate", o.tokenMintRate}} {
+		if f.v < 0 {
+			return server.Config{}, fmt.Errorf("invalid %s %g: want a positive number, or 0 for no limit", f.name, f.v)
+		}
+	}
+	if o.tokenMintBurst < 1 {
+		return server.Config{}, fmt.Errorf("invalid --token-mint-burst %d: want at least 1", o.tokenMintBurst)
+	}
+	if o.shutdownTimeout <= 0 {
+		return server.Config{}, fmt.Errorf("invalid --shutdown-timeout %s: want a positive duration such as 30s", o.shutdownTimeout)
+	}
 	logger, err := newLogger(stderr, o.logLevel)
 	if err != nil {
 		return server.Config{}, err
@@ -64,9 +93,22 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 	}
 	cfg := server.Config{
 		Addr: o.addr, DataDir: o.dataDir, DatabaseURL: db, SQLiteSyncFull: o.sync == "full", CORSOrigins: o.cors,
-		Logger: logger, Engine: engine.Config{Logger: logger, Retention: o.retention},
+		Logger: logger, Engine: engine.Config{
+			Logger: logger, Retention: o.retention,
+			MaxSubscribers: noLimit(o.maxSubscribers), MaxSubscribersPerToken: noLimit(o.maxSubscribersPerToken),
+			TokenMintRate: noLimit(o.tokenMintRate), TokenMintBurst: o.tokenMintBurst,
+		},
 	}
 	return cfg, cfg.Validate()
+}
+
+// noLimit turns a flag's 0 ("no limit") into the engine's negative one (its
+// 0 means "the default").
+func noLimit[T int | float64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 func newServerCommand() *cobra.Command {
@@ -95,7 +137,7 @@ func newServerCommand() *cobra.Command {
 				return err
 			}
 			printAdminToken(cmd.OutOrStdout(), srv, cfg.DataDir)
-			return serveUntilDone(cmd.Context(), srv)
+			return serveUntilDone(cmd.Context(), srv, o.shutdownTimeout)
 		},
 	}
 	o.register(cmd, true)
@@ -165,7 +207,7 @@ func newDevCommand() *cobra.Command {
 			fmt.Fprintf(out, "Demo workflows: demo-text, demo-file, demo-parent, demo-child, demo-flaky, demo-slow\n")
 			fmt.Fprintf(out, "Try: go run ./cmd/runnel run demo-text --wait\n")
 
-			err = serveUntilDone(ctx, srv)
+			err = serveUntilDone(ctx, srv, o.shutdownTimeout)
 			stopWorker()
 			<-workerDone
 			return err
@@ -190,8 +232,8 @@ func printAdminToken(out io.Writer, srv *server.Server, dataDir string) {
 }
 
 // serveUntilDone serves until ctx ends (SIGINT/SIGTERM), then shuts down
-// gracefully.
-func serveUntilDone(ctx context.Context, srv *server.Server) error {
+// gracefully, waiting at most timeout for requests in flight.
+func serveUntilDone(ctx context.Context, srv *server.Server, timeout time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Wait() }()
 	select {
@@ -200,7 +242,7 @@ func serveUntilDone(ctx context.Context, srv *server.Server) error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return srv.Stop(shutdownCtx)
 }

@@ -57,6 +57,18 @@ type Config struct {
 	Logger           *slog.Logger
 	Now              func() time.Time
 	Appender         eventlog.AppenderConfig
+
+	// MaxSubscribers bounds this node's live subscriptions (SDK and SSE, run
+	// and metadata); MaxSubscribersPerToken bounds those of one non-admin
+	// token on this node. 0: the defaults (DefaultMaxSubscribers,
+	// DefaultMaxSubscribersPerToken); negative: no limit.
+	MaxSubscribers         int
+	MaxSubscribersPerToken int
+	// TokenMintRate (per second) and TokenMintBurst bound how fast one token
+	// may mint tokens. 0: the defaults (DefaultTokenMintRate,
+	// DefaultTokenMintBurst); a negative rate: no limit.
+	TokenMintRate  float64
+	TokenMintBurst int
 }
 
 func (c *Config) setDefaults() {
@@ -84,6 +96,18 @@ func (c *Config) setDefaults() {
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention
 	}
+	if c.MaxSubscribers == 0 {
+		c.MaxSubscribers = DefaultMaxSubscribers
+	}
+	if c.MaxSubscribersPerToken == 0 {
+		c.MaxSubscribersPerToken = DefaultMaxSubscribersPerToken
+	}
+	if c.TokenMintRate == 0 {
+		c.TokenMintRate = DefaultTokenMintRate
+	}
+	if c.TokenMintBurst <= 0 {
+		c.TokenMintBurst = DefaultTokenMintBurst
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -108,6 +132,14 @@ type Engine struct {
 	reader   *eventlog.Reader
 	codec    eventlog.Codec
 	tokens   *tokenCache
+	// subscribers and mints enforce the node's limits; see limits.go.
+	subscribers *subscriberGate
+	mints       *mintLimiter
+	// draining ends when the node starts shutting down: live subscriptions
+	// and worker sessions end, new ones are refused; see drain.go.
+	draining   context.Context
+	startDrain context.CancelFunc
+	closeOnce  sync.Once
 
 	kick chan struct{} // wakes the dispatcher (capacity 1)
 	// sweepKick wakes the maintenance loop's sweep of orphaned child runs
@@ -141,7 +173,7 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	if cfg.SubscriptionPoll > 0 {
 		reader.Poll = cfg.SubscriptionPoll
 	}
-	return &Engine{
+	e := &Engine{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		store:     st,
@@ -154,7 +186,11 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 		sweepKick: make(chan struct{}, 1),
 		sessions:  make(map[string]*session),
 		closing:   make(chan struct{}),
-	}, nil
+	}
+	e.subscribers = newSubscriberGate(cfg.MaxSubscribers, cfg.MaxSubscribersPerToken)
+	e.mints = newMintLimiter(cfg.TokenMintRate, cfg.TokenMintBurst)
+	e.draining, e.startDrain = context.WithCancel(context.Background())
+	return e, nil
 }
 
 // Start runs the appender, the dispatcher and the maintenance loop.
@@ -186,7 +222,7 @@ func (e *Engine) Stop() {
 	if cancel == nil {
 		return
 	}
-	close(e.closing)
+	e.Drain()
 	cancel()
 	e.wg.Wait()
 	e.appender.Stop()

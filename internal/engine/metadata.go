@@ -20,6 +20,8 @@ type SubscribeMetadataParams struct {
 	// too: positions are global).
 	From  string
 	Types []string
+	// Principal is who subscribes, counted against the subscriber limits.
+	Principal Principal
 }
 
 // SubscribeMetadata delivers the events of every run carrying the pair,
@@ -27,7 +29,8 @@ type SubscribeMetadataParams struct {
 // point; see eventlog.Reader.FollowMetadata. It never ends by itself: it
 // returns when ctx ends (ctx's error), deliver fails, or the store fails.
 // Errors: InvalidArgument for a missing or oversized key or value, a bad
-// start point or an unknown type.
+// start point or an unknown type; ResourceExhausted over the subscriber
+// limits; Unavailable when the node is shutting down.
 func (e *Engine) SubscribeMetadata(ctx context.Context, p SubscribeMetadataParams, deliver eventlog.Deliver) error {
 	if p.Key == "" {
 		return apierr.New(apierr.InvalidArgument, "a metadata subscription needs a key (the additional metadata key to follow)")
@@ -45,10 +48,14 @@ func (e *Engine) SubscribeMetadata(ctx context.Context, p SubscribeMetadataParam
 	if err != nil {
 		return err
 	}
-	return e.reader.FollowMetadata(ctx, eventlog.MetadataFollowParams{
+	ctx, finish, err := e.subscription(ctx, p.Principal)
+	if err != nil {
+		return err
+	}
+	return finish(e.reader.FollowMetadata(ctx, eventlog.MetadataFollowParams{
 		TenantID: p.TenantID, Key: p.Key, Value: p.Value,
 		After: start.after, FromNow: start.fromNow, Types: start.types,
-	}, deliver)
+	}, deliver))
 }
 
 // SubscriptionStats reports the live subscription feeds of this node (how

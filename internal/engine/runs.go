@@ -270,20 +270,28 @@ type SubscribeParams struct {
 	// events), or a client position to resume after.
 	From  string
 	Types []string
+	// Principal is who subscribes, counted against the subscriber limits.
+	Principal Principal
 }
 
 // Subscribe delivers a run's events from the start point until the run's
 // terminal event (then returns nil); see eventlog.Reader.Follow. Errors:
-// NotFound for an unknown run, InvalidArgument for a bad start point or type.
+// NotFound for an unknown run, InvalidArgument for a bad start point or type,
+// ResourceExhausted over the subscriber limits, Unavailable when the node
+// is shutting down (before or during the subscription).
 func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver eventlog.Deliver) error {
 	start, err := e.parseSubscription(p.From, p.Types)
+	if err != nil {
+		return err
+	}
+	ctx, finish, err := e.subscription(ctx, p.Principal)
 	if err != nil {
 		return err
 	}
 	fp := eventlog.FollowParams{
 		TenantID: p.TenantID, RunID: p.RunID, After: start.after, FromNow: start.fromNow, Types: start.types,
 	}
-	err = e.reader.Follow(ctx, fp, deliver)
+	err = finish(e.reader.Follow(ctx, fp, deliver))
 	return notFound(err, "unknown run %s", p.RunID)
 }
 

@@ -160,7 +160,8 @@ func (e *Engine) Bootstrap(ctx context.Context) (string, error) {
 
 // CreateToken mints an API token for a tenant, creating the tenant if it
 // does not exist. Only admin tokens may. Errors: PermissionDenied,
-// InvalidArgument for a bad tenant name.
+// InvalidArgument for a bad tenant name, ResourceExhausted (with a
+// RetryAfter) when p mints too fast.
 func (e *Engine) CreateToken(ctx context.Context, p Principal, tenantName, name string) (secret, tenantID string, err error) {
 	if !p.IsAdmin() {
 		return "", "", apierr.New(apierr.PermissionDenied, "only an admin token may create tokens")
@@ -169,6 +170,9 @@ func (e *Engine) CreateToken(ctx context.Context, p Principal, tenantName, name 
 		tenantName = DefaultTenant
 	}
 	if err := validateName("tenant", tenantName); err != nil {
+		return "", "", err
+	}
+	if err := e.mints.take(p.TokenID, e.now()); err != nil {
 		return "", "", err
 	}
 	secret = newSecret()
@@ -211,7 +215,8 @@ type BrowserTokenParams struct {
 // CreateBrowserToken mints a short-lived read-only token that can read only
 // the run (or the metadata pair's runs) it is scoped to, in the principal's
 // tenant. Errors: PermissionDenied for read-only principals, InvalidArgument
-// for a bad scope or TTL, NotFound for a run outside the tenant.
+// for a bad scope or TTL, NotFound for a run outside the tenant,
+// ResourceExhausted (with a RetryAfter) when p mints too fast.
 func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp BrowserTokenParams) (secret string, expires time.Time, err error) {
 	if !p.CanWrite() {
 		return "", time.Time{}, apierr.New(apierr.PermissionDenied, "a browser token cannot mint tokens")
@@ -229,6 +234,9 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 	}
 	if bp.TTL < time.Second || bp.TTL > MaxBrowserTokenTTL {
 		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "ttl %s out of range 1s..%s", bp.TTL, MaxBrowserTokenTTL)
+	}
+	if err := e.mints.take(p.TokenID, e.now()); err != nil {
+		return "", time.Time{}, err
 	}
 	if bp.RunID != "" {
 		if _, err := e.store.GetRun(ctx, p.TenantID, bp.RunID); err != nil {

@@ -69,6 +69,9 @@ type RegisterWorkerParams struct {
 // RegisterWorker validates and stores the worker's workflow definitions and
 // records the worker. Errors: InvalidArgument naming the bad definition.
 func (e *Engine) RegisterWorker(ctx context.Context, p RegisterWorkerParams) (string, error) {
+	if err := e.refuseWhileDraining(); err != nil {
+		return "", err
+	}
 	if p.Name == "" || len(p.Name) > 128 {
 		return "", apierr.New(apierr.InvalidArgument, "worker name must be 1-128 bytes")
 	}
@@ -134,6 +137,9 @@ func (e *Engine) Heartbeat(ctx context.Context, tenantID, workerID string) error
 // goes away, its unfinished step runs are re-queued at once as new attempts.
 // Errors: NotFound for an unknown or dead worker.
 func (e *Engine) Listen(ctx context.Context, tenantID, workerID string, send func(Message) error) error {
+	if err := e.refuseWhileDraining(); err != nil {
+		return err
+	}
 	var w store.Worker
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		var err error

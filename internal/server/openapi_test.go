@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"go/ast"
 	"go/parser"
@@ -128,6 +129,41 @@ func openAPIWorkflows() []*runnel.Workflow {
 			return nil, ctx.Err()
 		}, runnel.Timeout(100*time.Millisecond)),
 	}
+}
+
+// The limits' 429 answers (too many subscribers on the node, tokens minted
+// too fast) match the description, Retry-After included.
+func TestOpenAPILimitResponses(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, n *node) {
+		c := newSpecCheck(t, loadOpenAPI(t), n.url)
+		startWorker(t, n, "openapi-limits", 2, demo.Workflows()...)
+		tok := n.srv.AdminToken
+		runID := c.do(apiReq{method: "POST", path: "/workflows/demo-slow/runs", token: tok, body: `{"input": {"seconds": 30}, "additionalMetadata": {"k": "v"}}`, status: 201})["runId"].(string)
+		defer c.do(apiReq{method: "POST", path: "/runs/" + runID + "/cancel", token: tok, status: 200})
+
+		// The node's one subscription place is taken by a live stream.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.url+"/api/v1/runs/"+runID+"/stream", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+
+		c.do(apiReq{method: "GET", path: "/runs/" + runID + "/stream", token: tok, status: 429})
+		c.do(apiReq{method: "GET", path: "/stream?metaKey=k&metaValue=v", token: tok, status: 429})
+		c.do(apiReq{method: "POST", path: "/tokens", token: tok, body: `{"runId": "` + runID + `"}`, status: 201})
+		c.do(apiReq{method: "POST", path: "/tokens", token: tok, body: `{"runId": "` + runID + `"}`, status: 429})
+		for _, key := range []string{"GET /runs/{runId}/stream 429", "GET /stream 429", "POST /tokens 429"} {
+			require.True(t, c.seen[key], "no %s", key)
+		}
+	}, func(cfg *server.Config) {
+		cfg.Engine.MaxSubscribers = 1
+		cfg.Engine.TokenMintRate, cfg.Engine.TokenMintBurst = 0.001, 1
+	})
 }
 
 // Every endpoint's real requests and responses, successes and errors, match
@@ -293,8 +329,10 @@ func TestOpenAPIResponses(t *testing.T) {
 		c.do(apiReq{method: "POST", path: "/events", token: runTok, body: `{"key": "openapi:go"}`, status: 403})
 		c.do(apiReq{method: "POST", path: "/events", body: `{"key": "openapi:go"}`, status: 401, specRejects: true})
 
-		// 500 needs a broken store; every other documented response was seen.
-		c.requireAllStatusesSeen("500")
+		// 500 needs a broken store and 503 a node caught shutting down or
+		// cut off from its database; 429 is produced by
+		// TestOpenAPILimitResponses. Every other documented response was seen.
+		c.requireAllStatusesSeen("500", "503", "429")
 		var events []string
 		for name := range c.events {
 			events = append(events, name)

@@ -203,24 +203,43 @@ func (s *Server) Wait() error {
 	return err
 }
 
-// Stop shuts the node down: workers' sessions end (they reconnect
-// elsewhere or after restart), queued stream appends commit, subscribers'
-// streams end (the SDK resumes from its position), then the store closes.
+// Stop shuts the node down gracefully, within ctx:
+//
+//  1. it stops accepting connections (HTTP/2 clients get a GOAWAY, idle
+//     HTTP/1.1 connections are closed);
+//  2. live subscriptions end with Unavailable and SSE streams close without
+//     an end event, so the SDK and EventSource resume from their last
+//     position; worker sessions end, so workers register again elsewhere or
+//     after the restart;
+//  3. requests in flight (stream appends, step results) finish, commit and
+//     are answered;
+//  4. the engine stops (queued appends commit) and the store closes.
+//
+// When ctx ends first, the connections still open are closed and the
+// requests still running are cancelled: nothing acknowledged is lost, but
+// their clients see an error and retry.
 func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
-		s.engine.Stop()
+		log := s.cfg.Logger
+		started := time.Now()
+		log.Info("draining: refusing new connections, ending subscriptions and worker sessions")
+		shutdown := make(chan error, 1)
+		go func() { shutdown <- s.http.Shutdown(ctx) }()
+		s.engine.Drain()
+		if serr := <-shutdown; serr != nil {
+			log.Warn("drain timed out; closing the connections still open", "err", serr)
+			_ = s.http.Close()
+		}
 		s.baseCancel()
+		s.engine.Stop()
 		if s.listenDone != nil {
 			<-s.listenDone
 		}
-		if serr := s.http.Shutdown(ctx); serr != nil {
-			err = fmt.Errorf("shut down http server: %w", serr)
-			_ = s.http.Close()
-		}
-		if cerr := s.store.Close(); cerr != nil && err == nil {
+		if cerr := s.store.Close(); cerr != nil {
 			err = fmt.Errorf("close store: %w", cerr)
 		}
+		log.Info("drained and stopped", "took", time.Since(started).Round(time.Millisecond))
 	})
 	return err
 }

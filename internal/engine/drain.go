@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
+)
+
+// Drain starts a graceful shutdown of this node: live subscriptions end
+// with Unavailable (clients resume from their last position, elsewhere or
+// after the restart), worker sessions end (workers register again
+// elsewhere or after the restart), and new subscriptions, registrations
+// and sessions are refused. Appends, results and other requests keep
+// working until Stop, so those in flight commit and are acknowledged.
+// Safe to call more than once; Stop calls it.
+func (e *Engine) Drain() {
+	e.startDrain()
+	e.closeOnce.Do(func() { close(e.closing) })
+}
+
+// errDraining is the answer to anything long-lived asked of a draining node.
+func errDraining() error {
+	return apierr.New(apierr.Unavailable, "engine is shutting down; resume after your last position (on another node, or once it is back)")
+}
+
+// refuseWhileDraining returns errDraining once Drain was called.
+func (e *Engine) refuseWhileDraining() error {
+	if e.draining.Err() != nil {
+		return errDraining()
+	}
+	return nil
+}
+
+// subscription admits a subscription of p: it refuses it while draining or
+// over the limits, and returns a context that also ends when the node
+// drains, and a function to call when the subscription is over. finish
+// turns the subscription's error into Unavailable when the drain ended it.
+func (e *Engine) subscription(ctx context.Context, p Principal) (sctx context.Context, finish func(error) error, err error) {
+	if err := e.refuseWhileDraining(); err != nil {
+		return nil, nil, err
+	}
+	release, err := e.subscribers.acquire(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(e.draining, cancel)
+	return sctx, func(err error) error {
+		stop()
+		cancel()
+		release()
+		if err != nil && ctx.Err() == nil && e.draining.Err() != nil {
+			return errDraining()
+		}
+		return err
+	}, nil
+}
