@@ -312,6 +312,7 @@ func (e *Engine) afterCommit(rs *runState) {
 	if rs == nil {
 		return
 	}
+	e.logTransitions(rs.events, rs.stoppedWorkers())
 	wake := rs.queued
 	if rs.failedNow() {
 		e.kickSweep() // cancel the run's children
