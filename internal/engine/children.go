@@ -156,6 +156,7 @@ func (e *Engine) SpawnRun(ctx context.Context, tenantID, parentStepRunID string,
 		return "", err
 	}
 	if created {
+		e.metrics.RunTriggered(workflow)
 		e.log.Debug("child run spawned", "run_id", childID, "workflow", workflow,
 			"parent_run_id", sr.RunID, "parent_step_run_id", parentStepRunID, "attempt", parentAttempt, "key", key)
 		e.wakeDispatcher()
@@ -330,6 +331,7 @@ func (e *Engine) PushEvent(ctx context.Context, tenantID, key string, payload []
 	}
 	for _, r := range runs {
 		ids = append(ids, r.run.ID)
+		e.metrics.RunTriggered(r.run.Workflow)
 	}
 	e.log.Debug("event pushed", "key", key, "runs", ids)
 	e.wakeDispatcher()

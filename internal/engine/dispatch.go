@@ -150,6 +150,10 @@ func (e *Engine) assign(ctx context.Context, s sessionSlots) (int, error) {
 	if err != nil || len(got) == 0 {
 		return 0, err
 	}
+	for _, c := range got {
+		e.log.Debug("step attempt assigned", "run_id", c.run.ID, "workflow", c.run.Workflow,
+			"step_run_id", c.step.ID, "step", c.step.Step, "attempt", c.step.Attempt, "worker_id", s.workerID)
+	}
 
 	msgs := make([]Message, 0, len(got))
 	for _, c := range got {

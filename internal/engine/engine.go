@@ -22,6 +22,7 @@ import (
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/metrics"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -69,6 +70,8 @@ type Config struct {
 	// DefaultTokenMintBurst); a negative rate: no limit.
 	TokenMintRate  float64
 	TokenMintBurst int
+	// Metrics receives the engine's counters (nil: none).
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -120,12 +123,16 @@ func (c *Config) setDefaults() {
 	if c.Appender.Now == nil {
 		c.Appender.Now = c.Now
 	}
+	if c.Appender.Metrics == nil {
+		c.Appender.Metrics = c.Metrics
+	}
 }
 
 // Engine is one engine node.
 type Engine struct {
 	cfg      Config
 	log      *slog.Logger
+	metrics  *metrics.Metrics
 	store    store.Store
 	hub      *eventlog.Hub
 	appender *eventlog.Appender
@@ -176,6 +183,7 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	e := &Engine{
 		cfg:       cfg,
 		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
 		store:     st,
 		hub:       hub,
 		appender:  eventlog.NewAppender(st, cfg.Appender),

@@ -5,6 +5,7 @@ import (
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/metrics"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -52,10 +53,12 @@ func (e *Engine) SubscribeMetadata(ctx context.Context, p SubscribeMetadataParam
 	if err != nil {
 		return err
 	}
+	sub := e.metrics.Subscribed(ctx, metrics.SourceMetadata)
+	defer sub.Done()
 	return finish(e.reader.FollowMetadata(ctx, eventlog.MetadataFollowParams{
 		TenantID: p.TenantID, Key: p.Key, Value: p.Value,
 		After: start.after, FromNow: start.fromNow, Types: start.types,
-	}, deliver))
+	}, sub.Deliver(deliver)))
 }
 
 // SubscriptionStats reports the live subscription feeds of this node (how

@@ -12,6 +12,7 @@ import (
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/metrics"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -52,6 +53,7 @@ func (e *Engine) TriggerRun(ctx context.Context, p TriggerParams) (string, error
 	if err != nil {
 		return "", err
 	}
+	e.metrics.RunTriggered(run.Workflow)
 	e.log.Debug("run triggered", "run_id", run.ID, "workflow", run.Workflow)
 	e.wakeDispatcher()
 	return run.ID, nil
@@ -291,7 +293,9 @@ func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver event
 	fp := eventlog.FollowParams{
 		TenantID: p.TenantID, RunID: p.RunID, After: start.after, FromNow: start.fromNow, Types: start.types,
 	}
-	err = finish(e.reader.Follow(ctx, fp, deliver))
+	sub := e.metrics.Subscribed(ctx, metrics.SourceRun)
+	defer sub.Done()
+	err = finish(e.reader.Follow(ctx, fp, sub.Deliver(deliver)))
 	return notFound(err, "unknown run %s", p.RunID)
 }
 

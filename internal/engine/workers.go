@@ -10,6 +10,7 @@ import (
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/metrics"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -205,6 +206,20 @@ func (e *Engine) serveSession(ctx context.Context, s *session, send func(Message
 	}
 }
 
+// WorkerSlots reports the workers connected to this node, their slots, and
+// how many of those run a step attempt.
+func (e *Engine) WorkerSlots() metrics.WorkerSlots {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ws metrics.WorkerSlots
+	for _, s := range e.sessions {
+		ws.Workers++
+		ws.Slots += s.slots
+		ws.InUse += len(s.running)
+	}
+	return ws
+}
+
 // closeSessionLocked removes a session; e.mu must be held.
 func (e *Engine) closeSessionLocked(s *session) {
 	if s.closed {
@@ -303,6 +318,7 @@ func (e *Engine) afterCommit(rs *runState) {
 	if rs == nil {
 		return
 	}
+	e.logTransitions(rs.events, rs.stoppedWorkers())
 	wake := rs.queued
 	if rs.failedNow() {
 		e.kickSweep() // cancel the run's children

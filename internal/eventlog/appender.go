@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/metrics"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -38,6 +39,8 @@ type AppenderConfig struct {
 	QueueLength int
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// Metrics records each group commit (nil: none).
+	Metrics *metrics.Metrics
 }
 
 func (c *AppenderConfig) setDefaults() {
@@ -204,8 +207,11 @@ func payloadBytes(p StreamPut) int {
 // together.
 func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 	var results []error
+	written := 0
+	began := time.Now()
 	err := a.store.Write(ctx, func(tx store.Tx) error {
 		results = make([]error, len(batch))
+		written = 0
 		now := a.cfg.Now()
 		steps := make(map[string]*store.StepRun)
 		var events []store.Event
@@ -264,8 +270,12 @@ func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 				return err
 			}
 		}
+		written = len(events)
 		return tx.AppendEvents(ctx, events)
 	})
+	if err == nil && written > 0 {
+		a.cfg.Metrics.AppendCommitted(written, time.Since(began))
+	}
 	if err != nil {
 		a.cfg.Logger.Error("append stream events", "requests", len(batch), "err", err)
 		err = &apierr.Error{Code: apierr.Unavailable, Message: "storing stream events failed; retry", Err: err}

@@ -1,6 +1,7 @@
 // Package server assembles an engine node: it opens the store named by the
 // configuration, starts the engine, and serves every protocol on one port
-// (Connect RPC over HTTP/1.1 and h2c, health checks).
+// (Connect RPC over HTTP/1.1 and h2c, the JSON API and SSE, the dashboard,
+// metrics and health checks).
 package server
 
 import (
@@ -21,6 +22,8 @@ import (
 	"github.com/runnel-dev/runnel/internal/dashboard"
 	"github.com/runnel-dev/runnel/internal/engine"
 	"github.com/runnel-dev/runnel/internal/eventlog"
+	"github.com/runnel-dev/runnel/internal/gen/runnel/v1/runnelv1connect"
+	"github.com/runnel-dev/runnel/internal/metrics"
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/postgres"
 	"github.com/runnel-dev/runnel/internal/store/sqlite"
@@ -77,6 +80,7 @@ type Server struct {
 	cfg      Config
 	store    store.Store
 	engine   *engine.Engine
+	metrics  *metrics.Metrics
 	http     *http.Server
 	listener net.Listener
 	// AdminToken is the admin secret when this start created it, or when it
@@ -99,9 +103,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, serveErr: make(chan error, 1)}
+	// Each node has its own registry, so nodes sharing a process (tests)
+	// keep their own figures.
+	m := metrics.New()
+	cfg.Engine.Metrics = m
+	s := &Server{cfg: cfg, serveErr: make(chan error, 1), metrics: m}
 	hub := eventlog.NewHub()
-	st, err := openStore(ctx, cfg, store.Options{CommitHook: hub.CommitHook})
+	commitHook := func(events []store.Event) {
+		hub.CommitHook(events)
+		m.Committed(events)
+	}
+	st, err := openStore(ctx, cfg, store.Options{CommitHook: commitHook})
 	if err != nil {
 		return nil, err
 	}
@@ -154,10 +166,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins}).Mount(mux)
 	dashboard.Mount(mux)
 	browsersdk.Mount(mux)
+	// /healthz: the process serves HTTP. /readyz: it can also reach its
+	// store, so it can do useful work.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	m.RegisterWorkerSlots(s.engine.WorkerSlots)
+	m.RegisterActiveRuns(st.CountActiveRuns, storeCheckTimeout)
+	mux.Handle("GET /metrics", m.Handler(cfg.Logger))
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -170,7 +188,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler: m.Middleware(mux,
+			"/"+runnelv1connect.RunServiceName+"/", "/"+runnelv1connect.WorkerServiceName+"/"),
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },

@@ -409,6 +409,10 @@ type Store interface {
 	GetWorkflowByName(ctx context.Context, tenantID, name string) (Workflow, error)
 	GetTenant(ctx context.Context, id string) (Tenant, error)
 	CountTenants(ctx context.Context) (int, error)
+	// CountActiveRuns counts the queued and running runs of every tenant:
+	// the map always has both statuses. It reads an index of active runs
+	// only, so it is cheap enough for every metrics scrape.
+	CountActiveRuns(ctx context.Context) (map[RunStatus]int, error)
 
 	// LookupToken finds a token by the hash of its secret.
 	LookupToken(ctx context.Context, hash string) (Token, error)

@@ -173,6 +173,19 @@ func (s *Store) CountTenants(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
+// CountActiveRuns counts the queued and running runs of every tenant.
+func (s *Store) CountActiveRuns(ctx context.Context) (map[store.RunStatus]int, error) {
+	rows, err := s.q.CountActiveRuns(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count active runs: %w", dbErr(err))
+	}
+	counts := map[store.RunStatus]int{store.RunQueued: 0, store.RunRunning: 0}
+	for _, r := range rows {
+		counts[store.RunStatus(r.Status)] = int(r.Runs)
+	}
+	return counts, nil
+}
+
 // LookupToken returns the token even if it has expired: the caller checks
 // ExpiresAt.
 func (s *Store) LookupToken(ctx context.Context, hash string) (store.Token, error) {

@@ -32,6 +32,7 @@ func Exercise(t *testing.T, open func(t *testing.T, hook store.CommitHook) store
 		{"TenantsAndTokens", testTenantsAndTokens},
 		{"Workflows", testWorkflows},
 		{"Runs", testRuns},
+		{"CountActiveRuns", testCountActiveRuns},
 		{"ListRuns", testListRuns},
 		{"ListRunsLimits", testListRunsLimits},
 		{"RunMetadata", testRunMetadata},

@@ -29,3 +29,8 @@ SELECT * FROM runs WHERE tenant_id = $1 AND id = $2 FOR UPDATE;
 UPDATE runs
 SET status = $3, output = $4, error = $5, started_at = $6, finished_at = $7
 WHERE tenant_id = $1 AND id = $2;
+
+-- name: CountActiveRuns :many
+-- Metrics read this on every scrape: the runs_active index holds only
+-- queued and running runs, so the count never scans finished ones.
+SELECT status, COUNT(*) AS runs FROM runs WHERE status IN ('queued', 'running') GROUP BY status;

@@ -21,3 +21,8 @@ UPDATE runs SET
     started_at  = @started_at,
     finished_at = @finished_at
 WHERE tenant_id = @tenant_id AND id = @id;
+
+-- name: CountActiveRuns :many
+-- Metrics read this on every scrape: the runs_active index holds only
+-- queued and running runs, so the count never scans finished ones.
+SELECT status, COUNT(*) AS runs FROM runs WHERE status IN ('queued', 'running') GROUP BY status;

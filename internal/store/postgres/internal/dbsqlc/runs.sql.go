@@ -9,6 +9,37 @@ import (
 	"context"
 )
 
+const countActiveRuns = `-- name: CountActiveRuns :many
+SELECT status, COUNT(*) AS runs FROM runs WHERE status IN ('queued', 'running') GROUP BY status
+`
+
+type CountActiveRunsRow struct {
+	Status string
+	Runs   int64
+}
+
+// Metrics read this on every scrape: the runs_active index holds only
+// queued and running runs, so the count never scans finished ones.
+func (q *Queries) CountActiveRuns(ctx context.Context) ([]CountActiveRunsRow, error) {
+	rows, err := q.db.Query(ctx, countActiveRuns)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CountActiveRunsRow
+	for rows.Next() {
+		var i CountActiveRunsRow
+		if err := rows.Scan(&i.Status, &i.Runs); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getRun = `-- name: GetRun :one
 SELECT id, tenant_id, workflow, status, input, output, error, metadata, parent_run_id, parent_step_run_id, created_at, started_at, finished_at, spawn_key FROM runs WHERE tenant_id = $1 AND id = $2
 `

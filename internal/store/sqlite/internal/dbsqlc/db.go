@@ -36,6 +36,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.claimStepRunsStmt, err = db.PrepareContext(ctx, claimStepRuns); err != nil {
 		return nil, fmt.Errorf("error preparing query ClaimStepRuns: %w", err)
 	}
+	if q.countActiveRunsStmt, err = db.PrepareContext(ctx, countActiveRuns); err != nil {
+		return nil, fmt.Errorf("error preparing query CountActiveRuns: %w", err)
+	}
 	if q.countTenantsStmt, err = db.PrepareContext(ctx, countTenants); err != nil {
 		return nil, fmt.Errorf("error preparing query CountTenants: %w", err)
 	}
@@ -188,6 +191,11 @@ func (q *Queries) Close() error {
 	if q.claimStepRunsStmt != nil {
 		if cerr := q.claimStepRunsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing claimStepRunsStmt: %w", cerr)
+		}
+	}
+	if q.countActiveRunsStmt != nil {
+		if cerr := q.countActiveRunsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countActiveRunsStmt: %w", cerr)
 		}
 	}
 	if q.countTenantsStmt != nil {
@@ -448,6 +456,7 @@ type Queries struct {
 	bumpLogHeadStmt           *sql.Stmt
 	claimStepRunStmt          *sql.Stmt
 	claimStepRunsStmt         *sql.Stmt
+	countActiveRunsStmt       *sql.Stmt
 	countTenantsStmt          *sql.Stmt
 	createTenantStmt          *sql.Stmt
 	createTokenStmt           *sql.Stmt
@@ -501,6 +510,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		bumpLogHeadStmt:           q.bumpLogHeadStmt,
 		claimStepRunStmt:          q.claimStepRunStmt,
 		claimStepRunsStmt:         q.claimStepRunsStmt,
+		countActiveRunsStmt:       q.countActiveRunsStmt,
 		countTenantsStmt:          q.countTenantsStmt,
 		createTenantStmt:          q.createTenantStmt,
 		createTokenStmt:           q.createTokenStmt,
