@@ -22,7 +22,7 @@ func runsFromRows(rows []dbsqlc.Run) ([]store.Run, error) {
 }
 
 func (t *tx) GetChildRunBySpawnKey(ctx context.Context, parentStepRunID, key string) (store.Run, error) {
-	r, err := t.q.GetChildRunBySpawnKey(ctx, dbsqlc.GetChildRunBySpawnKeyParams{ParentStepRunID: parentStepRunID, SpawnKey: key})
+	r, err := t.q.GetChildRunBySpawnKey(t.ctx(ctx), dbsqlc.GetChildRunBySpawnKeyParams{ParentStepRunID: parentStepRunID, SpawnKey: key})
 	if err != nil {
 		return store.Run{}, mapErr(err, "get child run of step run %s by spawn key %q", parentStepRunID, key)
 	}
@@ -30,7 +30,7 @@ func (t *tx) GetChildRunBySpawnKey(ctx context.Context, parentStepRunID, key str
 }
 
 func (t *tx) ListActiveChildRuns(ctx context.Context, parentRunID string) ([]store.Run, error) {
-	rows, err := t.q.ListActiveChildRuns(ctx, parentRunID)
+	rows, err := t.q.ListActiveChildRuns(t.ctx(ctx), parentRunID)
 	if err != nil {
 		return nil, mapErr(err, "list active child runs of run %s", parentRunID)
 	}
@@ -38,7 +38,7 @@ func (t *tx) ListActiveChildRuns(ctx context.Context, parentRunID string) ([]sto
 }
 
 func (t *tx) ListOrphanedChildRuns(ctx context.Context, limit int) ([]store.Run, error) {
-	rows, err := t.q.ListOrphanedChildRuns(ctx, int64(limit))
+	rows, err := t.q.ListOrphanedChildRuns(t.ctx(ctx), int64(limit))
 	if err != nil {
 		return nil, mapErr(err, "list orphaned child runs")
 	}

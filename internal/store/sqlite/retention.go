@@ -17,7 +17,7 @@ func (t *tx) DeleteFinishedRuns(ctx context.Context, finishedBefore time.Time, l
 	if limit <= 0 {
 		return 0, nil
 	}
-	ids, err := t.q.ListExpiredRuns(ctx, dbsqlc.ListExpiredRunsParams{
+	ids, err := t.q.ListExpiredRuns(t.ctx(ctx), dbsqlc.ListExpiredRunsParams{
 		FinishedBefore: toMicros(finishedBefore),
 		RowLimit:       int64(limit),
 	})
@@ -28,10 +28,10 @@ func (t *tx) DeleteFinishedRuns(ctx context.Context, finishedBefore time.Time, l
 		return 0, nil
 	}
 	list := encodeList(ids)
-	if _, err := t.q.DeleteRunEvents(ctx, list); err != nil {
+	if _, err := t.q.DeleteRunEvents(t.ctx(ctx), list); err != nil {
 		return 0, mapErr(err, "delete events of %d finished runs", len(ids))
 	}
-	n, err := t.q.DeleteRuns(ctx, list)
+	n, err := t.q.DeleteRuns(t.ctx(ctx), list)
 	if err != nil {
 		return 0, mapErr(err, "delete %d finished runs", len(ids))
 	}

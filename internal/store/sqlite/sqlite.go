@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,11 +69,14 @@ type Store struct {
 	hook     store.CommitHook
 	logID    string
 
-	// writeSem serialises Write calls. The writer pool has one connection,
-	// so they are serialised anyway; holding this semaphore through commit
-	// and the commit hook as well makes hooks run in commit (and so
-	// position) order.
+	// writeSem is held by the goroutine writing a batch (see batch.go). The
+	// writer pool has one connection, so writes are serialised anyway;
+	// holding this semaphore through commit and the commit hook as well
+	// makes hooks run in commit (and so position) order.
 	writeSem chan struct{}
+	// pending are the writes waiting for the next batch.
+	pendingMu sync.Mutex
+	pending   []*writeReq
 }
 
 var _ store.Store = (*Store)(nil)
@@ -265,37 +269,3 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) error {
 	}
 }
 
-func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) (err error) {
-	select {
-	case s.writeSem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("write: %w", ctx.Err())
-	}
-	defer func() { <-s.writeSem }()
-
-	sqlTx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return mapErr(err, "begin write")
-	}
-	t := newTx(s.prepared, sqlTx)
-	committed := false
-	defer func() {
-		if !committed {
-			// Also reached when fn panics: never leave the only writer
-			// connection inside a transaction.
-			_ = sqlTx.Rollback()
-		}
-	}()
-	if err := fn(t); err != nil {
-		return err
-	}
-	if err := sqlTx.Commit(); err != nil {
-		committed = true // database/sql has ended the transaction either way
-		return mapErr(err, "commit")
-	}
-	committed = true
-	if s.hook != nil && len(t.events) > 0 {
-		s.hook(t.events)
-	}
-	return nil
-}

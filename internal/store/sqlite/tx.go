@@ -32,13 +32,18 @@ func newTx(prepared *dbsqlc.Queries, sqlTx *sql.Tx) *tx {
 	return &tx{q: prepared.WithTx(sqlTx)}
 }
 
+// ctx is the context for a statement of the transaction: the caller's
+// values without its cancellation, since an interrupted statement rolls the
+// whole transaction back, other writes of its batch included (batch.go).
+func (t *tx) ctx(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 func (t *tx) CreateTenant(ctx context.Context, tn store.Tenant) error {
-	err := t.q.CreateTenant(ctx, dbsqlc.CreateTenantParams{ID: tn.ID, Name: tn.Name, CreatedAt: toMicros(tn.CreatedAt)})
+	err := t.q.CreateTenant(t.ctx(ctx), dbsqlc.CreateTenantParams{ID: tn.ID, Name: tn.Name, CreatedAt: toMicros(tn.CreatedAt)})
 	return mapErr(err, "create tenant %s", tn.Name)
 }
 
 func (t *tx) GetTenantByName(ctx context.Context, name string) (store.Tenant, error) {
-	r, err := t.q.GetTenantByName(ctx, name)
+	r, err := t.q.GetTenantByName(t.ctx(ctx), name)
 	if err != nil {
 		return store.Tenant{}, mapErr(err, "get tenant by name %s", name)
 	}
@@ -46,7 +51,7 @@ func (t *tx) GetTenantByName(ctx context.Context, name string) (store.Tenant, er
 }
 
 func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
-	err := t.q.CreateToken(ctx, dbsqlc.CreateTokenParams{
+	err := t.q.CreateToken(t.ctx(ctx), dbsqlc.CreateTokenParams{
 		ID:        tk.ID,
 		TenantID:  tk.TenantID,
 		Hash:      tk.Hash,
@@ -62,7 +67,7 @@ func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
 }
 
 func (t *tx) UpsertWorkflow(ctx context.Context, w store.Workflow) error {
-	err := t.q.UpsertWorkflow(ctx, dbsqlc.UpsertWorkflowParams{
+	err := t.q.UpsertWorkflow(t.ctx(ctx), dbsqlc.UpsertWorkflowParams{
 		TenantID:   w.TenantID,
 		Name:       w.Name,
 		Definition: notNull(w.Definition),
@@ -73,7 +78,7 @@ func (t *tx) UpsertWorkflow(ctx context.Context, w store.Workflow) error {
 }
 
 func (t *tx) GetWorkflow(ctx context.Context, tenantID, name string) (store.Workflow, error) {
-	r, err := t.q.GetWorkflow(ctx, dbsqlc.GetWorkflowParams{TenantID: tenantID, Name: name})
+	r, err := t.q.GetWorkflow(t.ctx(ctx), dbsqlc.GetWorkflowParams{TenantID: tenantID, Name: name})
 	if err != nil {
 		return store.Workflow{}, mapErr(err, "get workflow %s", name)
 	}
@@ -81,7 +86,7 @@ func (t *tx) GetWorkflow(ctx context.Context, tenantID, name string) (store.Work
 }
 
 func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
-	err := t.q.InsertRun(ctx, dbsqlc.InsertRunParams{
+	err := t.q.InsertRun(t.ctx(ctx), dbsqlc.InsertRunParams{
 		ID:              r.ID,
 		TenantID:        r.TenantID,
 		Workflow:        r.Workflow,
@@ -102,7 +107,7 @@ func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
 	}
 	// One row per pair, in key order, for the metadata filter and index.
 	for _, k := range slices.Sorted(maps.Keys(r.Metadata)) {
-		err := t.q.InsertRunMetadata(ctx, dbsqlc.InsertRunMetadataParams{RunID: r.ID, TenantID: r.TenantID, Key: k, Value: r.Metadata[k]})
+		err := t.q.InsertRunMetadata(t.ctx(ctx), dbsqlc.InsertRunMetadataParams{RunID: r.ID, TenantID: r.TenantID, Key: k, Value: r.Metadata[k]})
 		if err != nil {
 			return mapErr(err, "insert run %s metadata %s", r.ID, k)
 		}
@@ -111,7 +116,7 @@ func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
 }
 
 func (t *tx) GetRunForUpdate(ctx context.Context, tenantID, runID string) (store.Run, error) {
-	r, err := t.q.GetRunForUpdate(ctx, dbsqlc.GetRunForUpdateParams{TenantID: tenantID, ID: runID})
+	r, err := t.q.GetRunForUpdate(t.ctx(ctx), dbsqlc.GetRunForUpdateParams{TenantID: tenantID, ID: runID})
 	if err != nil {
 		return store.Run{}, mapErr(err, "get run %s", runID)
 	}
@@ -119,7 +124,7 @@ func (t *tx) GetRunForUpdate(ctx context.Context, tenantID, runID string) (store
 }
 
 func (t *tx) UpdateRun(ctx context.Context, r store.Run) error {
-	n, err := t.q.UpdateRun(ctx, dbsqlc.UpdateRunParams{
+	n, err := t.q.UpdateRun(t.ctx(ctx), dbsqlc.UpdateRunParams{
 		Status:     string(r.Status),
 		Output:     r.Output,
 		Error:      r.Error,
@@ -133,7 +138,7 @@ func (t *tx) UpdateRun(ctx context.Context, r store.Run) error {
 
 func (t *tx) InsertStepRuns(ctx context.Context, steps []store.StepRun) error {
 	for _, s := range steps {
-		err := t.q.InsertStepRun(ctx, dbsqlc.InsertStepRunParams{
+		err := t.q.InsertStepRun(t.ctx(ctx), dbsqlc.InsertStepRunParams{
 			ID:          s.ID,
 			RunID:       s.RunID,
 			TenantID:    s.TenantID,
@@ -164,7 +169,7 @@ func (t *tx) InsertStepRuns(ctx context.Context, steps []store.StepRun) error {
 }
 
 func (t *tx) GetStepRunForUpdate(ctx context.Context, stepRunID string) (store.StepRun, error) {
-	r, err := t.q.GetStepRunForUpdate(ctx, stepRunID)
+	r, err := t.q.GetStepRunForUpdate(t.ctx(ctx), stepRunID)
 	if err != nil {
 		return store.StepRun{}, mapErr(err, "get step run %s", stepRunID)
 	}
@@ -172,7 +177,7 @@ func (t *tx) GetStepRunForUpdate(ctx context.Context, stepRunID string) (store.S
 }
 
 func (t *tx) ListStepRunsForUpdate(ctx context.Context, runID string) ([]store.StepRun, error) {
-	rows, err := t.q.ListStepRunsForUpdate(ctx, runID)
+	rows, err := t.q.ListStepRunsForUpdate(t.ctx(ctx), runID)
 	if err != nil {
 		return nil, mapErr(err, "list step runs of run %s", runID)
 	}
@@ -180,7 +185,7 @@ func (t *tx) ListStepRunsForUpdate(ctx context.Context, runID string) ([]store.S
 }
 
 func (t *tx) UpdateStepRun(ctx context.Context, s store.StepRun) error {
-	n, err := t.q.UpdateStepRun(ctx, dbsqlc.UpdateStepRunParams{
+	n, err := t.q.UpdateStepRun(t.ctx(ctx), dbsqlc.UpdateStepRunParams{
 		Status:      string(s.Status),
 		Attempt:     int64(s.Attempt),
 		Failures:    int64(s.Failures),
@@ -204,7 +209,7 @@ func (t *tx) ClaimStepRuns(ctx context.Context, p store.ClaimParams) ([]store.St
 	if p.Limit <= 0 || len(p.Workflows) == 0 {
 		return nil, nil
 	}
-	rows, err := t.q.ClaimStepRuns(ctx, dbsqlc.ClaimStepRunsParams{
+	rows, err := t.q.ClaimStepRuns(t.ctx(ctx), dbsqlc.ClaimStepRunsParams{
 		WorkerID:   p.WorkerID,
 		Now:        toMicros(p.Now),
 		TenantID:   p.TenantID,
@@ -229,7 +234,7 @@ func (t *tx) ListClaimableStepRuns(ctx context.Context, p store.ClaimParams) ([]
 	if p.Limit <= 0 || len(p.Workflows) == 0 {
 		return nil, nil
 	}
-	rows, err := t.q.ListClaimableStepRuns(ctx, dbsqlc.ListClaimableStepRunsParams{
+	rows, err := t.q.ListClaimableStepRuns(t.ctx(ctx), dbsqlc.ListClaimableStepRunsParams{
 		TenantID:  p.TenantID,
 		Workflows: encodeList(p.Workflows),
 		Now:       toMicros(p.Now),
@@ -242,7 +247,7 @@ func (t *tx) ListClaimableStepRuns(ctx context.Context, p store.ClaimParams) ([]
 }
 
 func (t *tx) ClaimStepRun(ctx context.Context, p store.ClaimStepRunParams) (store.StepRun, bool, error) {
-	r, err := t.q.ClaimStepRun(ctx, dbsqlc.ClaimStepRunParams{
+	r, err := t.q.ClaimStepRun(t.ctx(ctx), dbsqlc.ClaimStepRunParams{
 		WorkerID:  p.WorkerID,
 		Now:       toMicros(p.Now),
 		TimeoutAt: toMicros(p.TimeoutAt),
@@ -256,7 +261,7 @@ func (t *tx) ClaimStepRun(ctx context.Context, p store.ClaimStepRunParams) (stor
 		return store.StepRun{}, false, mapErr(err, "claim step run %s", p.StepRunID)
 	}
 	// No row: either it is no longer queued (false, no error) or unknown.
-	if _, err := t.q.GetStepRun(ctx, p.StepRunID); err != nil {
+	if _, err := t.q.GetStepRun(t.ctx(ctx), p.StepRunID); err != nil {
 		return store.StepRun{}, false, mapErr(err, "claim step run %s", p.StepRunID)
 	}
 	return store.StepRun{}, false, nil
@@ -266,7 +271,7 @@ func (t *tx) ListTimedOutStepRuns(ctx context.Context, now time.Time, limit int)
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := t.q.ListTimedOutStepRuns(ctx, dbsqlc.ListTimedOutStepRunsParams{Now: toMicros(now), RowLimit: int64(limit)})
+	rows, err := t.q.ListTimedOutStepRuns(t.ctx(ctx), dbsqlc.ListTimedOutStepRunsParams{Now: toMicros(now), RowLimit: int64(limit)})
 	if err != nil {
 		return nil, mapErr(err, "list timed-out step runs")
 	}
@@ -274,7 +279,7 @@ func (t *tx) ListTimedOutStepRuns(ctx context.Context, now time.Time, limit int)
 }
 
 func (t *tx) ListStepRunsOfWorker(ctx context.Context, workerID string) ([]store.StepRun, error) {
-	rows, err := t.q.ListStepRunsOfWorker(ctx, workerID)
+	rows, err := t.q.ListStepRunsOfWorker(t.ctx(ctx), workerID)
 	if err != nil {
 		return nil, mapErr(err, "list step runs of worker %s", workerID)
 	}
@@ -282,7 +287,7 @@ func (t *tx) ListStepRunsOfWorker(ctx context.Context, workerID string) ([]store
 }
 
 func (t *tx) UpsertStepAttempt(ctx context.Context, a store.StepAttempt) error {
-	n, err := t.q.UpsertStepAttempt(ctx, dbsqlc.UpsertStepAttemptParams{
+	n, err := t.q.UpsertStepAttempt(t.ctx(ctx), dbsqlc.UpsertStepAttemptParams{
 		Attempt:    int64(a.Attempt),
 		Status:     string(a.Status),
 		WorkerID:   a.WorkerID,
@@ -295,7 +300,7 @@ func (t *tx) UpsertStepAttempt(ctx context.Context, a store.StepAttempt) error {
 }
 
 func (t *tx) InsertWorker(ctx context.Context, w store.Worker) error {
-	err := t.q.InsertWorker(ctx, dbsqlc.InsertWorkerParams{
+	err := t.q.InsertWorker(t.ctx(ctx), dbsqlc.InsertWorkerParams{
 		ID:          w.ID,
 		TenantID:    w.TenantID,
 		Name:        w.Name,
@@ -310,7 +315,7 @@ func (t *tx) InsertWorker(ctx context.Context, w store.Worker) error {
 }
 
 func (t *tx) GetWorkerForUpdate(ctx context.Context, workerID string) (store.Worker, error) {
-	r, err := t.q.GetWorkerForUpdate(ctx, workerID)
+	r, err := t.q.GetWorkerForUpdate(t.ctx(ctx), workerID)
 	if err != nil {
 		return store.Worker{}, mapErr(err, "get worker %s", workerID)
 	}
@@ -318,7 +323,7 @@ func (t *tx) GetWorkerForUpdate(ctx context.Context, workerID string) (store.Wor
 }
 
 func (t *tx) MarkWorkerDead(ctx context.Context, workerID string) (bool, error) {
-	n, err := t.q.MarkWorkerDead(ctx, workerID)
+	n, err := t.q.MarkWorkerDead(t.ctx(ctx), workerID)
 	if err != nil {
 		return false, mapErr(err, "mark worker %s dead", workerID)
 	}
@@ -326,7 +331,7 @@ func (t *tx) MarkWorkerDead(ctx context.Context, workerID string) (bool, error) 
 		return true, nil
 	}
 	// Already dead, or unknown.
-	if _, err := t.q.GetWorkerForUpdate(ctx, workerID); err != nil {
+	if _, err := t.q.GetWorkerForUpdate(t.ctx(ctx), workerID); err != nil {
 		return false, mapErr(err, "mark worker %s dead", workerID)
 	}
 	return false, nil
@@ -336,7 +341,7 @@ func (t *tx) ListDeadWorkers(ctx context.Context, heartbeatBefore time.Time, lim
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := t.q.ListDeadWorkers(ctx, dbsqlc.ListDeadWorkersParams{HeartbeatBefore: toMicros(heartbeatBefore), RowLimit: int64(limit)})
+	rows, err := t.q.ListDeadWorkers(t.ctx(ctx), dbsqlc.ListDeadWorkersParams{HeartbeatBefore: toMicros(heartbeatBefore), RowLimit: int64(limit)})
 	if err != nil {
 		return nil, mapErr(err, "list dead workers")
 	}
@@ -359,7 +364,7 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	last, err := t.q.BumpLogHead(ctx, int64(len(events)))
+	last, err := t.q.BumpLogHead(t.ctx(ctx), int64(len(events)))
 	if err != nil {
 		return mapErr(err, "append %d events: reserve positions", len(events))
 	}
@@ -371,7 +376,7 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 		if e.CreatedAt.IsZero() {
 			e.CreatedAt = stamp
 		}
-		err := t.q.AppendEvent(ctx, dbsqlc.AppendEventParams{
+		err := t.q.AppendEvent(t.ctx(ctx), dbsqlc.AppendEventParams{
 			Position:  e.Position,
 			TenantID:  e.TenantID,
 			RunID:     e.RunID,
