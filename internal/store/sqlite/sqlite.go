@@ -268,4 +268,3 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) error {
 		}
 	}
 }
-
