@@ -249,7 +249,7 @@ func workerFromRow(r dbsqlc.Worker) (store.Worker, error) {
 	}, nil
 }
 
-func eventFromRow(r dbsqlc.Event) store.Event {
+func eventFromRow(r dbsqlc.ReadEventsRow) store.Event {
 	return store.Event{
 		Position:  r.Position,
 		TenantID:  r.TenantID,

@@ -29,7 +29,7 @@ func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEven
 	}
 	out := make([]store.Event, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, eventFromRow(r))
+		out = append(out, eventFromRow(dbsqlc.ReadEventsRow(r)))
 	}
 	return out, nil
 }

@@ -377,17 +377,18 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 			e.CreatedAt = stamp
 		}
 		err := t.q.AppendEvent(t.ctx(ctx), dbsqlc.AppendEventParams{
-			Position:  e.Position,
-			TenantID:  e.TenantID,
-			RunID:     e.RunID,
-			Workflow:  e.Workflow,
-			Type:      e.Type,
-			StepRunID: e.StepRunID,
-			Step:      e.Step,
-			Attempt:   int64(e.Attempt),
-			Payload:   e.Payload,
-			Data:      e.Data,
-			CreatedAt: toMicros(e.CreatedAt),
+			Position:    e.Position,
+			TenantID:    e.TenantID,
+			RunID:       e.RunID,
+			Workflow:    e.Workflow,
+			Type:        e.Type,
+			StepRunID:   e.StepRunID,
+			Step:        e.Step,
+			Attempt:     int64(e.Attempt),
+			Payload:     e.Payload,
+			Data:        e.Data,
+			CreatedAt:   toMicros(e.CreatedAt),
+			PayloadSize: int64(len(e.Payload)),
 		})
 		if err != nil {
 			return mapErr(err, "append event %d (%s) of run %s", e.Position, e.Type, e.RunID)

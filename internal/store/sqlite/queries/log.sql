@@ -12,27 +12,29 @@ UPDATE log_head SET last_position = last_position + @n WHERE id = 1
 RETURNING last_position;
 
 -- name: AppendEvent :exec
-INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at)
-VALUES (@position, @tenant_id, @run_id, @workflow, @type, @step_run_id, @step, @attempt, @payload, @data, @created_at);
+INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at, payload_size)
+VALUES (@position, @tenant_id, @run_id, @workflow, @type, @step_run_id, @step, @attempt, @payload, @data, @created_at, @payload_size);
 
 -- name: ReadEvents :many
 -- A page of a run's events after a position, in one statement. With a byte
 -- limit, the scalar subquery finds where the page ends: it walks the same
--- page reading only payload lengths (SQLite does not load a blob for
--- length()), and keeps each event while the payloads before it stay below
--- max_bytes, so the page always has its first event. The outer query then
--- reads the rows straight off events_run, in order, with no sort.
+-- page on events_run_sized alone (the index holds each payload's size, so
+-- no row is read), and keeps each event while the payloads before it stay
+-- below max_bytes, so the page always has its first event. The outer query
+-- then reads the rows straight off the index, in order, with no sort. (The
+-- subquery needs no tenant filter: a run id belongs to one tenant, and the
+-- outer query checks it.)
 SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at
 FROM events e
 WHERE e.tenant_id = @tenant_id AND e.run_id = @run_id AND e.position > @after
   AND e.position <= CASE WHEN CAST(@max_bytes AS INTEGER) = 0 THEN 9223372036854775807 ELSE (
       SELECT COALESCE(MAX(p.position), 0)
       FROM (
-          SELECT w.position, SUM(w.n) OVER (ORDER BY w.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before
+          SELECT w.position, SUM(w.payload_size) OVER (ORDER BY w.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before
           FROM (
-              SELECT x.position, COALESCE(length(x.payload), 0) AS n
+              SELECT x.position, x.payload_size
               FROM events x
-              WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id AND x.position > @after
+              WHERE x.run_id = @run_id AND x.position > @after
               ORDER BY x.position
               LIMIT @page_limit
           ) w
@@ -43,7 +45,7 @@ ORDER BY e.position
 LIMIT @page_limit;
 
 -- name: LastRunPosition :one
--- 0 when the run has no events. ORDER BY ... LIMIT 1 walks events_run
+-- 0 when the run has no events. ORDER BY ... LIMIT 1 walks events_run_sized
 -- backwards and stops at the first match, whatever the tenant filter.
 SELECT CAST(COALESCE((
     SELECT x.position FROM events x

@@ -5,7 +5,7 @@
 -- A page of the events, after a position, of the tenant's runs whose
 -- metadata has key = value. The page is found run by run rather than by
 -- scanning the log: run_metadata_pair gives the matching runs, and each
--- one's events after @after come in position order off events_run (a
+-- one's events after @after come in position order off events_run_sized (a
 -- covering index, so no row is read), so the cost is one index seek per
 -- matching run plus the page, whatever the size of the log. With ORDER BY
 -- and LIMIT over such an ordered inner loop, SQLite leaves a run's index

@@ -10,22 +10,23 @@ import (
 )
 
 const appendEvent = `-- name: AppendEvent :exec
-INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at, payload_size)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 `
 
 type AppendEventParams struct {
-	Position  int64
-	TenantID  string
-	RunID     string
-	Workflow  string
-	Type      string
-	StepRunID string
-	Step      string
-	Attempt   int64
-	Payload   []byte
-	Data      []byte
-	CreatedAt int64
+	Position    int64
+	TenantID    string
+	RunID       string
+	Workflow    string
+	Type        string
+	StepRunID   string
+	Step        string
+	Attempt     int64
+	Payload     []byte
+	Data        []byte
+	CreatedAt   int64
+	PayloadSize int64
 }
 
 func (q *Queries) AppendEvent(ctx context.Context, arg AppendEventParams) error {
@@ -41,6 +42,7 @@ func (q *Queries) AppendEvent(ctx context.Context, arg AppendEventParams) error 
 		arg.Payload,
 		arg.Data,
 		arg.CreatedAt,
+		arg.PayloadSize,
 	)
 	return err
 }
@@ -94,7 +96,7 @@ type LastRunPositionParams struct {
 	RunID    string
 }
 
-// 0 when the run has no events. ORDER BY ... LIMIT 1 walks events_run
+// 0 when the run has no events. ORDER BY ... LIMIT 1 walks events_run_sized
 // backwards and stops at the first match, whatever the tenant filter.
 func (q *Queries) LastRunPosition(ctx context.Context, arg LastRunPositionParams) (int64, error) {
 	row := q.queryRow(ctx, q.lastRunPositionStmt, lastRunPosition, arg.TenantID, arg.RunID)
@@ -110,11 +112,11 @@ WHERE e.tenant_id = ?1 AND e.run_id = ?2 AND e.position > ?3
   AND e.position <= CASE WHEN CAST(?4 AS INTEGER) = 0 THEN 9223372036854775807 ELSE (
       SELECT COALESCE(MAX(p.position), 0)
       FROM (
-          SELECT w.position, SUM(w.n) OVER (ORDER BY w.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before
+          SELECT w.position, SUM(w.payload_size) OVER (ORDER BY w.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before
           FROM (
-              SELECT x.position, COALESCE(length(x.payload), 0) AS n
+              SELECT x.position, x.payload_size
               FROM events x
-              WHERE x.tenant_id = ?1 AND x.run_id = ?2 AND x.position > ?3
+              WHERE x.run_id = ?2 AND x.position > ?3
               ORDER BY x.position
               LIMIT ?5
           ) w
@@ -133,13 +135,29 @@ type ReadEventsParams struct {
 	PageLimit int64
 }
 
+type ReadEventsRow struct {
+	Position  int64
+	TenantID  string
+	RunID     string
+	Workflow  string
+	Type      string
+	StepRunID string
+	Step      string
+	Attempt   int64
+	Payload   []byte
+	Data      []byte
+	CreatedAt int64
+}
+
 // A page of a run's events after a position, in one statement. With a byte
 // limit, the scalar subquery finds where the page ends: it walks the same
-// page reading only payload lengths (SQLite does not load a blob for
-// length()), and keeps each event while the payloads before it stay below
-// max_bytes, so the page always has its first event. The outer query then
-// reads the rows straight off events_run, in order, with no sort.
-func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]Event, error) {
+// page on events_run_sized alone (the index holds each payload's size, so
+// no row is read), and keeps each event while the payloads before it stay
+// below max_bytes, so the page always has its first event. The outer query
+// then reads the rows straight off the index, in order, with no sort. (The
+// subquery needs no tenant filter: a run id belongs to one tenant, and the
+// outer query checks it.)
+func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadEventsRow, error) {
 	rows, err := q.query(ctx, q.readEventsStmt, readEvents,
 		arg.TenantID,
 		arg.RunID,
@@ -151,9 +169,9 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]Event
 		return nil, err
 	}
 	defer rows.Close()
-	var items []Event
+	var items []ReadEventsRow
 	for rows.Next() {
-		var i Event
+		var i ReadEventsRow
 		if err := rows.Scan(
 			&i.Position,
 			&i.TenantID,

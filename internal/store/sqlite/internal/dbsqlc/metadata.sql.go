@@ -57,12 +57,26 @@ type ReadMetadataEventsParams struct {
 	PageLimit int64
 }
 
+type ReadMetadataEventsRow struct {
+	Position  int64
+	TenantID  string
+	RunID     string
+	Workflow  string
+	Type      string
+	StepRunID string
+	Step      string
+	Attempt   int64
+	Payload   []byte
+	Data      []byte
+	CreatedAt int64
+}
+
 // Metadata subscriptions: the events of every run carrying a metadata pair,
 // in position order.
 // A page of the events, after a position, of the tenant's runs whose
 // metadata has key = value. The page is found run by run rather than by
 // scanning the log: run_metadata_pair gives the matching runs, and each
-// one's events after @after come in position order off events_run (a
+// one's events after @after come in position order off events_run_sized (a
 // covering index, so no row is read), so the cost is one index seek per
 // matching run plus the page, whatever the size of the log. With ORDER BY
 // and LIMIT over such an ordered inner loop, SQLite leaves a run's index
@@ -73,7 +87,7 @@ type ReadMetadataEventsParams struct {
 // ReadEvents: a row is kept while the payloads before it in the page stay
 // below max_bytes (length() of a blob does not load it), so the page always
 // has its first event.
-func (q *Queries) ReadMetadataEvents(ctx context.Context, arg ReadMetadataEventsParams) ([]Event, error) {
+func (q *Queries) ReadMetadataEvents(ctx context.Context, arg ReadMetadataEventsParams) ([]ReadMetadataEventsRow, error) {
 	rows, err := q.query(ctx, q.readMetadataEventsStmt, readMetadataEvents,
 		arg.TenantID,
 		arg.MaxBytes,
@@ -86,9 +100,9 @@ func (q *Queries) ReadMetadataEvents(ctx context.Context, arg ReadMetadataEvents
 		return nil, err
 	}
 	defer rows.Close()
-	var items []Event
+	var items []ReadMetadataEventsRow
 	for rows.Next() {
-		var i Event
+		var i ReadMetadataEventsRow
 		if err := rows.Scan(
 			&i.Position,
 			&i.TenantID,

@@ -5,17 +5,18 @@
 package dbsqlc
 
 type Event struct {
-	Position  int64
-	TenantID  string
-	RunID     string
-	Workflow  string
-	Type      string
-	StepRunID string
-	Step      string
-	Attempt   int64
-	Payload   []byte
-	Data      []byte
-	CreatedAt int64
+	Position    int64
+	TenantID    string
+	RunID       string
+	Workflow    string
+	Type        string
+	StepRunID   string
+	Step        string
+	Attempt     int64
+	Payload     []byte
+	Data        []byte
+	CreatedAt   int64
+	PayloadSize int64
 }
 
 type LogHead struct {
