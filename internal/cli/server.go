@@ -29,6 +29,10 @@ type serverOptions struct {
 	debugAddr string
 	// cpuProfile is written over the whole life of the process when set.
 	cpuProfile string
+	// heartbeatInterval and heartbeatTimeout: engine.Config's (how often
+	// workers heartbeat, and how long a silent one lives).
+	heartbeatInterval time.Duration
+	heartbeatTimeout  time.Duration
 }
 
 func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
@@ -42,6 +46,8 @@ func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	cmd.Flags().StringArrayVar(&o.cors, "cors-origin", nil, "browser origin allowed to call the HTTP API, e.g. http://localhost:3000 (repeatable; none by default)")
 	cmd.Flags().StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process to this file when it exits (for `go tool pprof`)")
+	cmd.Flags().DurationVar(&o.heartbeatInterval, "heartbeat-interval", engine.DefaultHeartbeatInterval, "how often workers are asked to send a heartbeat")
+	cmd.Flags().DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 0, "how long a worker may stay silent before it is declared dead and its running steps re-queued (default 5 × --heartbeat-interval)")
 	cmd.Flags().DurationVar(&o.retention, "retention", engine.DefaultRetention, "how long a finished run and its events are kept before they are deleted, 7 days by default; a negative duration such as -1s keeps them forever")
 }
 
@@ -54,6 +60,12 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 		// operator who meant "delete at once" from silently keeping 7 days.
 		return server.Config{}, fmt.Errorf("invalid --retention 0: want a positive duration, or a negative one to keep finished runs forever")
 	}
+	if o.heartbeatInterval <= 0 {
+		return server.Config{}, fmt.Errorf("invalid --heartbeat-interval %s: want a positive duration", o.heartbeatInterval)
+	}
+	if o.heartbeatTimeout < 0 || (o.heartbeatTimeout > 0 && o.heartbeatTimeout <= o.heartbeatInterval) {
+		return server.Config{}, fmt.Errorf("invalid --heartbeat-timeout %s: want more than --heartbeat-interval (%s)", o.heartbeatTimeout, o.heartbeatInterval)
+	}
 	logger, err := newLogger(stderr, o.logLevel)
 	if err != nil {
 		return server.Config{}, err
@@ -64,7 +76,10 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 	}
 	cfg := server.Config{
 		Addr: o.addr, DataDir: o.dataDir, DatabaseURL: db, SQLiteSyncFull: o.sync == "full", CORSOrigins: o.cors,
-		Logger: logger, Engine: engine.Config{Logger: logger, Retention: o.retention},
+		Logger: logger, Engine: engine.Config{
+			Logger: logger, Retention: o.retention,
+			HeartbeatInterval: o.heartbeatInterval, HeartbeatTimeout: o.heartbeatTimeout,
+		},
 	}
 	return cfg, cfg.Validate()
 }
