@@ -25,6 +25,10 @@ import (
 var runnelBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(staleWorkerEnv) != "" {
+		// Re-executed as the fault suite's own worker process.
+		os.Exit(staleWorkerMain())
+	}
 	dir, err := os.MkdirTemp("", "runnel-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,7 +57,14 @@ type proc struct {
 
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(runnelBin, args...), added: make(chan struct{}), done: make(chan struct{})}
+	return startProgram(t, runnelBin, env, args...)
+}
+
+// startProgram starts any program (the test binary itself, for the fault
+// suite's worker) as a watched process.
+func startProgram(t *testing.T, program string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(program, args...), added: make(chan struct{}), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	stderr, err := p.cmd.StderrPipe()
 	require.NoError(t, err)
@@ -75,7 +86,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("%s %s output:\n%s", filepath.Base(runnelBin), strings.Join(args, " "), strings.Join(p.output(), "\n"))
+			t.Logf("%s %s output:\n%s", filepath.Base(program), strings.Join(args, " "), strings.Join(p.output(), "\n"))
 		}
 	})
 	return p

@@ -35,6 +35,10 @@ type serverOptions struct {
 	tokenMintBurst                         int
 	// shutdownTimeout bounds the graceful drain on SIGINT/SIGTERM.
 	shutdownTimeout time.Duration
+	// heartbeatInterval and heartbeatTimeout: engine.Config's (how often
+	// workers heartbeat, and how long a silent one lives).
+	heartbeatInterval time.Duration
+	heartbeatTimeout  time.Duration
 }
 
 // DefaultShutdownTimeout bounds a graceful shutdown: long enough for
@@ -57,6 +61,8 @@ func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	cmd.Flags().Float64Var(&o.tokenMintRate, "token-mint-rate", engine.DefaultTokenMintRate, "tokens one token may mint per second, after a burst of --token-mint-burst; faster is refused with 429 / ResourceExhausted (0: no limit)")
 	cmd.Flags().IntVar(&o.tokenMintBurst, "token-mint-burst", engine.DefaultTokenMintBurst, "tokens one token may mint at once before --token-mint-rate applies")
 	cmd.Flags().DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to let requests in flight finish before closing the connections still open")
+	cmd.Flags().DurationVar(&o.heartbeatInterval, "heartbeat-interval", engine.DefaultHeartbeatInterval, "how often workers are asked to send a heartbeat")
+	cmd.Flags().DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 0, "how long a worker may stay silent before it is declared dead and its running steps re-queued (default 5 × --heartbeat-interval)")
 	cmd.Flags().DurationVar(&o.retention, "retention", engine.DefaultRetention, "how long a finished run and its events are kept before they are deleted, 7 days by default; a negative duration such as -1s keeps them forever")
 }
 
@@ -83,6 +89,12 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 	if o.shutdownTimeout <= 0 {
 		return server.Config{}, fmt.Errorf("invalid --shutdown-timeout %s: want a positive duration such as 30s", o.shutdownTimeout)
 	}
+	if o.heartbeatInterval <= 0 {
+		return server.Config{}, fmt.Errorf("invalid --heartbeat-interval %s: want a positive duration", o.heartbeatInterval)
+	}
+	if o.heartbeatTimeout < 0 || (o.heartbeatTimeout > 0 && o.heartbeatTimeout <= o.heartbeatInterval) {
+		return server.Config{}, fmt.Errorf("invalid --heartbeat-timeout %s: want more than --heartbeat-interval (%s)", o.heartbeatTimeout, o.heartbeatInterval)
+	}
 	logger, err := newLogger(stderr, o.logLevel)
 	if err != nil {
 		return server.Config{}, err
@@ -97,6 +109,7 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 			Logger: logger, Retention: o.retention,
 			MaxSubscribers: noLimit(o.maxSubscribers), MaxSubscribersPerToken: noLimit(o.maxSubscribersPerToken),
 			TokenMintRate: noLimit(o.tokenMintRate), TokenMintBurst: o.tokenMintBurst,
+			HeartbeatInterval: o.heartbeatInterval, HeartbeatTimeout: o.heartbeatTimeout,
 		},
 	}
 	return cfg, cfg.Validate()

@@ -26,13 +26,17 @@ import (
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
+// DefaultHeartbeatInterval is how often workers heartbeat unless
+// configured; a worker silent for 5 intervals is declared dead.
+const DefaultHeartbeatInterval = 2 * time.Second
+
 // Config configures an engine. Zero values are the defaults.
 type Config struct {
 	// NodeID names this engine process among several sharing a database
 	// (default: a new random id).
 	NodeID string
 	// HeartbeatInterval is how often workers are asked to heartbeat
-	// (default 2s).
+	// (default DefaultHeartbeatInterval).
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout declares a silent worker dead (default 5 × interval).
 	HeartbeatTimeout time.Duration
@@ -79,7 +83,7 @@ func (c *Config) setDefaults() {
 		c.NodeID = uuid.NewString()
 	}
 	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = 2 * time.Second
+		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if c.HeartbeatTimeout <= 0 {
 		c.HeartbeatTimeout = 5 * c.HeartbeatInterval

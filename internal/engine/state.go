@@ -161,6 +161,11 @@ func (rs *runState) advance() {
 	}
 }
 
+// MaxLostAttempts is how many attempts of a step run may end with their
+// worker lost (disconnected, silent past the heartbeat timeout, or
+// re-registered) before the step run fails instead of being re-queued.
+const MaxLostAttempts = 10
+
 // failReason says why an attempt ended without output.
 type failReason struct {
 	status  store.StepStatus // StepFailed or StepTimedOut
@@ -189,6 +194,15 @@ func (rs *runState) failAttempt(ctx context.Context, tx store.Tx, i int, why fai
 		s.Failures++
 	}
 	retry := !why.noRetry && (why.notCounted || s.Failures <= s.Retries)
+	// Every attempt ends completed (once), as a counted failure, or lost:
+	// the attempts so far minus the counted failures were lost, this one
+	// included. A step that takes its worker down with it every time would
+	// otherwise be re-queued forever.
+	if lost := s.Attempt - s.Failures; why.notCounted && lost >= MaxLostAttempts {
+		retry = false
+		why.message = fmt.Sprintf("%s; giving up: %d attempts of this step lost their worker (a step that crashes or stalls its worker fails after %d)",
+			why.message, lost, MaxLostAttempts)
+	}
 	evType := store.EventStepFailed
 	if why.status == store.StepTimedOut {
 		evType = store.EventStepTimedOut

@@ -114,7 +114,8 @@ func (e *Engine) RegisterWorker(ctx context.Context, p RegisterWorkerParams) (st
 	}
 	e.log.Info("worker registered", "worker_id", w.ID, "name", w.Name, "slots", w.Slots, "workflows", names)
 	if p.PreviousWorkerID != "" && p.PreviousWorkerID != w.ID {
-		if err := e.workerLost(ctx, p.TenantID, p.PreviousWorkerID, "worker reconnected"); err != nil {
+		// Not abandoned if the worker goes away before the answer.
+		if err := e.workerLost(context.WithoutCancel(ctx), p.TenantID, p.PreviousWorkerID, "worker reconnected"); err != nil {
 			e.log.Warn("re-queue step runs of previous worker", "worker_id", p.PreviousWorkerID, "err", err)
 		}
 	}
@@ -349,9 +350,20 @@ func (e *Engine) afterCommit(rs *runState) {
 	}
 }
 
-// workerLost marks a worker dead and re-queues its running step runs as new
-// attempts (not counted against their retries). Safe to call more than once.
+// workerLost re-queues a worker's running step runs as new attempts (not
+// counted against their retries), then marks it dead. Safe to call more
+// than once. The worker is marked dead last: if this is interrupted (the
+// engine killed, the database unreachable), the worker still looks alive
+// with an old heartbeat, so the maintenance loop calls workerLost again
+// after the heartbeat timeout and no step run stays running on a worker
+// nobody will re-queue.
 func (e *Engine) workerLost(ctx context.Context, tenantID, workerID, reason string) error {
+	// No more assignments to it from this node.
+	e.mu.Lock()
+	if s, ok := e.sessions[workerID]; ok {
+		e.closeSessionLocked(s)
+	}
+	e.mu.Unlock()
 	var steps []store.StepRun
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		w, err := tx.GetWorkerForUpdate(ctx, workerID)
@@ -361,9 +373,6 @@ func (e *Engine) workerLost(ctx context.Context, tenantID, workerID, reason stri
 		if tenantID != "" && w.TenantID != tenantID {
 			return store.ErrNotFound
 		}
-		if _, err := tx.MarkWorkerDead(ctx, workerID); err != nil {
-			return err
-		}
 		steps, err = tx.ListStepRunsOfWorker(ctx, workerID)
 		return err
 	})
@@ -371,13 +380,8 @@ func (e *Engine) workerLost(ctx context.Context, tenantID, workerID, reason stri
 		return nil // nothing to re-queue for a worker we never knew
 	}
 	if err != nil {
-		return fmt.Errorf("mark worker %s dead: %w", workerID, err)
+		return fmt.Errorf("list step runs of lost worker %s: %w", workerID, err)
 	}
-	e.mu.Lock()
-	if s, ok := e.sessions[workerID]; ok {
-		e.closeSessionLocked(s)
-	}
-	e.mu.Unlock()
 	if len(steps) > 0 {
 		e.log.Info("worker lost; re-queueing its step runs", "worker_id", workerID, "reason", reason, "step_runs", len(steps))
 	}
@@ -403,6 +407,13 @@ func (e *Engine) workerLost(ctx context.Context, tenantID, workerID, reason stri
 			return fmt.Errorf("re-queue step run %s: %w", sr.ID, err)
 		}
 		e.afterCommit(rs)
+	}
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		_, err := tx.MarkWorkerDead(ctx, workerID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mark worker %s dead: %w", workerID, err)
 	}
 	return nil
 }

@@ -95,7 +95,7 @@ func TestBackupWhileAppending(t *testing.T) {
 			}
 		}
 		got := readAll(t, copyStore, admin.TenantID, id)
-		require.Equal(t, eventKeys(want), eventKeys(got), "run %s", id)
+		require.Equal(t, storedEventKeys(want), storedEventKeys(got), "run %s", id)
 		total += len(got)
 	}
 	require.Equal(t, int(snap), total, "the copy's log has a gap or an event of no run")
@@ -139,7 +139,7 @@ func readAll(t *testing.T, st store.Store, tenantID, runID string) []store.Event
 	}
 }
 
-func eventKeys(events []store.Event) []string {
+func storedEventKeys(events []store.Event) []string {
 	out := make([]string, len(events))
 	for i, ev := range events {
 		out[i] = fmt.Sprintf("%d %s %d %s", ev.Position, ev.Type, ev.Attempt, ev.Payload)

@@ -25,6 +25,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/runnel-dev/runnel/internal/apierr"
 )
 
 // Sentinel errors. Drivers translate their own errors into these in one
@@ -38,6 +40,12 @@ var (
 	// and can be run again as a whole. Store.Write retries it by itself a few
 	// times before returning it.
 	ErrRetry = errors.New("transaction conflict, retry")
+	// ErrUnavailable: the database could not be reached or the connection
+	// broke (a restart, a network failure). The request may succeed if made
+	// again; a write that failed this way at commit may or may not have
+	// committed. It is coded, so the API edges answer Unavailable (HTTP 503)
+	// and clients retry, instead of an internal error.
+	ErrUnavailable error = &apierr.Error{Code: apierr.Unavailable, Message: "the database is unreachable; retry"}
 )
 
 // RunStatus is the state of a run.
