@@ -34,11 +34,12 @@ type HTTP struct {
 	engine *engine.Engine
 	log    *slog.Logger
 	cfg    HTTPConfig
+	frames *frameCache // SSE frames of recent events, shared by all streams
 }
 
 // NewHTTP returns the HTTP API over e.
 func NewHTTP(e *engine.Engine, log *slog.Logger, cfg HTTPConfig) *HTTP {
-	return &HTTP{engine: e, log: log, cfg: cfg}
+	return &HTTP{engine: e, log: log, cfg: cfg, frames: newFrameCache()}
 }
 
 // Mount registers the routes on mux.

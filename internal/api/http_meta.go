@@ -58,7 +58,7 @@ func (h *HTTP) streamMetadata(w http.ResponseWriter, r *http.Request, p engine.P
 		h.writeError(w, r, err)
 		return
 	}
-	sw := newSSEWriter(w, h.engine.Codec())
+	sw := newSSEWriter(w, h.engine.Codec(), h.frames)
 	err = h.engine.SubscribeMetadata(r.Context(), engine.SubscribeMetadataParams{
 		TenantID: p.TenantID, Key: key, Value: value, From: from, Types: types, Principal: p,
 	}, sw.deliver)

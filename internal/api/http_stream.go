@@ -1,7 +1,7 @@
 package api
 
 import (
-	"bufio"
+	"bytes"
 	"net/http"
 	"net/url"
 	"strings"
@@ -51,7 +51,7 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 		h.writeError(w, r, err)
 		return
 	}
-	sw := newSSEWriter(w, h.engine.Codec())
+	sw := newSSEWriter(w, h.engine.Codec(), h.frames)
 	err = h.engine.Subscribe(r.Context(), engine.SubscribeParams{
 		TenantID: p.TenantID, RunID: runID, From: from, Types: types, Principal: p,
 	}, sw.deliver)
@@ -71,13 +71,32 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 type sseWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
-	buf     *bufio.Writer
 	codec   eventlog.Codec
+	frames  *frameCache
 	started bool
 }
 
-func newSSEWriter(w http.ResponseWriter, codec eventlog.Codec) *sseWriter {
-	return &sseWriter{w: w, rc: http.NewResponseController(w), buf: bufio.NewWriterSize(w, 32<<10), codec: codec}
+func newSSEWriter(w http.ResponseWriter, codec eventlog.Codec, frames *frameCache) *sseWriter {
+	return &sseWriter{w: w, rc: http.NewResponseController(w), codec: codec, frames: frames}
+}
+
+// write sends what fill writes in one Write and flushes it to the client.
+// The buffer is pooled: an idle subscriber holds none.
+func (s *sseWriter) write(fill func(b *bytes.Buffer) error) error {
+	b := batchBuffers.Get().(*bytes.Buffer)
+	b.Reset()
+	defer func() {
+		if b.Cap() <= 1<<20 {
+			batchBuffers.Put(b)
+		}
+	}()
+	if err := fill(b); err != nil {
+		return err
+	}
+	if _, err := s.w.Write(b.Bytes()); err != nil {
+		return err
+	}
+	return s.rc.Flush()
 }
 
 func (s *sseWriter) deliver(events []store.Event, pos int64) error {
@@ -92,34 +111,26 @@ func (s *sseWriter) deliver(events []store.Event, pos int64) error {
 		s.w.WriteHeader(http.StatusOK)
 		s.started = true
 	}
-	if len(events) == 0 {
-		// First message or heartbeat: a comment keeps proxies and the
-		// client's idle timers from closing the stream.
-		if err := ssewire.WriteComment(s.buf, "position "+s.codec.Encode(pos)); err != nil {
-			return err
+	return s.write(func(b *bytes.Buffer) error {
+		if len(events) == 0 {
+			// First message or heartbeat: a comment keeps proxies and the
+			// client's idle timers from closing the stream.
+			return ssewire.WriteComment(b, "position "+s.codec.Encode(pos))
 		}
-	}
-	for _, ev := range events {
-		err := ssewire.Write(s.buf, ssewire.Event{
-			Position: s.codec.Encode(ev.Position), RunID: ev.RunID, Workflow: ev.Workflow, Type: ev.Type,
-			StepRunID: ev.StepRunID, Step: ev.Step, Attempt: ev.Attempt, Payload: ev.Payload, Data: ev.Data,
-			Time: ev.CreatedAt,
-		})
-		if err != nil {
-			return err
+		for _, ev := range events {
+			f, err := s.frames.frame(s.codec, ev)
+			if err != nil {
+				return err
+			}
+			b.Write(f)
 		}
-	}
-	if err := s.buf.Flush(); err != nil {
-		return err
-	}
-	return s.rc.Flush()
+		return nil
+	})
 }
 
 func (s *sseWriter) end(runID string) {
 	if !s.started {
 		_ = s.deliver(nil, 0)
 	}
-	if ssewire.WriteEnd(s.buf, runID) == nil && s.buf.Flush() == nil {
-		_ = s.rc.Flush()
-	}
+	_ = s.write(func(b *bytes.Buffer) error { return ssewire.WriteEnd(b, runID) })
 }
