@@ -174,7 +174,8 @@ func soak(ctx context.Context, o Options) ([]Measurement, error) {
 	if len(c.nodes) > 0 && firstRSS > 0 {
 		rss, _ := c.nodes[0].rss()
 		growth := (float64(rss)/(1<<20) - firstRSS) / firstRSS * 100
-		out = append(out, measurement("whole soak", "RSS growth after warm-up", growth, "%", nil))
+		// Read once the load has stopped (every subscriber has ended).
+		out = append(out, measurement("whole soak", "RSS after the load vs. after warm-up", growth, "%", nil))
 	}
 	return out, nil
 }
