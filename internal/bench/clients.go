@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/runnel-dev/runnel"
@@ -153,32 +152,4 @@ func (s *sequence) check(who string, want int64) error {
 		return fmt.Errorf("%s: saw up to event %d of %d with %d out of sequence: lost, repeated or reordered events", who, s.last, want, s.problems)
 	}
 	return nil
-}
-
-// group runs goroutines and returns the first error; the first failure
-// cancels the others' context.
-type group struct {
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
-	once   sync.Once
-	err    error
-}
-
-func newGroup(ctx context.Context) (*group, context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	return &group{cancel: cancel}, ctx
-}
-
-func (g *group) Go(fn func() error) {
-	g.wg.Go(func() {
-		if err := fn(); err != nil {
-			g.once.Do(func() { g.err = err; g.cancel() })
-		}
-	})
-}
-
-func (g *group) Wait() error {
-	g.wg.Wait()
-	g.cancel()
-	return g.err
 }

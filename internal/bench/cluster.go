@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/runnel-dev/runnel/internal/store/postgres"
 )
 
 // cluster is what a scenario runs against: engine processes it started (or
@@ -101,7 +103,7 @@ func startCluster(ctx context.Context, opts Options, nodes int) (c *cluster, err
 func (c *cluster) createSchema(ctx context.Context) (string, error) {
 	conn, err := pgx.Connect(ctx, c.opts.DB)
 	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", redact(c.opts.DB), err)
+		return "", fmt.Errorf("connect to %s: %w", postgres.Redact(c.opts.DB), err)
 	}
 	defer conn.Close(context.Background())
 	var suffix [6]byte
@@ -292,12 +294,4 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/runnel-dev/runnel"
 )
 
@@ -73,7 +75,9 @@ func fanoutCase(ctx context.Context, o Options, c *cluster, client *runnel.Clien
 		lastSeqs  []*sequence
 	)
 	connected.Add(subs)
-	g, gctx := newGroup(ctx)
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(gctx)
 	dials := make(chan struct{}, 64) // connection attempts at once
 	for range subs {
 		g.Go(func() error {
@@ -149,7 +153,7 @@ func fanoutCase(ctx context.Context, o Options, c *cluster, client *runnel.Clien
 	if err == nil {
 		err = g.Wait()
 	} else {
-		g.cancel()
+		cancel()
 		_ = g.Wait()
 	}
 	close(stopRSS)

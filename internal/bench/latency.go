@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/runnel-dev/runnel"
 )
 
@@ -69,7 +71,8 @@ func measureLatency(ctx context.Context, o Options, c *cluster, triggerURL, subU
 		}
 		var sdkLat, sseLat []time.Duration
 		var sdkSeq, sseSeq sequence
-		g, gctx := newGroup(ctx)
+		subCtx, cancelSubs := context.WithCancel(ctx)
+		g, gctx := errgroup.WithContext(subCtx)
 		g.Go(func() error {
 			for ev, err := range sub.Listener().Stream(gctx, runID, runnel.WithTypes(runnel.EventStepStream)) {
 				now := time.Now()
@@ -115,11 +118,13 @@ func measureLatency(ctx context.Context, o Options, c *cluster, triggerURL, subU
 		})
 		emitted, err := emitOutput(ctx, trigger, runID)
 		if err != nil {
-			g.cancel()
+			cancelSubs()
 			_ = g.Wait()
 			return nil, err
 		}
-		if err := g.Wait(); err != nil {
+		err = g.Wait()
+		cancelSubs()
+		if err != nil {
 			return nil, err
 		}
 		if err := sdkSeq.check("SDK subscriber", emitted.Events); err != nil {

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/runnel-dev/runnel"
 )
 
@@ -49,7 +51,7 @@ func runs(ctx context.Context, o Options) ([]Measurement, error) {
 		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		var done atomic.Int64
-		g, gctx := newGroup(context.WithoutCancel(ctx))
+		g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 		for range runsConcurrency {
 			g.Go(func() error {
 				for ctx.Err() == nil {
@@ -84,7 +86,7 @@ func runs(ctx context.Context, o Options) ([]Measurement, error) {
 		mu  sync.Mutex
 		lat []time.Duration
 	)
-	g, gctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	begin := time.Now()
 	for i := 0; ; i++ {
 		due := begin.Add(time.Duration(i) * interval)

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/runnel-dev/runnel"
 )
 
@@ -103,7 +105,7 @@ func soak(ctx context.Context, o Options) ([]Measurement, error) {
 	interval := max(o.Duration/soakSamples, time.Second)
 	o.progress("soak: a run every %v streaming %d events/s for %v, followed over the SDK and SSE, for %v (a sample every %v)",
 		soakEvery, soakRunEvents, soakRunLength, o.Duration, interval)
-	g, gctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stopRuns := context.WithTimeout(gctx, o.Duration)
 	defer stopRuns()
 	g.Go(func() error {

@@ -70,7 +70,7 @@ func (c *Config) Validate() error {
 	case c.DatabaseURL == "", strings.HasPrefix(c.DatabaseURL, "sqlite://"),
 		strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
 	default:
-		return fmt.Errorf("invalid database URL %q: want sqlite://PATH or postgres://...", redact(c.DatabaseURL))
+		return fmt.Errorf("invalid database URL %q: want sqlite://PATH or postgres://...", postgres.Redact(c.DatabaseURL))
 	}
 	return nil
 }
@@ -316,13 +316,4 @@ func storeKind(url string) string {
 		return "postgres"
 	}
 	return "sqlite"
-}
-
-func redact(raw string) string {
-	if i := strings.Index(raw, "@"); i >= 0 {
-		if j := strings.Index(raw, "://"); j >= 0 && j < i {
-			return raw[:j+3] + "…" + raw[i:]
-		}
-	}
-	return raw
 }

@@ -75,18 +75,18 @@ func Open(ctx context.Context, url string, opts store.Options) (*Store, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: open %s: %w", redact(url), err)
+		return nil, fmt.Errorf("postgres: open %s: %w", Redact(url), err)
 	}
 	// The pool connects lazily; fail here, naming the server, rather than
 	// on the first query.
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: cannot reach %s: %w", redact(url), err)
+		return nil, fmt.Errorf("postgres: cannot reach %s: %w", Redact(url), err)
 	}
 	s := &Store{pool: pool, q: dbsqlc.New(pool), hook: opts.CommitHook}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: migrate %s: %w", redact(url), err)
+		return nil, fmt.Errorf("postgres: migrate %s: %w", Redact(url), err)
 	}
 	return s, nil
 }
@@ -154,9 +154,9 @@ func (s *Store) Close() error {
 
 var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
-// redact hides the password of a connection string, in either URL or
+// Redact hides the password of a connection string, in either URL or
 // key=value form, so it can be put in error messages.
-func redact(conn string) string {
+func Redact(conn string) string {
 	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
 		u, err := url.Parse(conn)
 		if err != nil {

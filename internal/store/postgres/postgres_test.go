@@ -118,7 +118,7 @@ func TestRedact(t *testing.T) {
 		"host=h password = 'p w\\'x' dbname=d":            "host=h password = xxxxx dbname=d",
 		"postgresql://h/d?search_path=t_1&sslmode=prefer": "postgresql://h/d?search_path=t_1&sslmode=prefer",
 	} {
-		assert.Equal(t, want, redact(in), in)
+		assert.Equal(t, want, Redact(in), in)
 	}
 }
 
