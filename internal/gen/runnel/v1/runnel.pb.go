@@ -166,8 +166,10 @@ type RegisterWorkerRequest struct {
 	Slots            int32                  `protobuf:"varint,2,opt,name=slots,proto3" json:"slots,omitempty"`
 	Workflows        []*WorkflowDefinition  `protobuf:"bytes,3,rep,name=workflows,proto3" json:"workflows,omitempty"`
 	PreviousWorkerId string                 `protobuf:"bytes,4,opt,name=previous_worker_id,json=previousWorkerId,proto3" json:"previous_worker_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The attempts this worker is still running under previous_worker_id.
+	Running       []*RunningAttempt `protobuf:"bytes,5,rep,name=running,proto3" json:"running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerRequest) Reset() {
@@ -228,17 +230,80 @@ func (x *RegisterWorkerRequest) GetPreviousWorkerId() string {
 	return ""
 }
 
+func (x *RegisterWorkerRequest) GetRunning() []*RunningAttempt {
+	if x != nil {
+		return x.Running
+	}
+	return nil
+}
+
+// RunningAttempt names one attempt of a step run.
+type RunningAttempt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StepRunId     string                 `protobuf:"bytes,1,opt,name=step_run_id,json=stepRunId,proto3" json:"step_run_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunningAttempt) Reset() {
+	*x = RunningAttempt{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunningAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunningAttempt) ProtoMessage() {}
+
+func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
+func (*RunningAttempt) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RunningAttempt) GetStepRunId() string {
+	if x != nil {
+		return x.StepRunId
+	}
+	return ""
+}
+
+func (x *RunningAttempt) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 type RegisterWorkerResponse struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId            string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	HeartbeatIntervalMs int64                  `protobuf:"varint,2,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The attempts of the request's running list now attached to worker_id;
+	// the worker must abandon the others (they ended or were re-queued).
+	Resumed       []*RunningAttempt `protobuf:"bytes,3,rep,name=resumed,proto3" json:"resumed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +315,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +328,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{3}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() string {
@@ -280,6 +345,13 @@ func (x *RegisterWorkerResponse) GetHeartbeatIntervalMs() int64 {
 	return 0
 }
 
+func (x *RegisterWorkerResponse) GetResumed() []*RunningAttempt {
+	if x != nil {
+		return x.Resumed
+	}
+	return nil
+}
+
 type ListenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -289,7 +361,7 @@ type ListenRequest struct {
 
 func (x *ListenRequest) Reset() {
 	*x = ListenRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +373,7 @@ func (x *ListenRequest) String() string {
 func (*ListenRequest) ProtoMessage() {}
 
 func (x *ListenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +386,7 @@ func (x *ListenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenRequest.ProtoReflect.Descriptor instead.
 func (*ListenRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{4}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListenRequest) GetWorkerId() string {
@@ -337,7 +409,7 @@ type ListenResponse struct {
 
 func (x *ListenResponse) Reset() {
 	*x = ListenResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +421,7 @@ func (x *ListenResponse) String() string {
 func (*ListenResponse) ProtoMessage() {}
 
 func (x *ListenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +434,7 @@ func (x *ListenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenResponse.ProtoReflect.Descriptor instead.
 func (*ListenResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{5}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListenResponse) GetMsg() isListenResponse_Msg {
@@ -424,7 +496,7 @@ type StepAssignment struct {
 
 func (x *StepAssignment) Reset() {
 	*x = StepAssignment{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +508,7 @@ func (x *StepAssignment) String() string {
 func (*StepAssignment) ProtoMessage() {}
 
 func (x *StepAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +521,7 @@ func (x *StepAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepAssignment.ProtoReflect.Descriptor instead.
 func (*StepAssignment) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{6}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StepAssignment) GetRunId() string {
@@ -526,7 +598,7 @@ type StepCancellation struct {
 
 func (x *StepCancellation) Reset() {
 	*x = StepCancellation{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +610,7 @@ func (x *StepCancellation) String() string {
 func (*StepCancellation) ProtoMessage() {}
 
 func (x *StepCancellation) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +623,7 @@ func (x *StepCancellation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancellation.ProtoReflect.Descriptor instead.
 func (*StepCancellation) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{7}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StepCancellation) GetStepRunId() string {
@@ -584,7 +656,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +668,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +681,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{8}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -627,7 +699,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +711,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +724,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{9}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{10}
 }
 
 type PutStreamRequest struct {
@@ -669,7 +741,7 @@ type PutStreamRequest struct {
 
 func (x *PutStreamRequest) Reset() {
 	*x = PutStreamRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +753,7 @@ func (x *PutStreamRequest) String() string {
 func (*PutStreamRequest) ProtoMessage() {}
 
 func (x *PutStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +766,7 @@ func (x *PutStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutStreamRequest.ProtoReflect.Descriptor instead.
 func (*PutStreamRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{10}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutStreamRequest) GetStepRunId() string {
@@ -733,7 +805,7 @@ type PutStreamResponse struct {
 
 func (x *PutStreamResponse) Reset() {
 	*x = PutStreamResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +817,7 @@ func (x *PutStreamResponse) String() string {
 func (*PutStreamResponse) ProtoMessage() {}
 
 func (x *PutStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +830,7 @@ func (x *PutStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutStreamResponse.ProtoReflect.Descriptor instead.
 func (*PutStreamResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{11}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{12}
 }
 
 type CompleteStepRequest struct {
@@ -772,7 +844,7 @@ type CompleteStepRequest struct {
 
 func (x *CompleteStepRequest) Reset() {
 	*x = CompleteStepRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +856,7 @@ func (x *CompleteStepRequest) String() string {
 func (*CompleteStepRequest) ProtoMessage() {}
 
 func (x *CompleteStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +869,7 @@ func (x *CompleteStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteStepRequest.ProtoReflect.Descriptor instead.
 func (*CompleteStepRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{12}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CompleteStepRequest) GetStepRunId() string {
@@ -829,7 +901,7 @@ type CompleteStepResponse struct {
 
 func (x *CompleteStepResponse) Reset() {
 	*x = CompleteStepResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +913,7 @@ func (x *CompleteStepResponse) String() string {
 func (*CompleteStepResponse) ProtoMessage() {}
 
 func (x *CompleteStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +926,7 @@ func (x *CompleteStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteStepResponse.ProtoReflect.Descriptor instead.
 func (*CompleteStepResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{13}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{14}
 }
 
 type FailStepRequest struct {
@@ -870,7 +942,7 @@ type FailStepRequest struct {
 
 func (x *FailStepRequest) Reset() {
 	*x = FailStepRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +954,7 @@ func (x *FailStepRequest) String() string {
 func (*FailStepRequest) ProtoMessage() {}
 
 func (x *FailStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +967,7 @@ func (x *FailStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailStepRequest.ProtoReflect.Descriptor instead.
 func (*FailStepRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{14}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FailStepRequest) GetStepRunId() string {
@@ -934,7 +1006,7 @@ type FailStepResponse struct {
 
 func (x *FailStepResponse) Reset() {
 	*x = FailStepResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1018,7 @@ func (x *FailStepResponse) String() string {
 func (*FailStepResponse) ProtoMessage() {}
 
 func (x *FailStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1031,7 @@ func (x *FailStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailStepResponse.ProtoReflect.Descriptor instead.
 func (*FailStepResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{15}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{16}
 }
 
 type TriggerRunRequest struct {
@@ -973,7 +1045,7 @@ type TriggerRunRequest struct {
 
 func (x *TriggerRunRequest) Reset() {
 	*x = TriggerRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1057,7 @@ func (x *TriggerRunRequest) String() string {
 func (*TriggerRunRequest) ProtoMessage() {}
 
 func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1070,7 @@ func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunRequest.ProtoReflect.Descriptor instead.
 func (*TriggerRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{16}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TriggerRunRequest) GetWorkflow() string {
@@ -1031,7 +1103,7 @@ type TriggerRunResponse struct {
 
 func (x *TriggerRunResponse) Reset() {
 	*x = TriggerRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1115,7 @@ func (x *TriggerRunResponse) String() string {
 func (*TriggerRunResponse) ProtoMessage() {}
 
 func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1128,7 @@ func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunResponse.ProtoReflect.Descriptor instead.
 func (*TriggerRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{17}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TriggerRunResponse) GetRunId() string {
@@ -1075,7 +1147,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1159,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1172,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{18}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1119,7 +1191,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1203,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1216,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{19}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1175,7 +1247,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1259,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1272,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{20}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Run) GetId() string {
@@ -1312,7 +1384,7 @@ type StepRun struct {
 
 func (x *StepRun) Reset() {
 	*x = StepRun{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1396,7 @@ func (x *StepRun) String() string {
 func (*StepRun) ProtoMessage() {}
 
 func (x *StepRun) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1409,7 @@ func (x *StepRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepRun.ProtoReflect.Descriptor instead.
 func (*StepRun) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{21}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StepRun) GetId() string {
@@ -1424,7 +1496,7 @@ type StepAttempt struct {
 
 func (x *StepAttempt) Reset() {
 	*x = StepAttempt{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1508,7 @@ func (x *StepAttempt) String() string {
 func (*StepAttempt) ProtoMessage() {}
 
 func (x *StepAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1521,7 @@ func (x *StepAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepAttempt.ProtoReflect.Descriptor instead.
 func (*StepAttempt) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{22}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StepAttempt) GetAttempt() int32 {
@@ -1508,7 +1580,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1592,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1605,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{23}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRunsRequest) GetWorkflow() string {
@@ -1587,7 +1659,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1671,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1684,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{24}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1631,7 +1703,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1715,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1728,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{25}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -1675,7 +1747,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1759,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1772,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{26}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelRunResponse) GetStatus() string {
@@ -1718,7 +1790,7 @@ type ListWorkflowsRequest struct {
 
 func (x *ListWorkflowsRequest) Reset() {
 	*x = ListWorkflowsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1802,7 @@ func (x *ListWorkflowsRequest) String() string {
 func (*ListWorkflowsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1815,7 @@ func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{27}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{28}
 }
 
 type ListWorkflowsResponse struct {
@@ -1755,7 +1827,7 @@ type ListWorkflowsResponse struct {
 
 func (x *ListWorkflowsResponse) Reset() {
 	*x = ListWorkflowsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1839,7 @@ func (x *ListWorkflowsResponse) String() string {
 func (*ListWorkflowsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1852,7 @@ func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{28}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListWorkflowsResponse) GetWorkflows() []*WorkflowDefinition {
@@ -1805,7 +1877,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1889,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1902,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{29}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubscribeRequest) GetRunId() string {
@@ -1874,7 +1946,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +1958,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +1971,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{30}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SubscribeResponse) GetEvents() []*Event {
@@ -1942,7 +2014,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2026,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2039,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{31}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Event) GetPosition() string {
@@ -2050,7 +2122,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2134,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2147,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{32}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateTokenRequest) GetTenant() string {
@@ -2102,7 +2174,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2186,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2199,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{33}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -2160,7 +2232,7 @@ type SpawnRunRequest struct {
 
 func (x *SpawnRunRequest) Reset() {
 	*x = SpawnRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2244,7 @@ func (x *SpawnRunRequest) String() string {
 func (*SpawnRunRequest) ProtoMessage() {}
 
 func (x *SpawnRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2257,7 @@ func (x *SpawnRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRunRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{34}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SpawnRunRequest) GetParentStepRunId() string {
@@ -2239,7 +2311,7 @@ type SpawnRunResponse struct {
 
 func (x *SpawnRunResponse) Reset() {
 	*x = SpawnRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2323,7 @@ func (x *SpawnRunResponse) String() string {
 func (*SpawnRunResponse) ProtoMessage() {}
 
 func (x *SpawnRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2336,7 @@ func (x *SpawnRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRunResponse.ProtoReflect.Descriptor instead.
 func (*SpawnRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{35}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SpawnRunResponse) GetRunId() string {
@@ -2288,7 +2360,7 @@ type SubscribeMetadataRequest struct {
 
 func (x *SubscribeMetadataRequest) Reset() {
 	*x = SubscribeMetadataRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2372,7 @@ func (x *SubscribeMetadataRequest) String() string {
 func (*SubscribeMetadataRequest) ProtoMessage() {}
 
 func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2385,7 @@ func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeMetadataRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{36}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SubscribeMetadataRequest) GetKey() string {
@@ -2356,7 +2428,7 @@ type PushEventRequest struct {
 
 func (x *PushEventRequest) Reset() {
 	*x = PushEventRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2440,7 @@ func (x *PushEventRequest) String() string {
 func (*PushEventRequest) ProtoMessage() {}
 
 func (x *PushEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2453,7 @@ func (x *PushEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushEventRequest.ProtoReflect.Descriptor instead.
 func (*PushEventRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{37}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PushEventRequest) GetKey() string {
@@ -2414,7 +2486,7 @@ type PushEventResponse struct {
 
 func (x *PushEventResponse) Reset() {
 	*x = PushEventResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2498,7 @@ func (x *PushEventResponse) String() string {
 func (*PushEventResponse) ProtoMessage() {}
 
 func (x *PushEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2511,7 @@ func (x *PushEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushEventResponse.ProtoReflect.Descriptor instead.
 func (*PushEventResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{38}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PushEventResponse) GetRunIds() []string {
@@ -2465,15 +2537,20 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x12WorkflowDefinition\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x05steps\x18\x02 \x03(\v2\x19.runnel.v1.StepDefinitionR\x05steps\x12\x1b\n" +
-	"\ton_events\x18\x03 \x03(\tR\bonEvents\"\xac\x01\n" +
+	"\ton_events\x18\x03 \x03(\tR\bonEvents\"\xe1\x01\n" +
 	"\x15RegisterWorkerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05slots\x18\x02 \x01(\x05R\x05slots\x12;\n" +
 	"\tworkflows\x18\x03 \x03(\v2\x1d.runnel.v1.WorkflowDefinitionR\tworkflows\x12,\n" +
-	"\x12previous_worker_id\x18\x04 \x01(\tR\x10previousWorkerId\"i\n" +
+	"\x12previous_worker_id\x18\x04 \x01(\tR\x10previousWorkerId\x123\n" +
+	"\arunning\x18\x05 \x03(\v2\x19.runnel.v1.RunningAttemptR\arunning\"J\n" +
+	"\x0eRunningAttempt\x12\x1e\n" +
+	"\vstep_run_id\x18\x01 \x01(\tR\tstepRunId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\x9e\x01\n" +
 	"\x16RegisterWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\",\n" +
+	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x123\n" +
+	"\aresumed\x18\x03 \x03(\v2\x19.runnel.v1.RunningAttemptR\aresumed\",\n" +
 	"\rListenRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\x97\x01\n" +
 	"\x0eListenResponse\x12;\n" +
@@ -2675,108 +2752,111 @@ func file_runnel_v1_runnel_proto_rawDescGZIP() []byte {
 	return file_runnel_v1_runnel_proto_rawDescData
 }
 
-var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_runnel_v1_runnel_proto_goTypes = []any{
 	(*StepDefinition)(nil),           // 0: runnel.v1.StepDefinition
 	(*WorkflowDefinition)(nil),       // 1: runnel.v1.WorkflowDefinition
 	(*RegisterWorkerRequest)(nil),    // 2: runnel.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),   // 3: runnel.v1.RegisterWorkerResponse
-	(*ListenRequest)(nil),            // 4: runnel.v1.ListenRequest
-	(*ListenResponse)(nil),           // 5: runnel.v1.ListenResponse
-	(*StepAssignment)(nil),           // 6: runnel.v1.StepAssignment
-	(*StepCancellation)(nil),         // 7: runnel.v1.StepCancellation
-	(*HeartbeatRequest)(nil),         // 8: runnel.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 9: runnel.v1.HeartbeatResponse
-	(*PutStreamRequest)(nil),         // 10: runnel.v1.PutStreamRequest
-	(*PutStreamResponse)(nil),        // 11: runnel.v1.PutStreamResponse
-	(*CompleteStepRequest)(nil),      // 12: runnel.v1.CompleteStepRequest
-	(*CompleteStepResponse)(nil),     // 13: runnel.v1.CompleteStepResponse
-	(*FailStepRequest)(nil),          // 14: runnel.v1.FailStepRequest
-	(*FailStepResponse)(nil),         // 15: runnel.v1.FailStepResponse
-	(*TriggerRunRequest)(nil),        // 16: runnel.v1.TriggerRunRequest
-	(*TriggerRunResponse)(nil),       // 17: runnel.v1.TriggerRunResponse
-	(*GetRunRequest)(nil),            // 18: runnel.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 19: runnel.v1.GetRunResponse
-	(*Run)(nil),                      // 20: runnel.v1.Run
-	(*StepRun)(nil),                  // 21: runnel.v1.StepRun
-	(*StepAttempt)(nil),              // 22: runnel.v1.StepAttempt
-	(*ListRunsRequest)(nil),          // 23: runnel.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 24: runnel.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),         // 25: runnel.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 26: runnel.v1.CancelRunResponse
-	(*ListWorkflowsRequest)(nil),     // 27: runnel.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),    // 28: runnel.v1.ListWorkflowsResponse
-	(*SubscribeRequest)(nil),         // 29: runnel.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),        // 30: runnel.v1.SubscribeResponse
-	(*Event)(nil),                    // 31: runnel.v1.Event
-	(*CreateTokenRequest)(nil),       // 32: runnel.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 33: runnel.v1.CreateTokenResponse
-	(*SpawnRunRequest)(nil),          // 34: runnel.v1.SpawnRunRequest
-	(*SpawnRunResponse)(nil),         // 35: runnel.v1.SpawnRunResponse
-	(*SubscribeMetadataRequest)(nil), // 36: runnel.v1.SubscribeMetadataRequest
-	(*PushEventRequest)(nil),         // 37: runnel.v1.PushEventRequest
-	(*PushEventResponse)(nil),        // 38: runnel.v1.PushEventResponse
-	nil,                              // 39: runnel.v1.StepAssignment.AdditionalMetadataEntry
-	nil,                              // 40: runnel.v1.StepAssignment.ParentOutputsEntry
-	nil,                              // 41: runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
-	nil,                              // 42: runnel.v1.Run.AdditionalMetadataEntry
-	nil,                              // 43: runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
-	nil,                              // 44: runnel.v1.PushEventRequest.AdditionalMetadataEntry
+	(*RunningAttempt)(nil),           // 3: runnel.v1.RunningAttempt
+	(*RegisterWorkerResponse)(nil),   // 4: runnel.v1.RegisterWorkerResponse
+	(*ListenRequest)(nil),            // 5: runnel.v1.ListenRequest
+	(*ListenResponse)(nil),           // 6: runnel.v1.ListenResponse
+	(*StepAssignment)(nil),           // 7: runnel.v1.StepAssignment
+	(*StepCancellation)(nil),         // 8: runnel.v1.StepCancellation
+	(*HeartbeatRequest)(nil),         // 9: runnel.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 10: runnel.v1.HeartbeatResponse
+	(*PutStreamRequest)(nil),         // 11: runnel.v1.PutStreamRequest
+	(*PutStreamResponse)(nil),        // 12: runnel.v1.PutStreamResponse
+	(*CompleteStepRequest)(nil),      // 13: runnel.v1.CompleteStepRequest
+	(*CompleteStepResponse)(nil),     // 14: runnel.v1.CompleteStepResponse
+	(*FailStepRequest)(nil),          // 15: runnel.v1.FailStepRequest
+	(*FailStepResponse)(nil),         // 16: runnel.v1.FailStepResponse
+	(*TriggerRunRequest)(nil),        // 17: runnel.v1.TriggerRunRequest
+	(*TriggerRunResponse)(nil),       // 18: runnel.v1.TriggerRunResponse
+	(*GetRunRequest)(nil),            // 19: runnel.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 20: runnel.v1.GetRunResponse
+	(*Run)(nil),                      // 21: runnel.v1.Run
+	(*StepRun)(nil),                  // 22: runnel.v1.StepRun
+	(*StepAttempt)(nil),              // 23: runnel.v1.StepAttempt
+	(*ListRunsRequest)(nil),          // 24: runnel.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 25: runnel.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 26: runnel.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 27: runnel.v1.CancelRunResponse
+	(*ListWorkflowsRequest)(nil),     // 28: runnel.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),    // 29: runnel.v1.ListWorkflowsResponse
+	(*SubscribeRequest)(nil),         // 30: runnel.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 31: runnel.v1.SubscribeResponse
+	(*Event)(nil),                    // 32: runnel.v1.Event
+	(*CreateTokenRequest)(nil),       // 33: runnel.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 34: runnel.v1.CreateTokenResponse
+	(*SpawnRunRequest)(nil),          // 35: runnel.v1.SpawnRunRequest
+	(*SpawnRunResponse)(nil),         // 36: runnel.v1.SpawnRunResponse
+	(*SubscribeMetadataRequest)(nil), // 37: runnel.v1.SubscribeMetadataRequest
+	(*PushEventRequest)(nil),         // 38: runnel.v1.PushEventRequest
+	(*PushEventResponse)(nil),        // 39: runnel.v1.PushEventResponse
+	nil,                              // 40: runnel.v1.StepAssignment.AdditionalMetadataEntry
+	nil,                              // 41: runnel.v1.StepAssignment.ParentOutputsEntry
+	nil,                              // 42: runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
+	nil,                              // 43: runnel.v1.Run.AdditionalMetadataEntry
+	nil,                              // 44: runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
+	nil,                              // 45: runnel.v1.PushEventRequest.AdditionalMetadataEntry
 }
 var file_runnel_v1_runnel_proto_depIdxs = []int32{
 	0,  // 0: runnel.v1.WorkflowDefinition.steps:type_name -> runnel.v1.StepDefinition
 	1,  // 1: runnel.v1.RegisterWorkerRequest.workflows:type_name -> runnel.v1.WorkflowDefinition
-	6,  // 2: runnel.v1.ListenResponse.assignment:type_name -> runnel.v1.StepAssignment
-	7,  // 3: runnel.v1.ListenResponse.cancellation:type_name -> runnel.v1.StepCancellation
-	39, // 4: runnel.v1.StepAssignment.additional_metadata:type_name -> runnel.v1.StepAssignment.AdditionalMetadataEntry
-	40, // 5: runnel.v1.StepAssignment.parent_outputs:type_name -> runnel.v1.StepAssignment.ParentOutputsEntry
-	41, // 6: runnel.v1.TriggerRunRequest.additional_metadata:type_name -> runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
-	20, // 7: runnel.v1.GetRunResponse.run:type_name -> runnel.v1.Run
-	42, // 8: runnel.v1.Run.additional_metadata:type_name -> runnel.v1.Run.AdditionalMetadataEntry
-	21, // 9: runnel.v1.Run.steps:type_name -> runnel.v1.StepRun
-	22, // 10: runnel.v1.StepRun.attempts:type_name -> runnel.v1.StepAttempt
-	20, // 11: runnel.v1.ListRunsResponse.runs:type_name -> runnel.v1.Run
-	1,  // 12: runnel.v1.ListWorkflowsResponse.workflows:type_name -> runnel.v1.WorkflowDefinition
-	31, // 13: runnel.v1.SubscribeResponse.events:type_name -> runnel.v1.Event
-	43, // 14: runnel.v1.SpawnRunRequest.additional_metadata:type_name -> runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
-	44, // 15: runnel.v1.PushEventRequest.additional_metadata:type_name -> runnel.v1.PushEventRequest.AdditionalMetadataEntry
-	2,  // 16: runnel.v1.WorkerService.RegisterWorker:input_type -> runnel.v1.RegisterWorkerRequest
-	4,  // 17: runnel.v1.WorkerService.Listen:input_type -> runnel.v1.ListenRequest
-	8,  // 18: runnel.v1.WorkerService.Heartbeat:input_type -> runnel.v1.HeartbeatRequest
-	10, // 19: runnel.v1.WorkerService.PutStream:input_type -> runnel.v1.PutStreamRequest
-	12, // 20: runnel.v1.WorkerService.CompleteStep:input_type -> runnel.v1.CompleteStepRequest
-	14, // 21: runnel.v1.WorkerService.FailStep:input_type -> runnel.v1.FailStepRequest
-	34, // 22: runnel.v1.WorkerService.SpawnRun:input_type -> runnel.v1.SpawnRunRequest
-	16, // 23: runnel.v1.RunService.TriggerRun:input_type -> runnel.v1.TriggerRunRequest
-	18, // 24: runnel.v1.RunService.GetRun:input_type -> runnel.v1.GetRunRequest
-	23, // 25: runnel.v1.RunService.ListRuns:input_type -> runnel.v1.ListRunsRequest
-	25, // 26: runnel.v1.RunService.CancelRun:input_type -> runnel.v1.CancelRunRequest
-	27, // 27: runnel.v1.RunService.ListWorkflows:input_type -> runnel.v1.ListWorkflowsRequest
-	29, // 28: runnel.v1.RunService.Subscribe:input_type -> runnel.v1.SubscribeRequest
-	32, // 29: runnel.v1.RunService.CreateToken:input_type -> runnel.v1.CreateTokenRequest
-	36, // 30: runnel.v1.RunService.SubscribeMetadata:input_type -> runnel.v1.SubscribeMetadataRequest
-	37, // 31: runnel.v1.RunService.PushEvent:input_type -> runnel.v1.PushEventRequest
-	3,  // 32: runnel.v1.WorkerService.RegisterWorker:output_type -> runnel.v1.RegisterWorkerResponse
-	5,  // 33: runnel.v1.WorkerService.Listen:output_type -> runnel.v1.ListenResponse
-	9,  // 34: runnel.v1.WorkerService.Heartbeat:output_type -> runnel.v1.HeartbeatResponse
-	11, // 35: runnel.v1.WorkerService.PutStream:output_type -> runnel.v1.PutStreamResponse
-	13, // 36: runnel.v1.WorkerService.CompleteStep:output_type -> runnel.v1.CompleteStepResponse
-	15, // 37: runnel.v1.WorkerService.FailStep:output_type -> runnel.v1.FailStepResponse
-	35, // 38: runnel.v1.WorkerService.SpawnRun:output_type -> runnel.v1.SpawnRunResponse
-	17, // 39: runnel.v1.RunService.TriggerRun:output_type -> runnel.v1.TriggerRunResponse
-	19, // 40: runnel.v1.RunService.GetRun:output_type -> runnel.v1.GetRunResponse
-	24, // 41: runnel.v1.RunService.ListRuns:output_type -> runnel.v1.ListRunsResponse
-	26, // 42: runnel.v1.RunService.CancelRun:output_type -> runnel.v1.CancelRunResponse
-	28, // 43: runnel.v1.RunService.ListWorkflows:output_type -> runnel.v1.ListWorkflowsResponse
-	30, // 44: runnel.v1.RunService.Subscribe:output_type -> runnel.v1.SubscribeResponse
-	33, // 45: runnel.v1.RunService.CreateToken:output_type -> runnel.v1.CreateTokenResponse
-	30, // 46: runnel.v1.RunService.SubscribeMetadata:output_type -> runnel.v1.SubscribeResponse
-	38, // 47: runnel.v1.RunService.PushEvent:output_type -> runnel.v1.PushEventResponse
-	32, // [32:48] is the sub-list for method output_type
-	16, // [16:32] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	3,  // 2: runnel.v1.RegisterWorkerRequest.running:type_name -> runnel.v1.RunningAttempt
+	3,  // 3: runnel.v1.RegisterWorkerResponse.resumed:type_name -> runnel.v1.RunningAttempt
+	7,  // 4: runnel.v1.ListenResponse.assignment:type_name -> runnel.v1.StepAssignment
+	8,  // 5: runnel.v1.ListenResponse.cancellation:type_name -> runnel.v1.StepCancellation
+	40, // 6: runnel.v1.StepAssignment.additional_metadata:type_name -> runnel.v1.StepAssignment.AdditionalMetadataEntry
+	41, // 7: runnel.v1.StepAssignment.parent_outputs:type_name -> runnel.v1.StepAssignment.ParentOutputsEntry
+	42, // 8: runnel.v1.TriggerRunRequest.additional_metadata:type_name -> runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
+	21, // 9: runnel.v1.GetRunResponse.run:type_name -> runnel.v1.Run
+	43, // 10: runnel.v1.Run.additional_metadata:type_name -> runnel.v1.Run.AdditionalMetadataEntry
+	22, // 11: runnel.v1.Run.steps:type_name -> runnel.v1.StepRun
+	23, // 12: runnel.v1.StepRun.attempts:type_name -> runnel.v1.StepAttempt
+	21, // 13: runnel.v1.ListRunsResponse.runs:type_name -> runnel.v1.Run
+	1,  // 14: runnel.v1.ListWorkflowsResponse.workflows:type_name -> runnel.v1.WorkflowDefinition
+	32, // 15: runnel.v1.SubscribeResponse.events:type_name -> runnel.v1.Event
+	44, // 16: runnel.v1.SpawnRunRequest.additional_metadata:type_name -> runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
+	45, // 17: runnel.v1.PushEventRequest.additional_metadata:type_name -> runnel.v1.PushEventRequest.AdditionalMetadataEntry
+	2,  // 18: runnel.v1.WorkerService.RegisterWorker:input_type -> runnel.v1.RegisterWorkerRequest
+	5,  // 19: runnel.v1.WorkerService.Listen:input_type -> runnel.v1.ListenRequest
+	9,  // 20: runnel.v1.WorkerService.Heartbeat:input_type -> runnel.v1.HeartbeatRequest
+	11, // 21: runnel.v1.WorkerService.PutStream:input_type -> runnel.v1.PutStreamRequest
+	13, // 22: runnel.v1.WorkerService.CompleteStep:input_type -> runnel.v1.CompleteStepRequest
+	15, // 23: runnel.v1.WorkerService.FailStep:input_type -> runnel.v1.FailStepRequest
+	35, // 24: runnel.v1.WorkerService.SpawnRun:input_type -> runnel.v1.SpawnRunRequest
+	17, // 25: runnel.v1.RunService.TriggerRun:input_type -> runnel.v1.TriggerRunRequest
+	19, // 26: runnel.v1.RunService.GetRun:input_type -> runnel.v1.GetRunRequest
+	24, // 27: runnel.v1.RunService.ListRuns:input_type -> runnel.v1.ListRunsRequest
+	26, // 28: runnel.v1.RunService.CancelRun:input_type -> runnel.v1.CancelRunRequest
+	28, // 29: runnel.v1.RunService.ListWorkflows:input_type -> runnel.v1.ListWorkflowsRequest
+	30, // 30: runnel.v1.RunService.Subscribe:input_type -> runnel.v1.SubscribeRequest
+	33, // 31: runnel.v1.RunService.CreateToken:input_type -> runnel.v1.CreateTokenRequest
+	37, // 32: runnel.v1.RunService.SubscribeMetadata:input_type -> runnel.v1.SubscribeMetadataRequest
+	38, // 33: runnel.v1.RunService.PushEvent:input_type -> runnel.v1.PushEventRequest
+	4,  // 34: runnel.v1.WorkerService.RegisterWorker:output_type -> runnel.v1.RegisterWorkerResponse
+	6,  // 35: runnel.v1.WorkerService.Listen:output_type -> runnel.v1.ListenResponse
+	10, // 36: runnel.v1.WorkerService.Heartbeat:output_type -> runnel.v1.HeartbeatResponse
+	12, // 37: runnel.v1.WorkerService.PutStream:output_type -> runnel.v1.PutStreamResponse
+	14, // 38: runnel.v1.WorkerService.CompleteStep:output_type -> runnel.v1.CompleteStepResponse
+	16, // 39: runnel.v1.WorkerService.FailStep:output_type -> runnel.v1.FailStepResponse
+	36, // 40: runnel.v1.WorkerService.SpawnRun:output_type -> runnel.v1.SpawnRunResponse
+	18, // 41: runnel.v1.RunService.TriggerRun:output_type -> runnel.v1.TriggerRunResponse
+	20, // 42: runnel.v1.RunService.GetRun:output_type -> runnel.v1.GetRunResponse
+	25, // 43: runnel.v1.RunService.ListRuns:output_type -> runnel.v1.ListRunsResponse
+	27, // 44: runnel.v1.RunService.CancelRun:output_type -> runnel.v1.CancelRunResponse
+	29, // 45: runnel.v1.RunService.ListWorkflows:output_type -> runnel.v1.ListWorkflowsResponse
+	31, // 46: runnel.v1.RunService.Subscribe:output_type -> runnel.v1.SubscribeResponse
+	34, // 47: runnel.v1.RunService.CreateToken:output_type -> runnel.v1.CreateTokenResponse
+	31, // 48: runnel.v1.RunService.SubscribeMetadata:output_type -> runnel.v1.SubscribeResponse
+	39, // 49: runnel.v1.RunService.PushEvent:output_type -> runnel.v1.PushEventResponse
+	34, // [34:50] is the sub-list for method output_type
+	18, // [18:34] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_runnel_v1_runnel_proto_init() }
@@ -2784,7 +2864,7 @@ func file_runnel_v1_runnel_proto_init() {
 	if File_runnel_v1_runnel_proto != nil {
 		return
 	}
-	file_runnel_v1_runnel_proto_msgTypes[5].OneofWrappers = []any{
+	file_runnel_v1_runnel_proto_msgTypes[6].OneofWrappers = []any{
 		(*ListenResponse_Assignment)(nil),
 		(*ListenResponse_Cancellation)(nil),
 	}
@@ -2794,7 +2874,7 @@ func file_runnel_v1_runnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_v1_runnel_proto_rawDesc), len(file_runnel_v1_runnel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -78,12 +78,18 @@ const (
 // WorkerServiceClient is a client for the runnel.v1.WorkerService service.
 type WorkerServiceClient interface {
 	// RegisterWorker stores the worker's workflow definitions and opens a
-	// worker session. A worker that reconnects registers again (naming its
-	// previous worker id, whose unfinished step runs are then re-queued at once).
+	// worker session. A worker that reconnects (its session dropped: network,
+	// engine restart, node failover) registers again naming its previous
+	// worker id and the attempts it is still running: those of the previous
+	// worker (same tenant) that are still running are re-attached to the new
+	// worker id and listed in the response as resumed; the worker continues
+	// them (same attempt, stream sequence numbers continue). The previous
+	// worker's other running attempts are re-queued at once.
 	RegisterWorker(context.Context, *connect.Request[v1.RegisterWorkerRequest]) (*connect.Response[v1.RegisterWorkerResponse], error)
 	// Listen delivers step assignments and cancellations to a registered
-	// worker. When the stream breaks the worker abandons its running steps
-	// (the engine re-queues them as new attempts) and registers again.
+	// worker. When the stream breaks the worker keeps running its steps and
+	// registers again (see RegisterWorker); attempts it does not bring back
+	// within the engine's heartbeat timeout are re-queued as new attempts.
 	Listen(context.Context, *connect.Request[v1.ListenRequest]) (*connect.ServerStreamForClient[v1.ListenResponse], error)
 	// Heartbeat keeps the worker alive; a worker silent for longer than the
 	// engine's heartbeat timeout is declared dead and its step runs re-queued.
@@ -207,12 +213,18 @@ func (c *workerServiceClient) SpawnRun(ctx context.Context, req *connect.Request
 // WorkerServiceHandler is an implementation of the runnel.v1.WorkerService service.
 type WorkerServiceHandler interface {
 	// RegisterWorker stores the worker's workflow definitions and opens a
-	// worker session. A worker that reconnects registers again (naming its
-	// previous worker id, whose unfinished step runs are then re-queued at once).
+	// worker session. A worker that reconnects (its session dropped: network,
+	// engine restart, node failover) registers again naming its previous
+	// worker id and the attempts it is still running: those of the previous
+	// worker (same tenant) that are still running are re-attached to the new
+	// worker id and listed in the response as resumed; the worker continues
+	// them (same attempt, stream sequence numbers continue). The previous
+	// worker's other running attempts are re-queued at once.
 	RegisterWorker(context.Context, *connect.Request[v1.RegisterWorkerRequest]) (*connect.Response[v1.RegisterWorkerResponse], error)
 	// Listen delivers step assignments and cancellations to a registered
-	// worker. When the stream breaks the worker abandons its running steps
-	// (the engine re-queues them as new attempts) and registers again.
+	// worker. When the stream breaks the worker keeps running its steps and
+	// registers again (see RegisterWorker); attempts it does not bring back
+	// within the engine's heartbeat timeout are re-queued as new attempts.
 	Listen(context.Context, *connect.Request[v1.ListenRequest], *connect.ServerStream[v1.ListenResponse]) error
 	// Heartbeat keeps the worker alive; a worker silent for longer than the
 	// engine's heartbeat timeout is declared dead and its step runs re-queued.
