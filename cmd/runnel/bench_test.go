@@ -11,12 +11,15 @@ import (
 
 	"github.com/runnel-dev/runnel/internal/bench"
 	"github.com/runnel-dev/runnel/internal/testdb"
+	"github.com/runnel-dev/runnel/internal/testflag"
 )
 
 // Every bench scenario runs briefly and prints a report with its figures,
 // so none rots. (Speed itself is measured by `runnel bench`, not asserted:
-// this binary is built with -race.)
+// in CI this binary is built with -race.) Seven engines measuring for a
+// while: a long test, run with RUNNEL_TEST_LONG=1 (CI sets it).
 func TestBenchScenariosRun(t *testing.T) {
+	testflag.SkipUnlessLong(t)
 	t.Parallel()
 	for _, scenario := range bench.Scenarios() {
 		t.Run(scenario, func(t *testing.T) {

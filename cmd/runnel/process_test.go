@@ -21,7 +21,8 @@ import (
 	"github.com/runnel-dev/runnel/internal/demo"
 )
 
-// runnelBin is the binary under test, built once for the test binary.
+// runnelBin is the binary under test, built once for the test binary, with
+// -race when the test binary has it (go test -race, as in CI).
 var runnelBin string
 
 func TestMain(m *testing.M) {
@@ -35,7 +36,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	runnelBin = filepath.Join(dir, "runnel")
-	build := exec.Command("go", "build", "-race", "-o", runnelBin, ".")
+	args := []string{"build", "-o", runnelBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build runnel:", err)
