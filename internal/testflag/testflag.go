@@ -1,10 +1,11 @@
 // Package testflag reads the switches of the test suite.
 //
 // A plain `go test ./...` runs every guarantee test, on SQLite (and on
-// PostgreSQL when one is reachable, see internal/testdb). Tests that only
-// repeat what those already check at greater length or measure speed — the
-// bench scenarios, the longer fault cycles — run only with
-// RUNNEL_TEST_LONG=1, which CI (.ci/run) sets.
+// PostgreSQL when one is reachable, see internal/testdb), the short fault
+// suite included. Tests that only repeat at length what those check, or
+// exercise speed measurements — today every `runnel bench` scenario
+// (cmd/runnel TestBenchScenariosRun) — run only with RUNNEL_TEST_LONG=1,
+// which CI (.ci/run) sets. Mark such a test with SkipUnlessLong.
 package testflag
 
 import (
