@@ -157,6 +157,9 @@ func requireLog(t *testing.T, n *node, want, got []runnel.Event, msg string) {
 		}
 		prev = pos
 	}
+	if len(want) == 0 && len(got) == 0 {
+		return // nil and empty both mean no events
+	}
 	require.Equal(t, want, got, msg)
 }
 
