@@ -52,7 +52,10 @@ func (p Principal) CanReadRun(run store.Run) bool {
 	if p.RunID != "" {
 		return run.ID == p.RunID
 	}
-	return p.MetaKey != "" && run.Metadata[p.MetaKey] == p.MetaValue
+	// The key must be present: a missing key is not the empty value, or a
+	// token for (K, "") would read every run without K.
+	v, ok := run.Metadata[p.MetaKey]
+	return p.MetaKey != "" && ok && v == p.MetaValue
 }
 
 func newSecret() string {
@@ -226,6 +229,11 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "scope a browser token to a run or to a metadata pair, not both")
 	case bp.RunID == "" && bp.MetaKey == "":
 		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "a browser token needs a scope: runId, or metaKey and metaValue")
+	case bp.RunID == "" && bp.MetaValue == "":
+		// An empty value is too easily a missing one (an unset variable on
+		// the backend): refuse it rather than mint a token for a pair that
+		// reads as "every run with an empty K".
+		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "metaValue is empty: a browser token scoped to metadata key %q needs a non-empty value", bp.MetaKey)
 	case bp.MetaKey != "" && (len(bp.MetaKey) > maxMetaKeyLen || len(bp.MetaValue) > maxMetaValueLen):
 		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "metaKey or metaValue too long")
 	}
