@@ -13,6 +13,7 @@ import (
 	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/demo"
 	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/redact"
 	"github.com/runnel-dev/runnel/internal/server"
 )
 
@@ -232,7 +233,7 @@ func newDevCommand() *cobra.Command {
 
 func describeStore(cfg server.Config) string {
 	if cfg.DatabaseURL != "" {
-		return cfg.DatabaseURL
+		return redact.Secrets(cfg.DatabaseURL)
 	}
 	return "SQLite at " + filepath.Join(cfg.DataDir, "runnel.db")
 }

@@ -18,7 +18,7 @@ import (
 func storeBrowserToken(t *testing.T, n *node, tok store.Token) string {
 	t.Helper()
 	ctx := context.Background()
-	secret := "rnl_test_" + hex.EncodeToString([]byte(t.Name()+tok.MetaKey+tok.RunID))[:20]
+	secret := "rnl_test_" + hex.EncodeToString([]byte(t.Name() + tok.MetaKey + tok.RunID))[:20]
 	sum := sha256.Sum256([]byte(secret))
 	err := n.srv.Engine().Store().Write(ctx, func(tx store.Tx) error {
 		tenant, err := tx.GetTenantByName(ctx, "default")

@@ -24,6 +24,7 @@ import (
 	"github.com/runnel-dev/runnel/internal/eventlog"
 	"github.com/runnel-dev/runnel/internal/gen/runnel/v1/runnelv1connect"
 	"github.com/runnel-dev/runnel/internal/metrics"
+	"github.com/runnel-dev/runnel/internal/redact"
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/postgres"
 	"github.com/runnel-dev/runnel/internal/store/sqlite"
@@ -70,7 +71,7 @@ func (c *Config) Validate() error {
 	case c.DatabaseURL == "", strings.HasPrefix(c.DatabaseURL, "sqlite://"),
 		strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
 	default:
-		return fmt.Errorf("invalid database URL %q: want sqlite://PATH or postgres://...", postgres.Redact(c.DatabaseURL))
+		return fmt.Errorf("invalid database URL %q: want sqlite://PATH or postgres://...", redact.Secrets(c.DatabaseURL))
 	}
 	return nil
 }

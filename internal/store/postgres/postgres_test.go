@@ -109,19 +109,6 @@ func TestOpenUnreachableNamesRedactedURL(t *testing.T) {
 	assert.NotContains(t, err.Error(), "s3cret")
 }
 
-func TestRedact(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"postgres://u:pw@h:5432/d?sslmode=disable":        "postgres://u:xxxxx@h:5432/d?sslmode=disable",
-		"postgres://u@h/d?password=pw":                    "postgres://u@h/d?password=xxxxx",
-		"host=h user=u password=pw dbname=d":              "host=h user=u password=xxxxx dbname=d",
-		"host=h password = 'p w\\'x' dbname=d":            "host=h password = xxxxx dbname=d",
-		"postgresql://h/d?search_path=t_1&sslmode=prefer": "postgresql://h/d?search_path=t_1&sslmode=prefer",
-	} {
-		assert.Equal(t, want, Redact(in), in)
-	}
-}
-
 // TestConcurrentAppendsAreCommitOrdered is the positions invariant: while
 // many writers append concurrently (some holding their transaction open a
 // while before appending), a reader that always reads after the last
