@@ -45,7 +45,7 @@ func (e *Engine) SubscribeMetadata(ctx context.Context, p SubscribeMetadataParam
 	if len(p.Value) > maxMetaValueLen {
 		return apierr.New(apierr.InvalidArgument, "metadata value of %d bytes, more than the limit of %d", len(p.Value), maxMetaValueLen)
 	}
-	start, err := e.parseSubscription(p.From, p.Types)
+	start, err := e.parseSubscription(ctx, p.From, p.Types)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/eventlog"
 	"github.com/runnel-dev/runnel/internal/metrics"
@@ -240,6 +242,9 @@ func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.
 	if (p.MetaKey == "") != (p.MetaValue == "") && p.MetaKey == "" {
 		return nil, apierr.New(apierr.InvalidArgument, "a metadata filter needs a key")
 	}
+	if p.Before != "" && !isRunID(p.Before) {
+		return nil, apierr.New(apierr.InvalidArgument, "invalid before %q: want a run id (the nextBefore of the previous page)", truncateText(p.Before))
+	}
 	if p.Limit < 0 || p.Limit > maxListLimit {
 		return nil, apierr.New(apierr.InvalidArgument, "limit %d out of range 1..%d", p.Limit, maxListLimit)
 	}
@@ -247,6 +252,16 @@ func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.
 		p.Limit = 50
 	}
 	return e.store.ListRuns(ctx, p)
+}
+
+// isRunID reports whether s has the form of a run id (a UUID in its
+// canonical 36-character form).
+func isRunID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
 }
 
 func validRunStatus(s store.RunStatus) bool {
@@ -282,7 +297,7 @@ type SubscribeParams struct {
 // ResourceExhausted over the subscriber limits, Unavailable when the node
 // is shutting down (before or during the subscription).
 func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver eventlog.Deliver) error {
-	start, err := e.parseSubscription(p.From, p.Types)
+	start, err := e.parseSubscription(ctx, p.From, p.Types)
 	if err != nil {
 		return err
 	}
@@ -308,8 +323,10 @@ type subscriptionStart struct {
 
 // parseSubscription reads a subscription's start point ("" or "start",
 // "now", or a client position) and event types, shared by run and metadata
-// subscriptions. Errors: InvalidArgument.
-func (e *Engine) parseSubscription(from string, types []string) (subscriptionStart, error) {
+// subscriptions. Errors: InvalidArgument, also for a position beyond the
+// log's newest one, which no event ever had: resuming after it would skip,
+// silently, every event until the log got there.
+func (e *Engine) parseSubscription(ctx context.Context, from string, types []string) (subscriptionStart, error) {
 	var s subscriptionStart
 	switch from {
 	case "", "start":
@@ -319,6 +336,13 @@ func (e *Engine) parseSubscription(from string, types []string) (subscriptionSta
 		pos, err := e.codec.Decode(from)
 		if err != nil {
 			return s, err
+		}
+		head, err := e.store.LastPosition(ctx)
+		if err != nil {
+			return s, fmt.Errorf("read the log's newest position: %w", err)
+		}
+		if pos > head {
+			return s, apierr.New(apierr.InvalidArgument, "position %q is beyond the newest event of the log (%s): it was not handed out by this engine's database", truncateText(from), e.codec.Encode(head))
 		}
 		s.after = pos
 	}

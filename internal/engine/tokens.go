@@ -178,6 +178,11 @@ func (e *Engine) CreateToken(ctx context.Context, p Principal, tenantName, name 
 	if err := e.mints.take(p.TokenID, e.now()); err != nil {
 		return "", "", err
 	}
+	defer func() {
+		if err != nil {
+			e.mints.refund(p.TokenID)
+		}
+	}()
 	secret = newSecret()
 	now := e.now()
 	err = e.store.Write(ctx, func(tx store.Tx) error {
@@ -246,6 +251,11 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 	if err := e.mints.take(p.TokenID, e.now()); err != nil {
 		return "", time.Time{}, err
 	}
+	defer func() {
+		if err != nil {
+			e.mints.refund(p.TokenID)
+		}
+	}()
 	if bp.RunID != "" {
 		if _, err := e.store.GetRun(ctx, p.TenantID, bp.RunID); err != nil {
 			return "", time.Time{}, notFound(err, "unknown run %s", bp.RunID)

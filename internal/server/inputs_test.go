@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/demo"
+	"github.com/runnel-dev/runnel/internal/server"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -62,4 +66,130 @@ func TestBrowserTokenEmptyMetaValue(t *testing.T) {
 		status, body = call(t, "GET", api+"/runs/"+withEmpty, old, "")
 		require.Equal(t, 200, status, "%v", body)
 	})
+}
+
+// Finding 10: a query pair Go's parser would drop (';', a bad %-escape) is
+// refused with 400 naming it, instead of the filter silently not applying.
+// A token in such a pair is not repeated.
+func TestQueryStringsAreStrict(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "sqlite")
+	api, admin := n.url+"/api/v1", n.srv.AdminToken
+	for path, want := range map[string]string{
+		"/runs?workflow=a;x":          `invalid query "workflow=a;x": ';' does not separate parameters`,
+		"/runs?workflow=a&status=%zz": `bad %-escape in the value of "status"`,
+		"/runs/0193a1b2-0000-7000-8000-000000000000/stream?types=run.completed;x": `invalid query "types=run.completed;x"`,
+		"/stream?metaKey=k&metaValue=v;x":                                         `invalid query "metaValue=v;x"`,
+		"/workflows?x%zz=1":                                                       "invalid query parameter name",
+	} {
+		status, body := call(t, "GET", api+path, admin, "")
+		requireAPIError(t, status, body, 400, "invalid_argument", want)
+	}
+	status, body := call(t, "GET", api+"/runs?token="+admin+";x", "", "")
+	requireAPIError(t, status, body, 400, "invalid_argument", `invalid query "token=…"`)
+	require.NotContains(t, body["error"].(map[string]any)["message"], admin)
+	// An escaped ';' is an ordinary character.
+	status, body = call(t, "GET", api+"/runs?workflow=a%3Bx", admin, "")
+	require.Equal(t, 200, status, "%v", body)
+	require.Empty(t, body["runs"])
+}
+
+// Also seen: ?before= must be a run id; a body of null is not an object;
+// the Authorization scheme is case-insensitive (RFC 7235); CORS exposes
+// Retry-After to pages.
+func TestHTTPEdgeRefusesMalformedInput(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "sqlite", func(cfg *server.Config) { cfg.CORSOrigins = []string{"http://app.example"} })
+	api, admin := n.url+"/api/v1", n.srv.AdminToken
+
+	status, body := call(t, "GET", api+"/runs?before=garbage", admin, "")
+	requireAPIError(t, status, body, 400, "invalid_argument", `invalid before "garbage": want a run id`)
+	status, body = call(t, "GET", api+"/runs?before=0193a1b2-0000-7000-8000-000000000000", admin, "")
+	require.Equal(t, 200, status, "%v", body)
+
+	for _, path := range []string{"/workflows/demo-text/runs", "/tokens", "/events"} {
+		status, body = call(t, "POST", api+path, admin, " null ")
+		requireAPIError(t, status, body, 400, "invalid_argument", "request body is null: want a JSON object")
+	}
+
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer", "bEaReR"} {
+		status, body = call(t, "GET", api+"/workflows", "", "", "Authorization", scheme+" "+admin)
+		require.Equal(t, 200, status, "%s: %v", scheme, body)
+	}
+	req, err := http.NewRequest("POST", n.url+"/runnel.v1.RunService/ListWorkflows", strings.NewReader("{}"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, "RPC with a lower-case scheme")
+	status, _ = call(t, "GET", api+"/workflows", "", "", "Authorization", "Basic "+admin)
+	require.Equal(t, 401, status)
+
+	req, err = http.NewRequest("GET", api+"/workflows", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", "http://app.example")
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "Retry-After")
+}
+
+// Also seen: a position beyond the log's newest one is refused (400) on run
+// and metadata streams, over HTTP and RPC, instead of silently skipping
+// every event until the log gets there.
+func TestResumeBeyondLogHeadIsRefused(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, n *node) {
+		startWorker(t, n, "demo", 2, demo.Workflows()...)
+		ctx := context.Background()
+		runID, err := n.client.Admin().RunWorkflow(ctx, "demo-text", map[string]int{"chunks": 2, "intervalMs": 1})
+		require.NoError(t, err)
+		_, events := waitRun(t, n, runID)
+		last := string(events[len(events)-1].Position)
+		tag, _, _ := strings.Cut(last, ".")
+		future := tag + ".999999999999"
+		api, admin := n.url+"/api/v1", n.srv.AdminToken
+
+		for _, path := range []string{"/runs/" + runID + "/stream?after=" + future, "/stream?metaKey=k&metaValue=v&after=" + future} {
+			status, body := call(t, "GET", api+path, admin, "")
+			requireAPIError(t, status, body, 400, "invalid_argument", "beyond the newest event of the log")
+		}
+		for ev, err := range n.client.Listener().Stream(ctx, runID, runnel.After(runnel.Position(future))) {
+			require.Error(t, err, "got %v", ev)
+			require.Contains(t, err.Error(), "beyond the newest event")
+			break
+		}
+		// The newest position itself resumes normally: nothing after it.
+		resp := openSSE(t, api+"/runs/"+runID+"/stream?after="+last, admin)
+		require.Equal(t, 200, resp.StatusCode)
+		frames, _ := readSSE(t, resp.Body)
+		require.Equal(t, "end", frames[len(frames)-1].event)
+	})
+}
+
+// Also seen: a mint refused after it was counted (an unknown run) does not
+// use up the minting token's budget; only minted tokens count.
+func TestRefusedMintsAreNotCounted(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "sqlite", func(cfg *server.Config) {
+		cfg.Engine.TokenMintRate = 1.0 / 3600
+		cfg.Engine.TokenMintBurst = 2
+	})
+	startWorker(t, n, "demo", 2, demo.Workflows()...)
+	api, admin := n.url+"/api/v1", n.srv.AdminToken
+	runID, err := n.client.Admin().RunWorkflow(context.Background(), "demo-text", map[string]int{"chunks": 1})
+	require.NoError(t, err)
+	for range 5 {
+		status, body := call(t, "POST", api+"/tokens", admin, `{"runId": "0193a1b2-0000-7000-8000-000000000000"}`)
+		requireAPIError(t, status, body, 404, "not_found", "unknown run")
+	}
+	for range 2 {
+		status, body := call(t, "POST", api+"/tokens", admin, `{"runId": "`+runID+`"}`)
+		require.Equal(t, 201, status, "%v", body)
+	}
+	status, body := call(t, "POST", api+"/tokens", admin, `{"runId": "`+runID+`"}`)
+	requireAPIError(t, status, body, 429, "resource_exhausted", "too fast")
 }
