@@ -36,6 +36,8 @@ func NewRPC(e *engine.Engine, log *slog.Logger) *RPC {
 func (r *RPC) Mount(mux *http.ServeMux) {
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&authInterceptor{engine: r.engine, log: r.log}),
+		// After authentication: strings the store cannot keep are refused.
+		connect.WithInterceptors(textCheck{}),
 		connect.WithReadMaxBytes(MaxRPCMessageSize),
 		// gzip costs more CPU than it saves between an engine and its
 		// workers and clients, which sit on one network: a subscription

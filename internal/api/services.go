@@ -109,6 +109,9 @@ func (s *workerService) CompleteStep(ctx context.Context, req *connect.Request[p
 	if err := requireWriter(p); err != nil {
 		return nil, err
 	}
+	if err := engine.CheckJSONText("step output", req.Msg.Output); err != nil {
+		return nil, err
+	}
 	if err := s.engine.CompleteStep(ctx, p.TenantID, req.Msg.StepRunId, int(req.Msg.Attempt), req.Msg.Output); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,9 @@ func (e *Engine) SubscribeMetadata(ctx context.Context, p SubscribeMetadataParam
 	if p.Key == "" {
 		return apierr.New(apierr.InvalidArgument, "a metadata subscription needs a key (the additional metadata key to follow)")
 	}
+	if err := checkTexts("metadata key", p.Key, "metadata value", p.Value); err != nil {
+		return err
+	}
 	// A pair no run can carry (TriggerRun refuses such keys and values) is
 	// a mistake worth reporting rather than a subscription that stays
 	// silent forever.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,9 @@ type TriggerParams struct {
 // steps. Errors: NotFound for an unknown workflow (naming the registered
 // ones), InvalidArgument for input that is not JSON or bad metadata.
 func (e *Engine) TriggerRun(ctx context.Context, p TriggerParams) (string, error) {
+	if err := CheckText("workflow name", p.Workflow); err != nil {
+		return "", err
+	}
 	input, err := normalizeInput(p.Input)
 	if err != nil {
 		return "", err
@@ -148,6 +152,9 @@ func normalizeInput(in []byte) ([]byte, error) {
 	if !json.Valid(in) {
 		return nil, apierr.New(apierr.InvalidArgument, "input is not valid JSON")
 	}
+	if err := CheckJSONText("input", in); err != nil {
+		return nil, err
+	}
 	return in, nil
 }
 
@@ -156,6 +163,12 @@ func validateMetadata(m map[string]string) error {
 		return apierr.New(apierr.InvalidArgument, "additional metadata has %d pairs, more than the limit of %d", len(m), maxMetadataPairs)
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if err := CheckText("additional metadata key "+strconv.Quote(truncateText(k)), k); err != nil {
+			return err
+		}
+		if err := CheckText("additional metadata value of "+strconv.Quote(truncateText(k)), m[k]); err != nil {
+			return err
+		}
 		if k == "" || len(k) > maxMetaKeyLen {
 			return apierr.New(apierr.InvalidArgument, "additional metadata key %q: want 1-%d bytes", k, maxMetaKeyLen)
 		}
@@ -170,6 +183,9 @@ func validateMetadata(m map[string]string) error {
 // are cancelled, running ones are cancelled and their workers told to stop.
 // Errors: NotFound, FailedPrecondition when the run already finished.
 func (e *Engine) CancelRun(ctx context.Context, tenantID, runID string) (store.RunStatus, error) {
+	if err := CheckText("run id", runID); err != nil {
+		return "", err
+	}
 	var rs *runState
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		var err error
@@ -209,6 +225,9 @@ type StepView struct {
 
 // GetRun returns a run with its steps and attempts. Errors: NotFound.
 func (e *Engine) GetRun(ctx context.Context, tenantID, runID string) (RunView, error) {
+	if err := CheckText("run id", runID); err != nil {
+		return RunView{}, err
+	}
 	run, err := e.store.GetRun(ctx, tenantID, runID)
 	if err != nil {
 		return RunView{}, notFound(err, "unknown run %s", runID)
@@ -236,6 +255,10 @@ func (e *Engine) GetRun(ctx context.Context, tenantID, runID string) (RunView, e
 
 // ListRuns lists runs newest first. Errors: InvalidArgument for bad filters.
 func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
+	if err := checkTexts("workflow filter", p.Workflow, "status filter", string(p.Status),
+		"metadata filter key", p.MetaKey, "metadata filter value", p.MetaValue, "before", p.Before); err != nil {
+		return nil, err
+	}
 	if p.Status != "" && !validRunStatus(p.Status) {
 		return nil, apierr.New(apierr.InvalidArgument, "unknown run status %q (want queued, running, completed, failed, cancelled or timed_out)", p.Status)
 	}
@@ -297,6 +320,9 @@ type SubscribeParams struct {
 // ResourceExhausted over the subscriber limits, Unavailable when the node
 // is shutting down (before or during the subscription).
 func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver eventlog.Deliver) error {
+	if err := CheckText("run id", p.RunID); err != nil {
+		return err
+	}
 	start, err := e.parseSubscription(ctx, p.From, p.Types)
 	if err != nil {
 		return err

@@ -172,6 +172,9 @@ func (e *Engine) CreateToken(ctx context.Context, p Principal, tenantName, name 
 	if tenantName == "" {
 		tenantName = DefaultTenant
 	}
+	if err := CheckText("token name", name); err != nil {
+		return "", "", err
+	}
 	if err := validateName("tenant", tenantName); err != nil {
 		return "", "", err
 	}
@@ -228,6 +231,9 @@ type BrowserTokenParams struct {
 func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp BrowserTokenParams) (secret string, expires time.Time, err error) {
 	if !p.CanWrite() {
 		return "", time.Time{}, apierr.New(apierr.PermissionDenied, "a browser token cannot mint tokens")
+	}
+	if err := checkTexts("runId", bp.RunID, "metaKey", bp.MetaKey, "metaValue", bp.MetaValue); err != nil {
+		return "", time.Time{}, err
 	}
 	switch {
 	case bp.RunID != "" && (bp.MetaKey != "" || bp.MetaValue != ""):

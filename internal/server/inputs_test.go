@@ -4,15 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/demo"
+	pb "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
 	"github.com/runnel-dev/runnel/internal/server"
 	"github.com/runnel-dev/runnel/internal/store"
 )
@@ -192,4 +195,84 @@ func TestRefusedMintsAreNotCounted(t *testing.T) {
 	}
 	status, body := call(t, "POST", api+"/tokens", admin, `{"runId": "`+runID+`"}`)
 	requireAPIError(t, status, body, 429, "resource_exhausted", "too fast")
+}
+
+// Findings 8 and 9: a NUL in any string field (metadata, filters, ids,
+// token scopes, names), and text that is not UTF-8 inside a JSON input or
+// payload, get 400 naming the field on both stores (PostgreSQL cannot store
+// NUL; SQLite would have), before any stream starts, and nothing is stored.
+func TestHostileTextIsRefused(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, n *node) {
+		startWorker(t, n, "demo", 2, append(demo.Workflows(), hostileTextWorkflows()...)...)
+		ctx := context.Background()
+		api, admin := n.url+"/api/v1", n.srv.AdminToken
+		before, err := n.client.Admin().ListRuns(ctx, runnel.ListRunsOptions{})
+		require.NoError(t, err)
+
+		for _, tc := range []struct{ method, path, body, want string }{
+			{"POST", "/workflows/demo-text/runs", `{"additionalMetadata": {"k\u0000": "v"}}`, "additional metadata key"},
+			{"POST", "/workflows/demo-text/runs", `{"additionalMetadata": {"k": "v\u0000"}}`, "additional metadata value"},
+			{"POST", "/workflows/demo%00text/runs", `{}`, "workflow name contains a NUL"},
+			{"POST", "/workflows/demo-text/runs", "{\"input\": {\"a\": \"\xff\xfe\"}}", "input is not valid UTF-8"},
+			{"POST", "/events", "{\"key\": \"user:create\", \"payload\": {\"a\": \"\xc3\"}}", "payload: input is not valid UTF-8"},
+			{"POST", "/events", `{"key": "user:create", "additionalMetadata": {"k": "\u0000"}}`, "additional metadata value"},
+			{"GET", "/runs?workflow=a%00", "", "workflow filter contains a NUL"},
+			{"GET", "/runs?meta=k%00:v", "", "metadata filter key contains a NUL"},
+			{"GET", "/runs?meta=k:v%00", "", "metadata filter value contains a NUL"},
+			{"GET", "/runs?before=%00", "", "before contains a NUL"},
+			{"GET", "/runs/%00", "", "run id contains a NUL"},
+			{"POST", "/runs/%00/cancel", "", "run id contains a NUL"},
+			{"GET", "/runs/%00/stream", "", "run id contains a NUL"},
+			{"GET", "/stream?metaKey=k%00&metaValue=v", "", "metadata key contains a NUL"},
+			{"GET", "/stream?metaKey=k&metaValue=%00", "", "metadata value contains a NUL"},
+			{"POST", "/tokens", `{"runId": "\u0000"}`, "runId contains a NUL"},
+			{"POST", "/tokens", `{"metaKey": "k\u0000", "metaValue": "v"}`, "metaKey contains a NUL"},
+			{"POST", "/tokens", `{"metaKey": "k", "metaValue": "v\u0000"}`, "metaValue contains a NUL"},
+		} {
+			status, body := call(t, tc.method, api+tc.path, admin, tc.body)
+			requireAPIError(t, status, body, 400, "invalid_argument", tc.want)
+		}
+
+		// Over RPC: every string of every request, worker calls included.
+		raw := newRaw(n, admin)
+		_, err = n.client.Admin().RunWorkflow(ctx, "demo-text", nil, runnel.WithAdditionalMetadata(map[string]string{"k": "\x00"}))
+		requireCode(t, connect.CodeInvalidArgument, err, "contains a NUL")
+		_, err = n.client.Admin().CreateToken(ctx, "default", "label\x00")
+		requireCode(t, connect.CodeInvalidArgument, err, "contains a NUL")
+		_, err = raw.worker.RegisterWorker(ctx, connect.NewRequest(&pb.RegisterWorkerRequest{Name: "w\x00", Slots: 1}))
+		requireCode(t, connect.CodeInvalidArgument, err, "field name contains a NUL")
+		_, err = raw.worker.Heartbeat(ctx, connect.NewRequest(&pb.HeartbeatRequest{WorkerId: "\x00"}))
+		requireCode(t, connect.CodeInvalidArgument, err, "field workerId contains a NUL")
+		_, err = raw.worker.CompleteStep(ctx, connect.NewRequest(&pb.CompleteStepRequest{StepRunId: "x", Attempt: 1, Output: []byte("\"\xff\"")}))
+		requireCode(t, connect.CodeInvalidArgument, err, "step output is not valid UTF-8")
+		sub, err := raw.runs.SubscribeMetadata(ctx, connect.NewRequest(&pb.SubscribeMetadataRequest{Key: "k\x00", Value: "v"}))
+		require.NoError(t, err)
+		require.False(t, sub.Receive())
+		requireCode(t, connect.CodeInvalidArgument, sub.Err(), "field key contains a NUL")
+
+		after, err := n.client.Admin().ListRuns(ctx, runnel.ListRunsOptions{})
+		require.NoError(t, err)
+		require.Len(t, after, len(before), "a refused request stored a run")
+
+		// A step whose error holds a NUL still fails cleanly: the SDK sends
+		// a storable message.
+		runID, err := n.client.Admin().RunWorkflow(ctx, "nul-error", nil)
+		require.NoError(t, err)
+		run, _ := waitRun(t, n, runID)
+		require.Equal(t, runnel.RunFailed, run.Status)
+		require.Contains(t, run.Error, "bad\uFFFDbyte")
+	})
+}
+
+// hostileTextWorkflows are a workflow that listens to user:create (for the events
+// endpoint) and one whose step fails with a NUL in its error.
+func hostileTextWorkflows() []*runnel.Workflow {
+	noop := func(ctx runnel.Context) (any, error) { return nil, nil }
+	return []*runnel.Workflow{
+		runnel.NewWorkflow("on-user").OnEvents("user:create").Step("s", noop),
+		runnel.NewWorkflow("nul-error").Step("s", func(ctx runnel.Context) (any, error) {
+			return nil, runnel.NonRetryable(errors.New("bad\x00byte"))
+		}),
+	}
 }
