@@ -5,7 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,10 +19,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/dashboard"
 	"github.com/runnel-dev/runnel/internal/demo"
 	pb "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
 	"github.com/runnel-dev/runnel/internal/server"
 	"github.com/runnel-dev/runnel/internal/store"
+	"github.com/runnel-dev/runnel/internal/store/sqlite"
 )
 
 // storeBrowserToken writes a browser token straight into the store, as an
@@ -275,4 +282,129 @@ func hostileTextWorkflows() []*runnel.Workflow {
 			return nil, runnel.NonRetryable(errors.New("bad\x00byte"))
 		}),
 	}
+}
+
+// Finding 11: every route that serves the dashboard (/, /ui/, its files)
+// carries the same policy, with frame-ancestors 'none'; every response of
+// the node (API, errors, SSE, RPC, runnel.js, metrics, health) has nosniff
+// and refuses framing.
+func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "sqlite")
+	startWorker(t, n, "demo", 2, demo.Workflows()...)
+	runID, err := n.client.Admin().RunWorkflow(context.Background(), "demo-text", map[string]int{"chunks": 1})
+	require.NoError(t, err)
+	waitRun(t, n, runID)
+	get := func(path, token string, header ...string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest("GET", n.url+path, nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for _, path := range []string{"/", "/ui/", "/ui/app.js", "/ui/style.css"} {
+		resp := get(path, "")
+		require.Equal(t, 200, resp.StatusCode, path)
+		require.Equal(t, dashboard.ContentSecurityPolicy, resp.Header.Get("Content-Security-Policy"), path)
+		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'", path)
+		require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
+		require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), path)
+	}
+	admin := n.srv.AdminToken
+	for path, status := range map[string]int{
+		"/api/v1/runs": 200, "/api/v1/runs/" + runID: 200, "/api/v1/runs/" + runID + "/stream": 200,
+		"/api/v1/openapi.json": 200, "/api/v1/nope": 404, "/sdk/runnel.js": 200, "/healthz": 200,
+		"/readyz": 200, "/metrics": 200, "/nope": 404,
+	} {
+		resp := get(path, admin)
+		require.Equal(t, status, resp.StatusCode, path)
+		require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), path)
+		require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
+		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'", path)
+	}
+	resp := get("/api/v1/runs", "")
+	require.Equal(t, 401, resp.StatusCode)
+	require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+	req, err := http.NewRequest("POST", n.url+"/runnel.v1.RunService/ListWorkflows", strings.NewReader("{}"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+admin)
+	rpc, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	rpc.Body.Close()
+	require.Equal(t, 200, rpc.StatusCode)
+	require.Equal(t, "nosniff", rpc.Header.Get("X-Content-Type-Options"))
+}
+
+// Finding 12: the SQLite database, its -wal and -shm files, admin.token
+// and backups are 0600 and the data directory 0700, also when they existed
+// with wider modes (tightened with a logged notice).
+func TestDataFilesArePrivate(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Chmod(dir, 0o755)) // whatever the umask
+	var logs lockedBuffer
+	start := func() *server.Server {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		srv, err := server.Start(context.Background(), server.Config{
+			DataDir: dir, Listener: ln, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		})
+		require.NoError(t, err)
+		return srv
+	}
+	requireModes := func() {
+		t.Helper()
+		for _, name := range []string{"runnel.db", "runnel.db-wal", "runnel.db-shm", "admin.token"} {
+			fi, err := os.Stat(filepath.Join(dir, name))
+			require.NoError(t, err, name)
+			require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), name)
+		}
+		fi, err := os.Stat(dir)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "data directory")
+	}
+	stop := func(srv *server.Server) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Stop(ctx))
+	}
+
+	srv := start()
+	requireModes()
+	require.Contains(t, logs.String(), "restricted permissions")
+	require.Contains(t, logs.String(), "was=0755 now=0700")
+	stop(srv)
+
+	// An older engine's files, or files copied in by hand.
+	for _, name := range []string{"runnel.db", "admin.token"} {
+		require.NoError(t, os.Chmod(filepath.Join(dir, name), 0o644))
+	}
+	require.NoError(t, os.Chmod(dir, 0o755))
+	srv = start()
+	requireModes()
+	require.Contains(t, logs.String(), "was=0644 now=0600")
+
+	out := filepath.Join(t.TempDir(), "copy.db")
+	require.NoError(t, sqlite.Backup(context.Background(), filepath.Join(dir, "runnel.db"), out))
+	fi, err := os.Stat(out)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "backup")
+	stop(srv)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -138,6 +138,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.bootstrap(ctx); err != nil {
 		return fail(err)
 	}
+	if err := secureDataDir(cfg.DataDir, cfg.Logger); err != nil {
+		return fail(err)
+	}
 	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
 		return fail(err)
 	}
@@ -189,7 +192,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
-		Handler: m.Middleware(mux,
+		Handler: m.Middleware(withSecurityHeaders(mux),
 			"/"+runnelv1connect.RunServiceName+"/", "/"+runnelv1connect.WorkerServiceName+"/"),
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -303,6 +306,9 @@ func openStore(ctx context.Context, cfg Config, opts store.Options) (store.Store
 				return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 			}
 			path = filepath.Join(cfg.DataDir, "runnel.db")
+		}
+		if err := prepareSQLiteFile(path, cfg.Logger); err != nil {
+			return nil, fmt.Errorf("open SQLite store %s: %w", path, err)
 		}
 		st, err := sqlite.OpenConfig(ctx, sqlite.Config{Path: path, SyncFull: cfg.SQLiteSyncFull}, opts)
 		if err != nil {
