@@ -189,10 +189,12 @@ func newDevCommand() *cobra.Command {
 				// The store exists but its admin token file is gone: mint a
 				// token for the built-in worker and the user.
 				admin := engine.Principal{Kind: "admin"}
-				if token, _, err = srv.Engine().CreateToken(ctx, admin, engine.DefaultTenant, "dev"); err != nil {
+				created, err := srv.Engine().CreateToken(ctx, admin, engine.APITokenParams{Tenant: engine.DefaultTenant, Name: "dev"})
+				if err != nil {
 					_ = srv.Stop(context.Background())
 					return err
 				}
+				token = created.Secret
 			}
 			client, err := runnel.NewClient(runnel.WithHost(srv.URL()), runnel.WithToken(token), runnel.WithLogger(cfg.Logger))
 			if err != nil {

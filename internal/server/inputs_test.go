@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -407,4 +408,132 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Also seen: API tokens may expire, and an admin can list and revoke
+// tokens. A revoked token is refused at once (its cached entry included),
+// its live SSE and RPC subscriptions end, and the browser tokens it minted
+// go with it; an expired one is refused at once too.
+func TestTokenExpiryAndRevocation(t *testing.T) {
+	t.Parallel()
+	for _, kind := range stores {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			var offset atomic.Int64 // the engine's clock, moved forward to expire tokens
+			n := startNode(t, kind, func(cfg *server.Config) {
+				cfg.Engine.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+			})
+			tokenExpiryAndRevocation(t, n, &offset)
+		})
+	}
+}
+
+func tokenExpiryAndRevocation(t *testing.T, n *node, offset *atomic.Int64) {
+	ctx := context.Background()
+	startWorker(t, n, "demo", 2, demo.Workflows()...)
+	api, admin := n.url+"/api/v1", n.srv.AdminToken
+	runID, err := n.client.Admin().RunWorkflow(ctx, "demo-slow", map[string]int{"seconds": 60},
+		runnel.WithAdditionalMetadata(map[string]string{"k": "v"}))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = n.client.Admin().CancelRun(context.Background(), runID) })
+
+	// Expiry: valid until its lifetime has passed, then refused.
+	expiring, err := n.client.Admin().MintToken(ctx, runnel.TokenOptions{Name: "ci", ExpiresIn: time.Hour})
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(time.Hour), expiring.ExpiresAt, time.Minute)
+	status, body := call(t, "GET", api+"/runs/"+runID, expiring.Secret, "")
+	require.Equal(t, 200, status, "%v", body)
+	offset.Add(int64(2 * time.Hour))
+	status, body = call(t, "GET", api+"/runs/"+runID, expiring.Secret, "")
+	requireAPIError(t, status, body, 401, "unauthenticated", "token expired")
+	offset.Add(-int64(2 * time.Hour))
+
+	// A backend's API token, a browser token it minted, and both in use.
+	backend, err := n.client.Admin().MintToken(ctx, runnel.TokenOptions{Name: "backend"})
+	require.NoError(t, err)
+	require.True(t, backend.ExpiresAt.IsZero())
+	status, body = call(t, "POST", api+"/tokens", backend.Secret, `{"metaKey": "k", "metaValue": "v"}`)
+	require.Equal(t, 201, status, "%v", body)
+	browser := body["token"].(string)
+	sse := followSSE(t, api+"/stream?metaKey=k&metaValue=v", browser)
+	rpcSub, err := newRaw(n, backend.Secret).runs.Subscribe(ctx, connect.NewRequest(&pb.SubscribeRequest{RunId: runID}))
+	require.NoError(t, err)
+	require.True(t, rpcSub.Receive(), "%v", rpcSub.Err())
+	waitSubscribers(t, n, 2)
+
+	// Only admin tokens manage tokens.
+	_, err = clientFor(t, n, backend.Secret).Admin().ListTokens(ctx)
+	requireCode(t, connect.CodePermissionDenied, err, "only an admin token")
+	_, err = clientFor(t, n, backend.Secret).Admin().RevokeToken(ctx, expiring.ID)
+	requireCode(t, connect.CodePermissionDenied, err, "only an admin token")
+
+	ids, err := n.client.Admin().RevokeToken(ctx, backend.ID)
+	require.NoError(t, err)
+	require.Len(t, ids, 2, "the API token and the browser token it minted")
+	for _, tok := range []string{backend.Secret, browser} {
+		status, body = call(t, "GET", api+"/runs/"+runID, tok, "")
+		requireAPIError(t, status, body, 401, "unauthenticated", "token revoked")
+	}
+	select {
+	case <-sse.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the revoked browser token's SSE stream is still open")
+	}
+	for rpcSub.Receive() {
+	}
+	requireCode(t, connect.CodeUnauthenticated, rpcSub.Err(), "token revoked")
+	waitSubscribers(t, n, 0)
+
+	// Listing shows every API and admin token, never a secret.
+	toks, err := n.client.Admin().ListTokens(ctx)
+	require.NoError(t, err)
+	byID := map[string]runnel.TokenInfo{}
+	for _, tok := range toks {
+		byID[tok.ID] = tok
+		require.NotEqual(t, "browser", tok.Kind)
+	}
+	require.Equal(t, "admin", toks[0].Kind)
+	require.Equal(t, "default", byID[backend.ID].Tenant)
+	require.False(t, byID[backend.ID].RevokedAt.IsZero())
+	require.True(t, byID[expiring.ID].RevokedAt.IsZero())
+	require.WithinDuration(t, expiring.ExpiresAt, byID[expiring.ID].ExpiresAt, time.Millisecond)
+
+	// Revoking again, an unknown id, or the caller itself.
+	ids, err = n.client.Admin().RevokeToken(ctx, backend.ID)
+	require.NoError(t, err)
+	require.Empty(t, ids)
+	_, err = n.client.Admin().RevokeToken(ctx, "0193a1b2-0000-7000-8000-000000000000")
+	requireCode(t, connect.CodeNotFound, err, "unknown token")
+	_, err = n.client.Admin().RevokeToken(ctx, toks[0].ID)
+	requireCode(t, connect.CodeFailedPrecondition, err, "cannot revoke itself")
+
+	// A second admin token can revoke the first.
+	second, err := n.client.Admin().MintToken(ctx, runnel.TokenOptions{Name: "admin-2", Admin: true})
+	require.NoError(t, err)
+	_, err = clientFor(t, n, second.Secret).Admin().RevokeToken(ctx, toks[0].ID)
+	require.NoError(t, err)
+	status, body = call(t, "GET", api+"/runs", admin, "")
+	requireAPIError(t, status, body, 401, "unauthenticated", "token revoked")
+}
+
+// On PostgreSQL, a token revoked through one node is refused by another
+// that had it cached, at once (a notification), not after the cache's
+// lifetime.
+func TestRevocationReachesEveryNode(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, "postgres")
+	b := startNode(t, "postgres", func(cfg *server.Config) { cfg.DatabaseURL = a.srv.Config().DatabaseURL })
+	ctx := context.Background()
+	tok, err := a.client.Admin().MintToken(ctx, runnel.TokenOptions{Name: "leaked"})
+	require.NoError(t, err)
+	status, body := call(t, "GET", b.url+"/api/v1/runs", tok.Secret, "")
+	require.Equal(t, 200, status, "%v", body) // cached on b now
+	_, err = a.client.Admin().RevokeToken(ctx, tok.ID)
+	require.NoError(t, err)
+	// The notification arrives within milliseconds; the cache would keep
+	// the token for 10 s.
+	require.Eventually(t, func() bool {
+		status, _ := call(t, "GET", b.url+"/api/v1/runs", tok.Secret, "")
+		return status == 401
+	}, 5*time.Second, 10*time.Millisecond)
 }

@@ -159,8 +159,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				// completed unblocks its children) for workers here.
 				s.engine.WakeDispatcher()
 			}
-			pg.Listen(baseCtx, wake, func(err error) {
-				cfg.Logger.Warn("listening for event notifications; reconnecting", "err", err)
+			pg.Listen(baseCtx, postgres.Handlers{
+				Events: wake,
+				// Tokens revoked through any node are refused here at once.
+				TokenRevoked: s.engine.ForgetToken,
+				Error: func(err error) {
+					cfg.Logger.Warn("listening for event notifications; reconnecting", "err", err)
+				},
 			})
 		}()
 	}
