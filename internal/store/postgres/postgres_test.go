@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/storetest"
 	"github.com/runnel-dev/runnel/internal/testdb"
@@ -797,4 +798,19 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 
 func BenchmarkReadEvents(b *testing.B) {
 	storetest.BenchmarkReadEvents(b, func(b *testing.B) store.Store { return openTest(b, nil) })
+}
+
+// A NUL in text reaching PostgreSQL (which cannot store it) is a client
+// error, not an internal one: the safety net behind the engine's own check.
+func TestNULInTextIsInvalidArgument(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, nil)
+	ctx := testCtx(t)
+	err := s.Write(ctx, func(tx store.Tx) error {
+		return tx.CreateTenant(ctx, store.Tenant{ID: "t1", Name: "bad\x00name", CreatedAt: time.Now()})
+	})
+	require.Error(t, err)
+	require.Equal(t, apierr.InvalidArgument, apierr.CodeOf(err), "%v", err)
+	_, err = s.GetRun(ctx, "t1", "run\x00id")
+	require.Equal(t, apierr.InvalidArgument, apierr.CodeOf(err), "%v", err)
 }
