@@ -342,16 +342,98 @@ func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {
 }
 
 // CreateToken mints an API token for a tenant (created if it does not
-// exist) and returns its secret; name labels it. Only admin tokens may do
-// this.
+// exist) that never expires, and returns its secret; name labels it. Only
+// admin tokens may do this; see MintToken for expiring and admin tokens.
 //
 // Errors: connect.CodePermissionDenied for a non-admin token.
 func (a *Admin) CreateToken(ctx context.Context, tenant, name string) (string, error) {
-	resp, err := a.c.run.CreateToken(ctx, connect.NewRequest(&runnelv1.CreateTokenRequest{Tenant: tenant, Name: name}))
+	tok, err := a.MintToken(ctx, TokenOptions{Tenant: tenant, Name: name})
 	if err != nil {
-		return "", fmt.Errorf("create token for tenant %q: %w", tenant, err)
+		return "", err
 	}
-	return resp.Msg.GetToken(), nil
+	return tok.Secret, nil
+}
+
+// TokenOptions describe a token to mint with MintToken.
+type TokenOptions struct {
+	Tenant string // created if new; "" is the default tenant
+	Name   string // a label, shown by ListTokens
+	// ExpiresIn is the token's lifetime; 0: it never expires.
+	ExpiresIn time.Duration
+	// Admin mints an admin token, which may also mint, list and revoke
+	// tokens.
+	Admin bool
+}
+
+// MintedToken is a new token: its secret, shown only this once, and its id
+// (for RevokeToken).
+type MintedToken struct {
+	Secret    string    // the token itself (rnl_...), sent as the bearer
+	ID        string    // identifies it for ListTokens and RevokeToken
+	TenantID  string    // the tenant it belongs to
+	ExpiresAt time.Time // zero: never
+}
+
+// MintToken mints an API or admin token. Only admin tokens may do this.
+//
+// Errors: connect.CodePermissionDenied for a non-admin token,
+// connect.CodeInvalidArgument for a bad tenant, name or lifetime.
+func (a *Admin) MintToken(ctx context.Context, o TokenOptions) (MintedToken, error) {
+	resp, err := a.c.run.CreateToken(ctx, connect.NewRequest(&runnelv1.CreateTokenRequest{
+		Tenant: o.Tenant, Name: o.Name, Admin: o.Admin, ExpiresInMs: o.ExpiresIn.Milliseconds(),
+	}))
+	if err != nil {
+		return MintedToken{}, fmt.Errorf("create token for tenant %q: %w", o.Tenant, err)
+	}
+	return MintedToken{
+		Secret: resp.Msg.GetToken(), ID: resp.Msg.GetTokenId(), TenantID: resp.Msg.GetTenantId(),
+		ExpiresAt: fromMicros(resp.Msg.GetExpiresAtUs()),
+	}, nil
+}
+
+// TokenInfo describes an API or admin token (never its secret).
+type TokenInfo struct {
+	ID        string    `json:"id"`                 // for RevokeToken
+	Tenant    string    `json:"tenant"`             // the tenant's name
+	Kind      string    `json:"kind"`               // "admin" or "api"
+	Name      string    `json:"name"`               // the label given when it was minted
+	CreatedAt time.Time `json:"createdAt"`          // when it was minted
+	ExpiresAt time.Time `json:"expiresAt,omitzero"` // zero: never
+	RevokedAt time.Time `json:"revokedAt,omitzero"` // zero: not revoked
+}
+
+// ListTokens lists the API and admin tokens of every tenant, revoked and
+// expired ones included, oldest first (browser tokens are not listed: they
+// live 24 hours at most). Only admin tokens may do this.
+func (a *Admin) ListTokens(ctx context.Context) ([]TokenInfo, error) {
+	resp, err := a.c.run.ListTokens(ctx, connect.NewRequest(&runnelv1.ListTokensRequest{}))
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	out := make([]TokenInfo, 0, len(resp.Msg.GetTokens()))
+	for _, t := range resp.Msg.GetTokens() {
+		out = append(out, TokenInfo{
+			ID: t.GetId(), Tenant: t.GetTenant(), Kind: t.GetKind(), Name: t.GetName(),
+			CreatedAt: fromMicros(t.GetCreatedAtUs()), ExpiresAt: fromMicros(t.GetExpiresAtUs()),
+			RevokedAt: fromMicros(t.GetRevokedAtUs()),
+		})
+	}
+	return out, nil
+}
+
+// RevokeToken revokes a token by id, and the browser tokens it minted: the
+// engine refuses them from then on, on every node, and ends their live
+// subscriptions. It returns the ids revoked now (none if the token was
+// already revoked). Only admin tokens may do this, and not on themselves.
+//
+// Errors: connect.CodeNotFound for an unknown id,
+// connect.CodeFailedPrecondition for the calling token itself.
+func (a *Admin) RevokeToken(ctx context.Context, id string) ([]string, error) {
+	resp, err := a.c.run.RevokeToken(ctx, connect.NewRequest(&runnelv1.RevokeTokenRequest{TokenId: id}))
+	if err != nil {
+		return nil, fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	return resp.Msg.GetRevokedIds(), nil
 }
 
 // fromMicros converts the protocol's microsecond timestamps; 0 means unset.

@@ -2,6 +2,7 @@ package runnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/runnel-dev/runnel/internal/gen/runnel/v1/runnelv1connect"
+	"github.com/runnel-dev/runnel/internal/redact"
 )
 
 // Environment variables read by [NewClient].
@@ -171,18 +173,23 @@ func parseHost(raw string) (string, error) {
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
 	}
+	shown := redact.Secrets(raw) // errors never repeat a password
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("invalid host %q: %w", raw, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the whole URL
+		}
+		return "", fmt.Errorf("invalid host %q: %w", shown, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("invalid host %q: scheme must be http or https", raw)
+		return "", fmt.Errorf("invalid host %q: scheme must be http or https", shown)
 	}
 	if u.Host == "" {
-		return "", fmt.Errorf("invalid host %q: no host name", raw)
+		return "", fmt.Errorf("invalid host %q: no host name", shown)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("invalid host %q: must not have a query or fragment", raw)
+		return "", fmt.Errorf("invalid host %q: must not have a query or fragment", shown)
 	}
 	return strings.TrimRight(u.String(), "/"), nil
 }

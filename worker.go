@@ -516,7 +516,7 @@ func (s *session) report(sctx context.Context, log *slog.Logger, a *runnelv1.Ste
 			_, err = s.w.c.worker.FailStep(cctx, connect.NewRequest(&runnelv1.FailStepRequest{
 				StepRunId: a.GetStepRunId(),
 				Attempt:   a.GetAttempt(),
-				Error:     truncate(stepErr.Error(), maxErrorLen),
+				Error:     truncate(storableText(stepErr.Error()), maxErrorLen),
 				NoRetry:   IsNonRetryable(stepErr),
 			}))
 		}
@@ -595,6 +595,13 @@ func panicStack() string {
 			return b.String()
 		}
 	}
+}
+
+// storableText makes an error message acceptable to the engine, which
+// refuses NUL characters and text that is not UTF-8 (protobuf refuses the
+// latter too): both become U+FFFD, so a step's failure is always recorded.
+func storableText(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
 }
 
 func truncate(s string, n int) string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -433,12 +434,42 @@ func resumePosition(r *http.Request) (runnel.Position, error) {
 		}
 		return p, nil
 	}
-	if after := r.URL.Query().Get("after"); strings.TrimSpace(after) != "" {
+	after, err := queryParam(r.URL.RawQuery, "after")
+	if err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(after) != "" {
 		p, err := parsePosition(after)
 		if err != nil {
 			return "", fmt.Errorf("invalid after: %w", err)
 		}
 		return p, nil
+	}
+	return "", nil
+}
+
+// queryParam returns the first value of the query parameter name. Unlike
+// url.Values, it refuses a pair for name that url.ParseQuery would drop
+// (one holding ';', or a bad %-escape), so ?after=X;Y is an error rather
+// than a silent replay from the start; other parameters (the backend's own)
+// are left alone.
+func queryParam(rawQuery, name string) (string, error) {
+	for rawQuery != "" {
+		var pair string
+		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
+		rawKey, rawValue, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(strings.Split(rawKey, ";")[0])
+		if err != nil || key != name {
+			continue
+		}
+		if strings.Contains(pair, ";") {
+			return "", fmt.Errorf("invalid %s: ';' does not separate query parameters (use '&')", name)
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			return "", fmt.Errorf("invalid %s: bad %%-escape", name)
+		}
+		return value, nil
 	}
 	return "", nil
 }

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -67,10 +69,17 @@ func (h *HTTP) Mount(mux *http.ServeMux) {
 }
 
 // authenticated resolves the request's token (Authorization header, or
-// ?token= for EventSource, which cannot set headers) to a principal.
+// ?token= for EventSource, which cannot set headers) to a principal. A
+// query string that does not parse is refused first (400), so no handler
+// acts on a query with pairs silently left out.
 func (h *HTTP) authenticated(fn func(http.ResponseWriter, *http.Request, engine.Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := h.engine.Authenticate(r.Context(), BearerToken(r.Header, r.URL.Query().Get))
+		q, err := parseQuery(r.URL.RawQuery)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		p, err := h.engine.Authenticate(r.Context(), BearerToken(r.Header, q.Get))
 		if err != nil {
 			h.writeError(w, r, err)
 			return
@@ -90,7 +99,8 @@ func (h *HTTP) cors(next http.Handler) http.Handler {
 		}
 		if allowed {
 			w.Header().Set("Access-Control-Allow-Origin", origin)
-			w.Header().Set("Access-Control-Expose-Headers", "Content-Type")
+			// Retry-After tells a page refused with 429 when to try again.
+			w.Header().Set("Access-Control-Expose-Headers", "Content-Type, Retry-After")
 		}
 		if r.Method == http.MethodOptions {
 			if !allowed {
@@ -108,10 +118,19 @@ func (h *HTTP) cors(next http.Handler) http.Handler {
 }
 
 // decodeJSON reads a JSON request body into v: at most MaxRequestBody bytes,
-// no unknown fields, nothing after the value. The Content-Type is not
-// checked (curl -d sends a form type); the body must be JSON whatever it says.
+// a JSON object (null, which encoding/json takes as "leave v alone", is
+// refused), no unknown fields, nothing after the value. The Content-Type is
+// not checked (curl -d sends a form type); the body must be JSON whatever
+// it says.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+	if err != nil {
+		return bodyError(err)
+	}
+	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
+		return apierr.New(apierr.InvalidArgument, "request body is null: want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return bodyError(err)

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
@@ -17,13 +19,48 @@ func FuzzParseListQuery(f *testing.F) {
 	f.Add("workflow=a&status=completed&meta=k:v&limit=10&before=x")
 	f.Add("meta=:&limit=-1")
 	f.Add("%zz")
+	f.Add("workflow=a;x")
+	f.Add("before=garbage")
 	f.Fuzz(func(t *testing.T, raw string) {
-		q, err := url.ParseQuery(raw)
+		q, err := parseQuery(raw)
 		if err != nil {
 			return
 		}
 		if _, err := parseListQuery(q); err != nil && apierr.CodeOf(err) != apierr.InvalidArgument {
 			t.Fatalf("parseListQuery(%q): %v", raw, err)
+		}
+	})
+}
+
+// parseQuery refuses exactly what url.ParseQuery would drop or fail on,
+// with a client error, and otherwise reads the same values; a token's
+// value never appears in its error.
+func FuzzParseQuery(f *testing.F) {
+	f.Add("workflow=a&status=completed")
+	f.Add("workflow=a;x")
+	f.Add("token=rnl_secret;x")
+	f.Add("a=%zz&&b")
+	f.Add("=&=x&%3B=%3B")
+	f.Fuzz(func(t *testing.T, raw string) {
+		got, err := parseQuery(raw)
+		want, stdErr := url.ParseQuery(raw)
+		if err != nil {
+			if apierr.CodeOf(err) != apierr.InvalidArgument {
+				t.Fatalf("parseQuery(%q): %v", raw, err)
+			}
+			if stdErr == nil {
+				t.Fatalf("parseQuery(%q) refused what url.ParseQuery reads: %v", raw, err)
+			}
+			if strings.Contains(err.Error(), `"token=rnl_secret`) {
+				t.Fatalf("parseQuery(%q) repeated the token: %v", raw, err)
+			}
+			return
+		}
+		if stdErr != nil {
+			t.Fatalf("parseQuery(%q) accepted what url.ParseQuery refuses (%v)", raw, stdErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("parseQuery(%q) = %v, url.ParseQuery = %v", raw, got, want)
 		}
 	})
 }
@@ -49,6 +86,7 @@ func FuzzBearerToken(f *testing.F) {
 	f.Add("Bearer rnl_abc", "")
 	f.Add("", "rnl_x")
 	f.Add("Basic Zm9v", "y")
+	f.Add("bearer rnl_abc", "")
 	f.Fuzz(func(t *testing.T, auth, query string) {
 		h := http.Header{}
 		h.Set("Authorization", auth)
@@ -63,6 +101,7 @@ func FuzzDecodeTriggerBody(f *testing.F) {
 	f.Add([]byte(`{"input": {"a": 1}, "additionalMetadata": {"k": "v"}}`))
 	f.Add([]byte(`{"input": `))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(` null `))
 	f.Add([]byte(`{"additionalMetadata": {"k": 1}} {}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest("POST", "/", bytes.NewReader(body))

@@ -43,7 +43,11 @@ func (h *HTTP) pushEvent(w http.ResponseWriter, r *http.Request, p engine.Princi
 // event of every run carrying the pair, including runs created later, as
 // SSE. It never ends by itself. Browser tokens must be scoped to the pair.
 func (h *HTTP) streamMetadata(w http.ResponseWriter, r *http.Request, p engine.Principal) {
-	q := r.URL.Query()
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	key, value := q.Get("metaKey"), q.Get("metaValue")
 	if key == "" {
 		h.writeError(w, r, apierr.New(apierr.InvalidArgument, "metaKey is required (with metaValue): the additional metadata pair to follow"))

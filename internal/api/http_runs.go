@@ -93,7 +93,12 @@ func (h *HTTP) listRuns(w http.ResponseWriter, r *http.Request, p engine.Princip
 		h.writeError(w, r, err)
 		return
 	}
-	params, err := parseListQuery(r.URL.Query())
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	params, err := parseListQuery(q)
 	if err != nil {
 		h.writeError(w, r, err)
 		return

@@ -46,7 +46,12 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 		h.writeError(w, r, err)
 		return
 	}
-	from, types, err := streamStart(r.Header, r.URL.Query())
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	from, types, err := streamStart(r.Header, q)
 	if err != nil {
 		h.writeError(w, r, err)
 		return

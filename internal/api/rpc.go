@@ -36,6 +36,8 @@ func NewRPC(e *engine.Engine, log *slog.Logger) *RPC {
 func (r *RPC) Mount(mux *http.ServeMux) {
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&authInterceptor{engine: r.engine, log: r.log}),
+		// After authentication: strings the store cannot keep are refused.
+		connect.WithInterceptors(textCheck{}),
 		connect.WithReadMaxBytes(MaxRPCMessageSize),
 		// gzip costs more CPU than it saves between an engine and its
 		// workers and clients, which sit on one network: a subscription
@@ -67,10 +69,11 @@ func mustPrincipal(ctx context.Context) engine.Principal {
 }
 
 // BearerToken extracts the token of a request: the Authorization header, or
-// the token query parameter (EventSource cannot set headers).
+// the token query parameter (EventSource cannot set headers). The scheme is
+// case-insensitive (RFC 7235), so "bearer TOKEN" works too.
 func BearerToken(h http.Header, query func(string) string) string {
 	if auth := h.Get("Authorization"); auth != "" {
-		if tok, ok := strings.CutPrefix(auth, "Bearer "); ok {
+		if scheme, tok, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(tok)
 		}
 		return ""

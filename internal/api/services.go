@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"math"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -107,6 +109,9 @@ func (s *workerService) PutStream(ctx context.Context, req *connect.Request[pb.P
 func (s *workerService) CompleteStep(ctx context.Context, req *connect.Request[pb.CompleteStepRequest]) (*connect.Response[pb.CompleteStepResponse], error) {
 	p := mustPrincipal(ctx)
 	if err := requireWriter(p); err != nil {
+		return nil, err
+	}
+	if err := engine.CheckJSONText("step output", req.Msg.Output); err != nil {
 		return nil, err
 	}
 	if err := s.engine.CompleteStep(ctx, p.TenantID, req.Msg.StepRunId, int(req.Msg.Attempt), req.Msg.Output); err != nil {
@@ -255,11 +260,46 @@ func (s *runService) Subscribe(ctx context.Context, req *connect.Request[pb.Subs
 }
 
 func (s *runService) CreateToken(ctx context.Context, req *connect.Request[pb.CreateTokenRequest]) (*connect.Response[pb.CreateTokenResponse], error) {
-	secret, tenantID, err := s.engine.CreateToken(ctx, mustPrincipal(ctx), req.Msg.Tenant, req.Msg.Name)
+	if ms := req.Msg.ExpiresInMs; ms < 0 || ms > maxTokenLifetimeMs {
+		return nil, apierr.New(apierr.InvalidArgument, "expires_in_ms %d out of range 0..%d", ms, int64(maxTokenLifetimeMs))
+	}
+	created, err := s.engine.CreateToken(ctx, mustPrincipal(ctx), engine.APITokenParams{
+		Tenant: req.Msg.Tenant, Name: req.Msg.Name, Admin: req.Msg.Admin,
+		ExpiresIn: time.Duration(req.Msg.ExpiresInMs) * time.Millisecond,
+	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&pb.CreateTokenResponse{Token: secret, TenantId: tenantID}), nil
+	return connect.NewResponse(&pb.CreateTokenResponse{
+		Token: created.Secret, TenantId: created.TenantID, TokenId: created.ID, ExpiresAtUs: micros(created.ExpiresAt),
+	}), nil
+}
+
+// maxTokenLifetimeMs keeps a lifetime in milliseconds from overflowing a
+// time.Duration (about 292 years).
+const maxTokenLifetimeMs = int64(math.MaxInt64 / int64(time.Millisecond))
+
+func (s *runService) ListTokens(ctx context.Context, req *connect.Request[pb.ListTokensRequest]) (*connect.Response[pb.ListTokensResponse], error) {
+	toks, err := s.engine.ListTokens(ctx, mustPrincipal(ctx))
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListTokensResponse{Tokens: make([]*pb.TokenInfo, len(toks))}
+	for i, t := range toks {
+		out.Tokens[i] = &pb.TokenInfo{
+			Id: t.ID, Tenant: t.TenantName, Kind: t.Kind, Name: t.Name, CreatedAtUs: micros(t.CreatedAt),
+			ExpiresAtUs: micros(t.ExpiresAt), RevokedAtUs: micros(t.RevokedAt),
+		}
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (s *runService) RevokeToken(ctx context.Context, req *connect.Request[pb.RevokeTokenRequest]) (*connect.Response[pb.RevokeTokenResponse], error) {
+	ids, err := s.engine.RevokeToken(ctx, mustPrincipal(ctx), req.Msg.TokenId)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.RevokeTokenResponse{RevokedIds: ids}), nil
 }
 
 func eventToPB(codec eventlog.Codec, ev store.Event) *pb.Event {

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/runnel-dev/runnel/internal/redact"
 )
 
 // Options configure a bench run.
@@ -125,7 +127,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.DB = "sqlite"
 	}
 	if o.DB != "sqlite" && !o.postgres() {
-		return nil, fmt.Errorf("invalid --db %q: want sqlite or a postgres:// URL", o.DB)
+		return nil, fmt.Errorf("invalid --db %q: want sqlite or a postgres:// URL", redact.Secrets(o.DB))
 	}
 	var all [][]Measurement
 	for i := range o.Repeat {

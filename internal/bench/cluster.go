@@ -21,7 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/runnel-dev/runnel/internal/store/postgres"
+	"github.com/runnel-dev/runnel/internal/redact"
 )
 
 // cluster is what a scenario runs against: engine processes it started (or
@@ -103,7 +103,7 @@ func startCluster(ctx context.Context, opts Options, nodes int) (c *cluster, err
 func (c *cluster) createSchema(ctx context.Context) (string, error) {
 	conn, err := pgx.Connect(ctx, c.opts.DB)
 	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", postgres.Redact(c.opts.DB), err)
+		return "", fmt.Errorf("connect to %s: %w", redact.Secrets(c.opts.DB), err)
 	}
 	defer conn.Close(context.Background())
 	var suffix [6]byte
@@ -122,7 +122,8 @@ func (c *cluster) createSchema(ctx context.Context) (string, error) {
 	}
 	u, err := url.Parse(c.opts.DB)
 	if err != nil {
-		return "", fmt.Errorf("parse --db: %w", err)
+		// url.Error repeats the whole URL, password included.
+		return "", fmt.Errorf("invalid --db %s: not a URL", redact.Secrets(c.opts.DB))
 	}
 	q := u.Query()
 	q.Set("search_path", schema)

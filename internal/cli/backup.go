@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runnel-dev/runnel/internal/redact"
 	"github.com/runnel-dev/runnel/internal/store/sqlite"
 )
 
@@ -57,5 +58,5 @@ func backupSource(dataDir, db string) (string, error) {
 	case strings.HasPrefix(db, "sqlite://") && len(db) > len("sqlite://"):
 		return strings.TrimPrefix(db, "sqlite://"), nil
 	}
-	return "", fmt.Errorf("invalid --db %q: want sqlite://PATH", db)
+	return "", fmt.Errorf("invalid --db %q: want sqlite://PATH", redact.Secrets(db))
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/redact"
 )
 
 // defaultDataDir is where `runnel dev` and `runnel server` keep their data
@@ -95,7 +96,7 @@ func (f *clientFlags) explain(err error) error {
 		}
 		return withHint(err, fmt.Sprintf("no engine answered at %s (%s). Start one with `runnel dev` "+
 			"(an engine plus the demo workflows) or `runnel server`, or point --host / $%s at a running engine",
-			f.hostUsed, f.hostFrom, runnel.EnvHost))
+			redact.Secrets(f.hostUsed), f.hostFrom, runnel.EnvHost))
 	case connect.CodeUnauthenticated:
 		const where = "An engine writes its admin token to <data dir>/admin.token on first start and prints it once"
 		if f.tokenFrom == "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/demo"
 	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/redact"
 	"github.com/runnel-dev/runnel/internal/server"
 )
 
@@ -188,10 +189,12 @@ func newDevCommand() *cobra.Command {
 				// The store exists but its admin token file is gone: mint a
 				// token for the built-in worker and the user.
 				admin := engine.Principal{Kind: "admin"}
-				if token, _, err = srv.Engine().CreateToken(ctx, admin, engine.DefaultTenant, "dev"); err != nil {
+				created, err := srv.Engine().CreateToken(ctx, admin, engine.APITokenParams{Tenant: engine.DefaultTenant, Name: "dev"})
+				if err != nil {
 					_ = srv.Stop(context.Background())
 					return err
 				}
+				token = created.Secret
 			}
 			client, err := runnel.NewClient(runnel.WithHost(srv.URL()), runnel.WithToken(token), runnel.WithLogger(cfg.Logger))
 			if err != nil {
@@ -232,7 +235,7 @@ func newDevCommand() *cobra.Command {
 
 func describeStore(cfg server.Config) string {
 	if cfg.DatabaseURL != "" {
-		return cfg.DatabaseURL
+		return redact.Secrets(cfg.DatabaseURL)
 	}
 	return "SQLite at " + filepath.Join(cfg.DataDir, "runnel.db")
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/store"
@@ -77,7 +76,10 @@ func (e *Engine) SpawnRun(ctx context.Context, tenantID, parentStepRunID string,
 	if parentStepRunID == "" || parentAttempt < 1 {
 		return "", apierr.New(apierr.InvalidArgument, "a spawn needs the parent step run and its attempt (from 1)")
 	}
-	if len(key) > maxSpawnKeyLen || !utf8.ValidString(key) {
+	if err := checkTexts("spawn key", key, "workflow name", workflow, "parent step run id", parentStepRunID); err != nil {
+		return "", err
+	}
+	if len(key) > maxSpawnKeyLen {
 		return "", apierr.New(apierr.InvalidArgument, "spawn key must be valid UTF-8 of at most %d bytes", maxSpawnKeyLen)
 	}
 	input, err := normalizeInput(input)
@@ -167,6 +169,9 @@ func (e *Engine) SpawnRun(ctx context.Context, tenantID, parentStepRunID string,
 // ListChildRuns returns the runs spawned from a run's steps, oldest first.
 // Errors: NotFound for an unknown run.
 func (e *Engine) ListChildRuns(ctx context.Context, tenantID, runID string) ([]store.Run, error) {
+	if err := CheckText("run id", runID); err != nil {
+		return nil, err
+	}
 	if _, err := e.store.GetRun(ctx, tenantID, runID); err != nil {
 		return nil, notFound(err, "unknown run %s", runID)
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 )
@@ -43,12 +44,18 @@ func (e *Engine) subscription(ctx context.Context, p Principal) (sctx context.Co
 	if err != nil {
 		return nil, nil, err
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(e.draining, cancel)
+	sctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(e.draining, func() { cancel(nil) })
+	unwatch := e.tokens.watch(p, cancel) // ended if p's token is revoked
 	return sctx, func(err error) error {
 		stop()
-		cancel()
+		unwatch()
+		cause := context.Cause(sctx)
+		cancel(nil)
 		release()
+		if err != nil && ctx.Err() == nil && errors.Is(cause, errTokenRevoked) {
+			return errTokenRevoked
+		}
 		if err != nil && ctx.Err() == nil && e.draining.Err() != nil {
 			return errDraining()
 		}

@@ -145,6 +145,19 @@ func (l *mintLimiter) take(tokenID string, now time.Time) error {
 	return nil
 }
 
+// refund gives back a mint taken for a request that then failed (an
+// unknown run, a store error): only tokens actually minted count.
+func (l *mintLimiter) refund(tokenID string) {
+	if l.rate <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b, ok := l.buckets[tokenID]; ok {
+		b.level = min(l.burst, b.level+1)
+	}
+}
+
 func (l *mintLimiter) refill(b *bucket, now time.Time) {
 	if elapsed := now.Sub(b.at); elapsed > 0 {
 		b.level = min(l.burst, b.level+elapsed.Seconds()*l.rate)

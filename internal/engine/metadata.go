@@ -36,6 +36,9 @@ func (e *Engine) SubscribeMetadata(ctx context.Context, p SubscribeMetadataParam
 	if p.Key == "" {
 		return apierr.New(apierr.InvalidArgument, "a metadata subscription needs a key (the additional metadata key to follow)")
 	}
+	if err := checkTexts("metadata key", p.Key, "metadata value", p.Value); err != nil {
+		return err
+	}
 	// A pair no run can carry (TriggerRun refuses such keys and values) is
 	// a mistake worth reporting rather than a subscription that stays
 	// silent forever.
@@ -45,7 +48,7 @@ func (e *Engine) SubscribeMetadata(ctx context.Context, p SubscribeMetadataParam
 	if len(p.Value) > maxMetaValueLen {
 		return apierr.New(apierr.InvalidArgument, "metadata value of %d bytes, more than the limit of %d", len(p.Value), maxMetaValueLen)
 	}
-	start, err := e.parseSubscription(p.From, p.Types)
+	start, err := e.parseSubscription(ctx, p.From, p.Types)
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/eventlog"
@@ -37,6 +40,9 @@ type TriggerParams struct {
 // steps. Errors: NotFound for an unknown workflow (naming the registered
 // ones), InvalidArgument for input that is not JSON or bad metadata.
 func (e *Engine) TriggerRun(ctx context.Context, p TriggerParams) (string, error) {
+	if err := CheckText("workflow name", p.Workflow); err != nil {
+		return "", err
+	}
 	input, err := normalizeInput(p.Input)
 	if err != nil {
 		return "", err
@@ -146,6 +152,9 @@ func normalizeInput(in []byte) ([]byte, error) {
 	if !json.Valid(in) {
 		return nil, apierr.New(apierr.InvalidArgument, "input is not valid JSON")
 	}
+	if err := CheckJSONText("input", in); err != nil {
+		return nil, err
+	}
 	return in, nil
 }
 
@@ -154,6 +163,12 @@ func validateMetadata(m map[string]string) error {
 		return apierr.New(apierr.InvalidArgument, "additional metadata has %d pairs, more than the limit of %d", len(m), maxMetadataPairs)
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if err := CheckText("additional metadata key "+strconv.Quote(truncateText(k)), k); err != nil {
+			return err
+		}
+		if err := CheckText("additional metadata value of "+strconv.Quote(truncateText(k)), m[k]); err != nil {
+			return err
+		}
 		if k == "" || len(k) > maxMetaKeyLen {
 			return apierr.New(apierr.InvalidArgument, "additional metadata key %q: want 1-%d bytes", k, maxMetaKeyLen)
 		}
@@ -168,6 +183,9 @@ func validateMetadata(m map[string]string) error {
 // are cancelled, running ones are cancelled and their workers told to stop.
 // Errors: NotFound, FailedPrecondition when the run already finished.
 func (e *Engine) CancelRun(ctx context.Context, tenantID, runID string) (store.RunStatus, error) {
+	if err := CheckText("run id", runID); err != nil {
+		return "", err
+	}
 	var rs *runState
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		var err error
@@ -207,6 +225,9 @@ type StepView struct {
 
 // GetRun returns a run with its steps and attempts. Errors: NotFound.
 func (e *Engine) GetRun(ctx context.Context, tenantID, runID string) (RunView, error) {
+	if err := CheckText("run id", runID); err != nil {
+		return RunView{}, err
+	}
 	run, err := e.store.GetRun(ctx, tenantID, runID)
 	if err != nil {
 		return RunView{}, notFound(err, "unknown run %s", runID)
@@ -234,11 +255,18 @@ func (e *Engine) GetRun(ctx context.Context, tenantID, runID string) (RunView, e
 
 // ListRuns lists runs newest first. Errors: InvalidArgument for bad filters.
 func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
+	if err := checkTexts("workflow filter", p.Workflow, "status filter", string(p.Status),
+		"metadata filter key", p.MetaKey, "metadata filter value", p.MetaValue, "before", p.Before); err != nil {
+		return nil, err
+	}
 	if p.Status != "" && !validRunStatus(p.Status) {
 		return nil, apierr.New(apierr.InvalidArgument, "unknown run status %q (want queued, running, completed, failed, cancelled or timed_out)", p.Status)
 	}
 	if (p.MetaKey == "") != (p.MetaValue == "") && p.MetaKey == "" {
 		return nil, apierr.New(apierr.InvalidArgument, "a metadata filter needs a key")
+	}
+	if p.Before != "" && !isRunID(p.Before) {
+		return nil, apierr.New(apierr.InvalidArgument, "invalid before %q: want a run id (the nextBefore of the previous page)", truncateText(p.Before))
 	}
 	if p.Limit < 0 || p.Limit > maxListLimit {
 		return nil, apierr.New(apierr.InvalidArgument, "limit %d out of range 1..%d", p.Limit, maxListLimit)
@@ -247,6 +275,16 @@ func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.
 		p.Limit = 50
 	}
 	return e.store.ListRuns(ctx, p)
+}
+
+// isRunID reports whether s has the form of a run id (a UUID in its
+// canonical 36-character form).
+func isRunID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
 }
 
 func validRunStatus(s store.RunStatus) bool {
@@ -282,7 +320,10 @@ type SubscribeParams struct {
 // ResourceExhausted over the subscriber limits, Unavailable when the node
 // is shutting down (before or during the subscription).
 func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver eventlog.Deliver) error {
-	start, err := e.parseSubscription(p.From, p.Types)
+	if err := CheckText("run id", p.RunID); err != nil {
+		return err
+	}
+	start, err := e.parseSubscription(ctx, p.From, p.Types)
 	if err != nil {
 		return err
 	}
@@ -308,8 +349,10 @@ type subscriptionStart struct {
 
 // parseSubscription reads a subscription's start point ("" or "start",
 // "now", or a client position) and event types, shared by run and metadata
-// subscriptions. Errors: InvalidArgument.
-func (e *Engine) parseSubscription(from string, types []string) (subscriptionStart, error) {
+// subscriptions. Errors: InvalidArgument, also for a position beyond the
+// log's newest one, which no event ever had: resuming after it would skip,
+// silently, every event until the log got there.
+func (e *Engine) parseSubscription(ctx context.Context, from string, types []string) (subscriptionStart, error) {
 	var s subscriptionStart
 	switch from {
 	case "", "start":
@@ -319,6 +362,13 @@ func (e *Engine) parseSubscription(from string, types []string) (subscriptionSta
 		pos, err := e.codec.Decode(from)
 		if err != nil {
 			return s, err
+		}
+		head, err := e.store.LastPosition(ctx)
+		if err != nil {
+			return s, fmt.Errorf("read the log's newest position: %w", err)
+		}
+		if pos > head {
+			return s, apierr.New(apierr.InvalidArgument, "position %q is beyond the newest event of the log (%s): it was not handed out by this engine's database", truncateText(from), e.codec.Encode(head))
 		}
 		s.after = pos
 	}

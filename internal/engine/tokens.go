@@ -30,6 +30,9 @@ type Principal struct {
 	RunID     string // browser scope
 	MetaKey   string
 	MetaValue string
+	// MintedBy is the id of the token that minted this browser token, if
+	// known: revoking that one ends this one too.
+	MintedBy string
 }
 
 // IsAdmin reports whether the principal may manage tenants and tokens.
@@ -52,7 +55,10 @@ func (p Principal) CanReadRun(run store.Run) bool {
 	if p.RunID != "" {
 		return run.ID == p.RunID
 	}
-	return p.MetaKey != "" && run.Metadata[p.MetaKey] == p.MetaValue
+	// The key must be present: a missing key is not the empty value, or a
+	// token for (K, "") would read every run without K.
+	v, ok := run.Metadata[p.MetaKey]
+	return p.MetaKey != "" && ok && v == p.MetaValue
 }
 
 func newSecret() string {
@@ -68,11 +74,15 @@ func hashSecret(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// tokenCache spares a store read per request. Entries live briefly, so an
-// expired token stops working within tokenCacheTTL at most.
+// tokenCache spares a store read per request. Expiry is checked on every
+// request against the cached token; a revocation removes the token from
+// the cache at once (ForgetToken), on every node. Entries are re-read after
+// tokenCacheTTL anyway.
 type tokenCache struct {
 	mu      sync.Mutex
 	entries map[string]cachedToken
+	// live are the live subscriptions by token id (see revoke.go).
+	live map[string]map[*liveSub]struct{}
 }
 
 type cachedToken struct {
@@ -117,12 +127,15 @@ func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, er
 		e.tokens.entries[hash] = c
 		e.tokens.mu.Unlock()
 	}
+	if !c.tok.RevokedAt.IsZero() {
+		return Principal{}, errTokenRevoked
+	}
 	if !c.tok.ExpiresAt.IsZero() && !now.Before(c.tok.ExpiresAt) {
 		return Principal{}, apierr.New(apierr.Unauthenticated, "token expired")
 	}
 	return Principal{
 		TenantID: c.tok.TenantID, TokenID: c.tok.ID, Kind: c.tok.Kind,
-		RunID: c.tok.RunID, MetaKey: c.tok.MetaKey, MetaValue: c.tok.MetaValue,
+		RunID: c.tok.RunID, MetaKey: c.tok.MetaKey, MetaValue: c.tok.MetaValue, MintedBy: c.tok.CreatedBy,
 	}, nil
 }
 
@@ -158,25 +171,54 @@ func (e *Engine) Bootstrap(ctx context.Context) (string, error) {
 	return secret, nil
 }
 
-// CreateToken mints an API token for a tenant, creating the tenant if it
-// does not exist. Only admin tokens may. Errors: PermissionDenied,
-// InvalidArgument for a bad tenant name, ResourceExhausted (with a
+// MaxTokenNameLen bounds a token's label.
+const MaxTokenNameLen = 256
+
+// CreateToken mints an API token (or, with Admin, an admin token) for a
+// tenant, creating the tenant if it does not exist, optionally expiring.
+// Only admin tokens may. Errors: PermissionDenied, InvalidArgument for a
+// bad tenant name, label or lifetime, ResourceExhausted (with a
 // RetryAfter) when p mints too fast.
-func (e *Engine) CreateToken(ctx context.Context, p Principal, tenantName, name string) (secret, tenantID string, err error) {
+func (e *Engine) CreateToken(ctx context.Context, p Principal, tp APITokenParams) (created CreatedToken, err error) {
 	if !p.IsAdmin() {
-		return "", "", apierr.New(apierr.PermissionDenied, "only an admin token may create tokens")
+		return created, apierr.New(apierr.PermissionDenied, "only an admin token may create tokens")
 	}
+	tenantName, name := tp.Tenant, tp.Name
 	if tenantName == "" {
 		tenantName = DefaultTenant
 	}
+	if err := CheckText("token name", name); err != nil {
+		return created, err
+	}
+	if len(name) > MaxTokenNameLen {
+		return created, apierr.New(apierr.InvalidArgument, "token name of %d bytes: at most %d", len(name), MaxTokenNameLen)
+	}
 	if err := validateName("tenant", tenantName); err != nil {
-		return "", "", err
+		return created, err
+	}
+	if tp.ExpiresIn < 0 || (tp.ExpiresIn > 0 && tp.ExpiresIn < time.Second) {
+		return created, apierr.New(apierr.InvalidArgument, "token lifetime %s: want at least 1s (or none, for a token that never expires)", tp.ExpiresIn)
+	}
+	kind := store.TokenAPI
+	if tp.Admin {
+		kind = store.TokenAdmin
 	}
 	if err := e.mints.take(p.TokenID, e.now()); err != nil {
-		return "", "", err
+		return created, err
 	}
-	secret = newSecret()
+	defer func() {
+		if err != nil {
+			e.mints.refund(p.TokenID)
+		}
+	}()
+	secret := newSecret()
 	now := e.now()
+	var expires time.Time
+	if tp.ExpiresIn > 0 {
+		expires = now.Add(tp.ExpiresIn)
+	}
+	id := newID()
+	var tenantID string
 	err = e.store.Write(ctx, func(tx store.Tx) error {
 		t, err := tx.GetTenantByName(ctx, tenantName)
 		if errors.Is(err, store.ErrNotFound) {
@@ -188,13 +230,14 @@ func (e *Engine) CreateToken(ctx context.Context, p Principal, tenantName, name 
 		}
 		tenantID = t.ID
 		return tx.CreateToken(ctx, store.Token{
-			ID: newID(), TenantID: t.ID, Hash: hashSecret(secret), Kind: store.TokenAPI, Name: name, CreatedAt: now,
+			ID: id, TenantID: t.ID, Hash: hashSecret(secret), Kind: kind, Name: name,
+			ExpiresAt: expires, CreatedAt: now, CreatedBy: p.TokenID,
 		})
 	})
 	if err != nil {
-		return "", "", err
+		return created, err
 	}
-	return secret, tenantID, nil
+	return CreatedToken{Secret: secret, ID: id, TenantID: tenantID, ExpiresAt: expires}, nil
 }
 
 // Browser token lifetimes.
@@ -221,11 +264,19 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 	if !p.CanWrite() {
 		return "", time.Time{}, apierr.New(apierr.PermissionDenied, "a browser token cannot mint tokens")
 	}
+	if err := checkTexts("runId", bp.RunID, "metaKey", bp.MetaKey, "metaValue", bp.MetaValue); err != nil {
+		return "", time.Time{}, err
+	}
 	switch {
 	case bp.RunID != "" && (bp.MetaKey != "" || bp.MetaValue != ""):
 		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "scope a browser token to a run or to a metadata pair, not both")
 	case bp.RunID == "" && bp.MetaKey == "":
 		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "a browser token needs a scope: runId, or metaKey and metaValue")
+	case bp.RunID == "" && bp.MetaValue == "":
+		// An empty value is too easily a missing one (an unset variable on
+		// the backend): refuse it rather than mint a token for a pair that
+		// reads as "every run with an empty K".
+		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "metaValue is empty: a browser token scoped to metadata key %q needs a non-empty value", bp.MetaKey)
 	case bp.MetaKey != "" && (len(bp.MetaKey) > maxMetaKeyLen || len(bp.MetaValue) > maxMetaValueLen):
 		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "metaKey or metaValue too long")
 	}
@@ -238,6 +289,11 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 	if err := e.mints.take(p.TokenID, e.now()); err != nil {
 		return "", time.Time{}, err
 	}
+	defer func() {
+		if err != nil {
+			e.mints.refund(p.TokenID)
+		}
+	}()
 	if bp.RunID != "" {
 		if _, err := e.store.GetRun(ctx, p.TenantID, bp.RunID); err != nil {
 			return "", time.Time{}, notFound(err, "unknown run %s", bp.RunID)
@@ -250,7 +306,7 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 		return tx.CreateToken(ctx, store.Token{
 			ID: newID(), TenantID: p.TenantID, Hash: hashSecret(secret), Kind: store.TokenBrowser,
 			Name: "browser", RunID: bp.RunID, MetaKey: bp.MetaKey, MetaValue: bp.MetaValue,
-			ExpiresAt: expires, CreatedAt: now,
+			ExpiresAt: expires, CreatedAt: now, CreatedBy: p.TokenID,
 		})
 	})
 	if err != nil {

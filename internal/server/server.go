@@ -24,6 +24,7 @@ import (
 	"github.com/runnel-dev/runnel/internal/eventlog"
 	"github.com/runnel-dev/runnel/internal/gen/runnel/v1/runnelv1connect"
 	"github.com/runnel-dev/runnel/internal/metrics"
+	"github.com/runnel-dev/runnel/internal/redact"
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/postgres"
 	"github.com/runnel-dev/runnel/internal/store/sqlite"
@@ -70,7 +71,7 @@ func (c *Config) Validate() error {
 	case c.DatabaseURL == "", strings.HasPrefix(c.DatabaseURL, "sqlite://"),
 		strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
 	default:
-		return fmt.Errorf("invalid database URL %q: want sqlite://PATH or postgres://...", postgres.Redact(c.DatabaseURL))
+		return fmt.Errorf("invalid database URL %q: want sqlite://PATH or postgres://...", redact.Secrets(c.DatabaseURL))
 	}
 	return nil
 }
@@ -137,6 +138,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.bootstrap(ctx); err != nil {
 		return fail(err)
 	}
+	if err := secureDataDir(cfg.DataDir, cfg.Logger); err != nil {
+		return fail(err)
+	}
 	if err := s.engine.Start(context.WithoutCancel(ctx)); err != nil {
 		return fail(err)
 	}
@@ -155,8 +159,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				// completed unblocks its children) for workers here.
 				s.engine.WakeDispatcher()
 			}
-			pg.Listen(baseCtx, wake, func(err error) {
-				cfg.Logger.Warn("listening for event notifications; reconnecting", "err", err)
+			pg.Listen(baseCtx, postgres.Handlers{
+				Events: wake,
+				// Tokens revoked through any node are refused here at once.
+				TokenRevoked: s.engine.ForgetToken,
+				Error: func(err error) {
+					cfg.Logger.Warn("listening for event notifications; reconnecting", "err", err)
+				},
 			})
 		}()
 	}
@@ -188,7 +197,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
-		Handler: m.Middleware(mux,
+		Handler: m.Middleware(withSecurityHeaders(mux),
 			"/"+runnelv1connect.RunServiceName+"/", "/"+runnelv1connect.WorkerServiceName+"/"),
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -302,6 +311,9 @@ func openStore(ctx context.Context, cfg Config, opts store.Options) (store.Store
 				return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 			}
 			path = filepath.Join(cfg.DataDir, "runnel.db")
+		}
+		if err := prepareSQLiteFile(path, cfg.Logger); err != nil {
+			return nil, fmt.Errorf("open SQLite store %s: %w", path, err)
 		}
 		st, err := sqlite.OpenConfig(ctx, sqlite.Config{Path: path, SyncFull: cfg.SQLiteSyncFull}, opts)
 		if err != nil {

@@ -119,6 +119,18 @@ type Token struct {
 	MetaValue string
 	ExpiresAt time.Time // zero: never
 	CreatedAt time.Time
+	// RevokedAt is when the token was revoked; zero: it was not.
+	RevokedAt time.Time
+	// CreatedBy is the id of the token that minted this one (browser
+	// tokens): revoking that token revokes this one too. Empty for others
+	// and for browser tokens minted before it was recorded.
+	CreatedBy string
+}
+
+// ListedToken is a token as ListTokens shows it, with its tenant's name.
+type ListedToken struct {
+	Token
+	TenantName string
 }
 
 // Workflow is a registered workflow definition. Definition is the engine's
@@ -312,6 +324,13 @@ type Tx interface {
 	CreateTenant(ctx context.Context, t Tenant) error
 	GetTenantByName(ctx context.Context, name string) (Tenant, error)
 	CreateToken(ctx context.Context, t Token) error
+	// GetTokenForUpdate reads and locks a token by id.
+	GetTokenForUpdate(ctx context.Context, id string) (Token, error)
+	// RevokeToken sets RevokedAt = now on the token with this id and on
+	// the browser tokens it created (CreatedBy), those not revoked yet, and
+	// returns their ids (none when all were revoked already). Errors:
+	// ErrNotFound when no token has this id.
+	RevokeToken(ctx context.Context, id string, now time.Time) ([]string, error)
 
 	// UpsertWorkflow stores a definition, replacing an older one of that name.
 	UpsertWorkflow(ctx context.Context, w Workflow) error
@@ -422,8 +441,12 @@ type Store interface {
 	// only, so it is cheap enough for every metrics scrape.
 	CountActiveRuns(ctx context.Context) (map[RunStatus]int, error)
 
-	// LookupToken finds a token by the hash of its secret.
+	// LookupToken finds a token by the hash of its secret (also an expired
+	// or revoked one: the caller decides, and can say why it refuses it).
 	LookupToken(ctx context.Context, hash string) (Token, error)
+	// ListTokens returns the API and admin tokens of every tenant (not
+	// browser tokens), revoked and expired ones included, oldest first.
+	ListTokens(ctx context.Context) ([]ListedToken, error)
 
 	// TouchWorker records a heartbeat; ErrNotFound if the worker is unknown
 	// or no longer alive.

@@ -100,6 +100,8 @@ func fromToken(t dbsqlc.Token) store.Token {
 		MetaValue: t.MetaValue,
 		ExpiresAt: fromMicros(t.ExpiresAt),
 		CreatedAt: fromMicros(t.CreatedAt),
+		RevokedAt: fromMicros(t.RevokedAt),
+		CreatedBy: t.CreatedBy,
 	}
 }
 

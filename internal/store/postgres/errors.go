@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -20,6 +21,10 @@ const (
 	codeUniqueViolation      = "23505"
 	codeSerializationFailure = "40001"
 	codeDeadlockDetected     = "40P01"
+	// A NUL in text, or text the database encoding cannot hold. The engine
+	// refuses such text before it gets here; this is the safety net.
+	codeCharacterNotInRepertoire = "22021"
+	codeUntranslatableCharacter  = "22P05"
 	// Class 08 is "connection exception"; 57P01-57P03 are the server
 	// shutting down, crashing, or not accepting connections yet (a
 	// restart).
@@ -52,6 +57,8 @@ func dbErr(err error) error {
 			return fmt.Errorf("%w: %s", store.ErrConflict, pgErr.Error())
 		case codeDeadlockDetected, codeSerializationFailure:
 			return fmt.Errorf("%w: %s", store.ErrRetry, pgErr.Error())
+		case codeCharacterNotInRepertoire, codeUntranslatableCharacter:
+			return &apierr.Error{Code: apierr.InvalidArgument, Message: "text holds a character the database cannot store (NUL, \\u0000): " + pgErr.Message}
 		}
 	}
 	if connectionLost(err) {

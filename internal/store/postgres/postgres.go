@@ -19,8 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
-	"regexp"
 	"runtime"
 	"strings"
 
@@ -30,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/runnel-dev/runnel/internal/redact"
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/postgres/internal/dbsqlc"
 )
@@ -75,18 +74,18 @@ func Open(ctx context.Context, url string, opts store.Options) (*Store, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: open %s: %w", Redact(url), err)
+		return nil, fmt.Errorf("postgres: open %s: %w", redact.Secrets(url), err)
 	}
 	// The pool connects lazily; fail here, naming the server, rather than
 	// on the first query.
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: cannot reach %s: %w", Redact(url), err)
+		return nil, fmt.Errorf("postgres: cannot reach %s: %w", redact.Secrets(url), err)
 	}
 	s := &Store{pool: pool, q: dbsqlc.New(pool), hook: opts.CommitHook}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: migrate %s: %w", Redact(url), err)
+		return nil, fmt.Errorf("postgres: migrate %s: %w", redact.Secrets(url), err)
 	}
 	return s, nil
 }
@@ -150,23 +149,4 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
-}
-
-var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
-// Redact hides the password of a connection string, in either URL or
-// key=value form, so it can be put in error messages.
-func Redact(conn string) string {
-	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
-		u, err := url.Parse(conn)
-		if err != nil {
-			return "(unparseable URL)"
-		}
-		if q := u.Query(); q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		return u.Redacted()
-	}
-	return passwordKV.ReplaceAllString(conn, "${1}xxxxx")
 }

@@ -197,6 +197,22 @@ func (s *Store) LookupToken(ctx context.Context, hash string) (store.Token, erro
 	return fromToken(r), nil
 }
 
+func (s *Store) ListTokens(ctx context.Context) ([]store.ListedToken, error) {
+	rows, err := s.q.ListTokens(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", dbErr(err))
+	}
+	out := make([]store.ListedToken, len(rows))
+	for i, r := range rows {
+		out[i] = store.ListedToken{TenantName: r.TenantName, Token: fromToken(dbsqlc.Token{
+			ID: r.ID, TenantID: r.TenantID, Hash: r.Hash, Kind: r.Kind, Name: r.Name, RunID: r.RunID,
+			MetaKey: r.MetaKey, MetaValue: r.MetaValue, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt,
+			RevokedAt: r.RevokedAt, CreatedBy: r.CreatedBy,
+		})}
+	}
+	return out, nil
+}
+
 func (s *Store) TouchWorker(ctx context.Context, workerID string, now time.Time) error {
 	n, err := s.q.TouchWorker(ctx, workerID, micros(now))
 	if err != nil {

@@ -59,6 +59,7 @@ func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
 		MetaValue: tk.MetaValue,
 		ExpiresAt: micros(tk.ExpiresAt),
 		CreatedAt: micros(tk.CreatedAt),
+		CreatedBy: tk.CreatedBy,
 	})
 	if err != nil {
 		return fmt.Errorf("create token %s: %w", tk.ID, dbErr(err))
@@ -67,6 +68,32 @@ func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
 		return errConflict("create token %s", tk.ID)
 	}
 	return nil
+}
+
+func (t *tx) GetTokenForUpdate(ctx context.Context, id string) (store.Token, error) {
+	r, err := t.q.GetTokenByIDForUpdate(ctx, id)
+	if err != nil {
+		return store.Token{}, fmt.Errorf("get token %s: %w", id, dbErr(err))
+	}
+	return fromToken(r), nil
+}
+
+// RevokeToken also tells every engine node, through the notification
+// channel at commit, to forget the token (see RevokedPayloadPrefix).
+func (t *tx) RevokeToken(ctx context.Context, id string, now time.Time) ([]string, error) {
+	if _, err := t.q.GetTokenByIDForUpdate(ctx, id); err != nil {
+		return nil, fmt.Errorf("revoke token %s: %w", id, dbErr(err))
+	}
+	ids, err := t.q.RevokeToken(ctx, micros(now), id)
+	if err != nil {
+		return nil, fmt.Errorf("revoke token %s: %w", id, dbErr(err))
+	}
+	if len(ids) > 0 {
+		if err := t.q.NotifyEvents(ctx, t.channel, RevokedPayloadPrefix+id); err != nil {
+			return nil, fmt.Errorf("revoke token %s: notify %s: %w", id, t.channel, dbErr(err))
+		}
+	}
+	return ids, nil
 }
 
 func (t *tx) UpsertWorkflow(ctx context.Context, w store.Workflow) error {

@@ -30,6 +30,12 @@ const (
 // "runnel_events:<schema>", since channels are database-wide.
 const NotifyChannel = "runnel_events"
 
+// RevokedPayloadPrefix starts the payload of the notification a token
+// revocation sends on the same channel at commit, followed by the revoked
+// token's id: every node then forgets that token and the browser tokens it
+// minted (see Handlers.TokenRevoked).
+const RevokedPayloadPrefix = "revoked:"
+
 // Write runs fn in a READ COMMITTED transaction and commits it. Deadlocks
 // (and serialisation failures) come back from the statements as
 // store.ErrRetry; the whole transaction is then run again, up to

@@ -65,12 +65,17 @@ func Backup(ctx context.Context, src, dst string) (err error) {
 	if err != nil {
 		return fmt.Errorf("back up to %s: %w", dst, err)
 	}
+	// The copy holds everything the database does: it is created 0600
+	// (CreateTemp's mode) and VACUUM INTO fills the empty file in place,
+	// so it is never readable by others, not even for a moment.
 	tmpPath := tmp.Name()
 	_ = tmp.Close()
-	_ = os.Remove(tmpPath) // VACUUM INTO wants a file that does not exist
 	defer os.Remove(tmpPath)
 	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, tmpPath); err != nil {
 		return fmt.Errorf("back up %s: VACUUM INTO: %w", src, err)
+	}
+	if err := os.Chmod(tmpPath, 0o600); err != nil {
+		return fmt.Errorf("back up to %s: %w", dst, err)
 	}
 	if err := renewLogID(ctx, tmpPath); err != nil {
 		return fmt.Errorf("back up to %s: %w", dst, err)

@@ -137,6 +137,8 @@ func tokenFromRow(r dbsqlc.Token) store.Token {
 		MetaValue: r.MetaValue,
 		ExpiresAt: fromMicros(r.ExpiresAt),
 		CreatedAt: fromMicros(r.CreatedAt),
+		RevokedAt: fromMicros(r.RevokedAt),
+		CreatedBy: r.CreatedBy,
 	}
 }
 

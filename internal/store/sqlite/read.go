@@ -178,6 +178,22 @@ func (s *Store) LookupToken(ctx context.Context, hash string) (store.Token, erro
 	return tokenFromRow(r), nil
 }
 
+func (s *Store) ListTokens(ctx context.Context) ([]store.ListedToken, error) {
+	rows, err := s.read.ListTokens(ctx)
+	if err != nil {
+		return nil, mapErr(err, "list tokens")
+	}
+	out := make([]store.ListedToken, len(rows))
+	for i, r := range rows {
+		out[i] = store.ListedToken{TenantName: r.TenantName, Token: tokenFromRow(dbsqlc.Token{
+			ID: r.ID, TenantID: r.TenantID, Hash: r.Hash, Kind: r.Kind, Name: r.Name, RunID: r.RunID,
+			MetaKey: r.MetaKey, MetaValue: r.MetaValue, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt,
+			RevokedAt: r.RevokedAt, CreatedBy: r.CreatedBy,
+		})}
+	}
+	return out, nil
+}
+
 // TouchWorker is a write, so it runs through Write (the single writer and
 // its retries).
 func (s *Store) TouchWorker(ctx context.Context, workerID string, now time.Time) error {

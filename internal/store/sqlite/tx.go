@@ -62,8 +62,28 @@ func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
 		MetaValue: tk.MetaValue,
 		ExpiresAt: toMicros(tk.ExpiresAt),
 		CreatedAt: toMicros(tk.CreatedAt),
+		CreatedBy: tk.CreatedBy,
 	})
 	return mapErr(err, "create token %s", tk.ID)
+}
+
+func (t *tx) GetTokenForUpdate(ctx context.Context, id string) (store.Token, error) {
+	r, err := t.q.GetTokenByID(t.ctx(ctx), id)
+	if err != nil {
+		return store.Token{}, mapErr(err, "get token %s", id)
+	}
+	return tokenFromRow(r), nil
+}
+
+func (t *tx) RevokeToken(ctx context.Context, id string, now time.Time) ([]string, error) {
+	if _, err := t.q.GetTokenByID(t.ctx(ctx), id); err != nil {
+		return nil, mapErr(err, "revoke token %s", id)
+	}
+	ids, err := t.q.RevokeToken(t.ctx(ctx), dbsqlc.RevokeTokenParams{Now: toMicros(now), ID: id})
+	if err != nil {
+		return nil, mapErr(err, "revoke token %s", id)
+	}
+	return ids, nil
 }
 
 func (t *tx) UpsertWorkflow(ctx context.Context, w store.Workflow) error {

@@ -30,6 +30,7 @@ func Exercise(t *testing.T, open func(t *testing.T, hook store.CommitHook) store
 		fn   func(t *testing.T, open Opener)
 	}{
 		{"TenantsAndTokens", testTenantsAndTokens},
+		{"TokenRevocation", testTokenRevocation},
 		{"Workflows", testWorkflows},
 		{"Runs", testRuns},
 		{"CountActiveRuns", testCountActiveRuns},

@@ -2113,9 +2113,13 @@ func (x *Event) GetTimeUs() int64 {
 }
 
 type CreateTokenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Lifetime in milliseconds; 0: the token never expires.
+	ExpiresInMs int64 `protobuf:"varint,3,opt,name=expires_in_ms,json=expiresInMs,proto3" json:"expires_in_ms,omitempty"`
+	// Mint an admin token (may manage tokens) instead of an API token.
+	Admin         bool `protobuf:"varint,4,opt,name=admin,proto3" json:"admin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2164,10 +2168,28 @@ func (x *CreateTokenRequest) GetName() string {
 	return ""
 }
 
+func (x *CreateTokenRequest) GetExpiresInMs() int64 {
+	if x != nil {
+		return x.ExpiresInMs
+	}
+	return 0
+}
+
+func (x *CreateTokenRequest) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
 type CreateTokenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	TenantId      string                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Token    string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	TenantId string                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The token's id, for RevokeToken and ListTokens.
+	TokenId string `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// 0: never expires.
+	ExpiresAtUs   int64 `protobuf:"varint,4,opt,name=expires_at_us,json=expiresAtUs,proto3" json:"expires_at_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2216,6 +2238,283 @@ func (x *CreateTokenResponse) GetTenantId() string {
 	return ""
 }
 
+func (x *CreateTokenResponse) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *CreateTokenResponse) GetExpiresAtUs() int64 {
+	if x != nil {
+		return x.ExpiresAtUs
+	}
+	return 0
+}
+
+// TokenInfo describes a token; never its secret (only a hash is stored).
+type TokenInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"` // the tenant's name
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`     // "admin" or "api"
+	Name          string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	CreatedAtUs   int64                  `protobuf:"varint,5,opt,name=created_at_us,json=createdAtUs,proto3" json:"created_at_us,omitempty"`
+	ExpiresAtUs   int64                  `protobuf:"varint,6,opt,name=expires_at_us,json=expiresAtUs,proto3" json:"expires_at_us,omitempty"` // 0: never
+	RevokedAtUs   int64                  `protobuf:"varint,7,opt,name=revoked_at_us,json=revokedAtUs,proto3" json:"revoked_at_us,omitempty"` // 0: not revoked
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenInfo) Reset() {
+	*x = TokenInfo{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenInfo) ProtoMessage() {}
+
+func (x *TokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
+func (*TokenInfo) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *TokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetCreatedAtUs() int64 {
+	if x != nil {
+		return x.CreatedAtUs
+	}
+	return 0
+}
+
+func (x *TokenInfo) GetExpiresAtUs() int64 {
+	if x != nil {
+		return x.ExpiresAtUs
+	}
+	return 0
+}
+
+func (x *TokenInfo) GetRevokedAtUs() int64 {
+	if x != nil {
+		return x.RevokedAtUs
+	}
+	return 0
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{36}
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*TokenInfo           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListTokensResponse) GetTokens() []*TokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TokenId       string                 `protobuf:"bytes,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RevokeTokenRequest) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+type RevokeTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ids of the tokens revoked now: the token and the browser tokens it
+	// minted that were still valid. Empty when it was already revoked.
+	RevokedIds    []string `protobuf:"bytes,1,rep,name=revoked_ids,json=revokedIds,proto3" json:"revoked_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RevokeTokenResponse) GetRevokedIds() []string {
+	if x != nil {
+		return x.RevokedIds
+	}
+	return nil
+}
+
 type SpawnRunRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	ParentStepRunId    string                 `protobuf:"bytes,1,opt,name=parent_step_run_id,json=parentStepRunId,proto3" json:"parent_step_run_id,omitempty"`
@@ -2232,7 +2531,7 @@ type SpawnRunRequest struct {
 
 func (x *SpawnRunRequest) Reset() {
 	*x = SpawnRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2543,7 @@ func (x *SpawnRunRequest) String() string {
 func (*SpawnRunRequest) ProtoMessage() {}
 
 func (x *SpawnRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2556,7 @@ func (x *SpawnRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRunRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{35}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SpawnRunRequest) GetParentStepRunId() string {
@@ -2311,7 +2610,7 @@ type SpawnRunResponse struct {
 
 func (x *SpawnRunResponse) Reset() {
 	*x = SpawnRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2622,7 @@ func (x *SpawnRunResponse) String() string {
 func (*SpawnRunResponse) ProtoMessage() {}
 
 func (x *SpawnRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2635,7 @@ func (x *SpawnRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRunResponse.ProtoReflect.Descriptor instead.
 func (*SpawnRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{36}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SpawnRunResponse) GetRunId() string {
@@ -2360,7 +2659,7 @@ type SubscribeMetadataRequest struct {
 
 func (x *SubscribeMetadataRequest) Reset() {
 	*x = SubscribeMetadataRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2671,7 @@ func (x *SubscribeMetadataRequest) String() string {
 func (*SubscribeMetadataRequest) ProtoMessage() {}
 
 func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2684,7 @@ func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeMetadataRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{37}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubscribeMetadataRequest) GetKey() string {
@@ -2428,7 +2727,7 @@ type PushEventRequest struct {
 
 func (x *PushEventRequest) Reset() {
 	*x = PushEventRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2739,7 @@ func (x *PushEventRequest) String() string {
 func (*PushEventRequest) ProtoMessage() {}
 
 func (x *PushEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2752,7 @@ func (x *PushEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushEventRequest.ProtoReflect.Descriptor instead.
 func (*PushEventRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{38}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PushEventRequest) GetKey() string {
@@ -2486,7 +2785,7 @@ type PushEventResponse struct {
 
 func (x *PushEventResponse) Reset() {
 	*x = PushEventResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2797,7 @@ func (x *PushEventResponse) String() string {
 func (*PushEventResponse) ProtoMessage() {}
 
 func (x *PushEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2810,7 @@ func (x *PushEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushEventResponse.ProtoReflect.Descriptor instead.
 func (*PushEventResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{39}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PushEventResponse) GetRunIds() []string {
@@ -2686,13 +2985,33 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\apayload\x18\b \x01(\fR\apayload\x12\x12\n" +
 	"\x04data\x18\t \x01(\fR\x04data\x12\x17\n" +
 	"\atime_us\x18\n" +
-	" \x01(\x03R\x06timeUs\"@\n" +
+	" \x01(\x03R\x06timeUs\"z\n" +
 	"\x12CreateTokenRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"H\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
+	"\rexpires_in_ms\x18\x03 \x01(\x03R\vexpiresInMs\x12\x14\n" +
+	"\x05admin\x18\x04 \x01(\bR\x05admin\"\x87\x01\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
-	"\ttenant_id\x18\x02 \x01(\tR\btenantId\"\xd5\x02\n" +
+	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x19\n" +
+	"\btoken_id\x18\x03 \x01(\tR\atokenId\x12\"\n" +
+	"\rexpires_at_us\x18\x04 \x01(\x03R\vexpiresAtUs\"\xc7\x01\n" +
+	"\tTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\"\n" +
+	"\rcreated_at_us\x18\x05 \x01(\x03R\vcreatedAtUs\x12\"\n" +
+	"\rexpires_at_us\x18\x06 \x01(\x03R\vexpiresAtUs\x12\"\n" +
+	"\rrevoked_at_us\x18\a \x01(\x03R\vrevokedAtUs\"\x13\n" +
+	"\x11ListTokensRequest\"B\n" +
+	"\x12ListTokensResponse\x12,\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x14.runnel.v1.TokenInfoR\x06tokens\"/\n" +
+	"\x12RevokeTokenRequest\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\tR\atokenId\"6\n" +
+	"\x13RevokeTokenResponse\x12\x1f\n" +
+	"\vrevoked_ids\x18\x01 \x03(\tR\n" +
+	"revokedIds\"\xd5\x02\n" +
 	"\x0fSpawnRunRequest\x12+\n" +
 	"\x12parent_step_run_id\x18\x01 \x01(\tR\x0fparentStepRunId\x12%\n" +
 	"\x0eparent_attempt\x18\x02 \x01(\x05R\rparentAttempt\x12\x1a\n" +
@@ -2726,7 +3045,7 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\tPutStream\x12\x1b.runnel.v1.PutStreamRequest\x1a\x1c.runnel.v1.PutStreamResponse\x12O\n" +
 	"\fCompleteStep\x12\x1e.runnel.v1.CompleteStepRequest\x1a\x1f.runnel.v1.CompleteStepResponse\x12C\n" +
 	"\bFailStep\x12\x1a.runnel.v1.FailStepRequest\x1a\x1b.runnel.v1.FailStepResponse\x12C\n" +
-	"\bSpawnRun\x12\x1a.runnel.v1.SpawnRunRequest\x1a\x1b.runnel.v1.SpawnRunResponse2\xb1\x05\n" +
+	"\bSpawnRun\x12\x1a.runnel.v1.SpawnRunRequest\x1a\x1b.runnel.v1.SpawnRunResponse2\xca\x06\n" +
 	"\n" +
 	"RunService\x12I\n" +
 	"\n" +
@@ -2738,7 +3057,10 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\tSubscribe\x12\x1b.runnel.v1.SubscribeRequest\x1a\x1c.runnel.v1.SubscribeResponse0\x01\x12L\n" +
 	"\vCreateToken\x12\x1d.runnel.v1.CreateTokenRequest\x1a\x1e.runnel.v1.CreateTokenResponse\x12X\n" +
 	"\x11SubscribeMetadata\x12#.runnel.v1.SubscribeMetadataRequest\x1a\x1c.runnel.v1.SubscribeResponse0\x01\x12F\n" +
-	"\tPushEvent\x12\x1b.runnel.v1.PushEventRequest\x1a\x1c.runnel.v1.PushEventResponseB>Z<github.com/runnel-dev/runnel/internal/gen/runnel/v1;runnelv1b\x06proto3"
+	"\tPushEvent\x12\x1b.runnel.v1.PushEventRequest\x1a\x1c.runnel.v1.PushEventResponse\x12I\n" +
+	"\n" +
+	"ListTokens\x12\x1c.runnel.v1.ListTokensRequest\x1a\x1d.runnel.v1.ListTokensResponse\x12L\n" +
+	"\vRevokeToken\x12\x1d.runnel.v1.RevokeTokenRequest\x1a\x1e.runnel.v1.RevokeTokenResponseB>Z<github.com/runnel-dev/runnel/internal/gen/runnel/v1;runnelv1b\x06proto3"
 
 var (
 	file_runnel_v1_runnel_proto_rawDescOnce sync.Once
@@ -2752,7 +3074,7 @@ func file_runnel_v1_runnel_proto_rawDescGZIP() []byte {
 	return file_runnel_v1_runnel_proto_rawDescData
 }
 
-var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_runnel_v1_runnel_proto_goTypes = []any{
 	(*StepDefinition)(nil),           // 0: runnel.v1.StepDefinition
 	(*WorkflowDefinition)(nil),       // 1: runnel.v1.WorkflowDefinition
@@ -2789,17 +3111,22 @@ var file_runnel_v1_runnel_proto_goTypes = []any{
 	(*Event)(nil),                    // 32: runnel.v1.Event
 	(*CreateTokenRequest)(nil),       // 33: runnel.v1.CreateTokenRequest
 	(*CreateTokenResponse)(nil),      // 34: runnel.v1.CreateTokenResponse
-	(*SpawnRunRequest)(nil),          // 35: runnel.v1.SpawnRunRequest
-	(*SpawnRunResponse)(nil),         // 36: runnel.v1.SpawnRunResponse
-	(*SubscribeMetadataRequest)(nil), // 37: runnel.v1.SubscribeMetadataRequest
-	(*PushEventRequest)(nil),         // 38: runnel.v1.PushEventRequest
-	(*PushEventResponse)(nil),        // 39: runnel.v1.PushEventResponse
-	nil,                              // 40: runnel.v1.StepAssignment.AdditionalMetadataEntry
-	nil,                              // 41: runnel.v1.StepAssignment.ParentOutputsEntry
-	nil,                              // 42: runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
-	nil,                              // 43: runnel.v1.Run.AdditionalMetadataEntry
-	nil,                              // 44: runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
-	nil,                              // 45: runnel.v1.PushEventRequest.AdditionalMetadataEntry
+	(*TokenInfo)(nil),                // 35: runnel.v1.TokenInfo
+	(*ListTokensRequest)(nil),        // 36: runnel.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 37: runnel.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 38: runnel.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 39: runnel.v1.RevokeTokenResponse
+	(*SpawnRunRequest)(nil),          // 40: runnel.v1.SpawnRunRequest
+	(*SpawnRunResponse)(nil),         // 41: runnel.v1.SpawnRunResponse
+	(*SubscribeMetadataRequest)(nil), // 42: runnel.v1.SubscribeMetadataRequest
+	(*PushEventRequest)(nil),         // 43: runnel.v1.PushEventRequest
+	(*PushEventResponse)(nil),        // 44: runnel.v1.PushEventResponse
+	nil,                              // 45: runnel.v1.StepAssignment.AdditionalMetadataEntry
+	nil,                              // 46: runnel.v1.StepAssignment.ParentOutputsEntry
+	nil,                              // 47: runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
+	nil,                              // 48: runnel.v1.Run.AdditionalMetadataEntry
+	nil,                              // 49: runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
+	nil,                              // 50: runnel.v1.PushEventRequest.AdditionalMetadataEntry
 }
 var file_runnel_v1_runnel_proto_depIdxs = []int32{
 	0,  // 0: runnel.v1.WorkflowDefinition.steps:type_name -> runnel.v1.StepDefinition
@@ -2808,55 +3135,60 @@ var file_runnel_v1_runnel_proto_depIdxs = []int32{
 	3,  // 3: runnel.v1.RegisterWorkerResponse.resumed:type_name -> runnel.v1.RunningAttempt
 	7,  // 4: runnel.v1.ListenResponse.assignment:type_name -> runnel.v1.StepAssignment
 	8,  // 5: runnel.v1.ListenResponse.cancellation:type_name -> runnel.v1.StepCancellation
-	40, // 6: runnel.v1.StepAssignment.additional_metadata:type_name -> runnel.v1.StepAssignment.AdditionalMetadataEntry
-	41, // 7: runnel.v1.StepAssignment.parent_outputs:type_name -> runnel.v1.StepAssignment.ParentOutputsEntry
-	42, // 8: runnel.v1.TriggerRunRequest.additional_metadata:type_name -> runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
+	45, // 6: runnel.v1.StepAssignment.additional_metadata:type_name -> runnel.v1.StepAssignment.AdditionalMetadataEntry
+	46, // 7: runnel.v1.StepAssignment.parent_outputs:type_name -> runnel.v1.StepAssignment.ParentOutputsEntry
+	47, // 8: runnel.v1.TriggerRunRequest.additional_metadata:type_name -> runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
 	21, // 9: runnel.v1.GetRunResponse.run:type_name -> runnel.v1.Run
-	43, // 10: runnel.v1.Run.additional_metadata:type_name -> runnel.v1.Run.AdditionalMetadataEntry
+	48, // 10: runnel.v1.Run.additional_metadata:type_name -> runnel.v1.Run.AdditionalMetadataEntry
 	22, // 11: runnel.v1.Run.steps:type_name -> runnel.v1.StepRun
 	23, // 12: runnel.v1.StepRun.attempts:type_name -> runnel.v1.StepAttempt
 	21, // 13: runnel.v1.ListRunsResponse.runs:type_name -> runnel.v1.Run
 	1,  // 14: runnel.v1.ListWorkflowsResponse.workflows:type_name -> runnel.v1.WorkflowDefinition
 	32, // 15: runnel.v1.SubscribeResponse.events:type_name -> runnel.v1.Event
-	44, // 16: runnel.v1.SpawnRunRequest.additional_metadata:type_name -> runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
-	45, // 17: runnel.v1.PushEventRequest.additional_metadata:type_name -> runnel.v1.PushEventRequest.AdditionalMetadataEntry
-	2,  // 18: runnel.v1.WorkerService.RegisterWorker:input_type -> runnel.v1.RegisterWorkerRequest
-	5,  // 19: runnel.v1.WorkerService.Listen:input_type -> runnel.v1.ListenRequest
-	9,  // 20: runnel.v1.WorkerService.Heartbeat:input_type -> runnel.v1.HeartbeatRequest
-	11, // 21: runnel.v1.WorkerService.PutStream:input_type -> runnel.v1.PutStreamRequest
-	13, // 22: runnel.v1.WorkerService.CompleteStep:input_type -> runnel.v1.CompleteStepRequest
-	15, // 23: runnel.v1.WorkerService.FailStep:input_type -> runnel.v1.FailStepRequest
-	35, // 24: runnel.v1.WorkerService.SpawnRun:input_type -> runnel.v1.SpawnRunRequest
-	17, // 25: runnel.v1.RunService.TriggerRun:input_type -> runnel.v1.TriggerRunRequest
-	19, // 26: runnel.v1.RunService.GetRun:input_type -> runnel.v1.GetRunRequest
-	24, // 27: runnel.v1.RunService.ListRuns:input_type -> runnel.v1.ListRunsRequest
-	26, // 28: runnel.v1.RunService.CancelRun:input_type -> runnel.v1.CancelRunRequest
-	28, // 29: runnel.v1.RunService.ListWorkflows:input_type -> runnel.v1.ListWorkflowsRequest
-	30, // 30: runnel.v1.RunService.Subscribe:input_type -> runnel.v1.SubscribeRequest
-	33, // 31: runnel.v1.RunService.CreateToken:input_type -> runnel.v1.CreateTokenRequest
-	37, // 32: runnel.v1.RunService.SubscribeMetadata:input_type -> runnel.v1.SubscribeMetadataRequest
-	38, // 33: runnel.v1.RunService.PushEvent:input_type -> runnel.v1.PushEventRequest
-	4,  // 34: runnel.v1.WorkerService.RegisterWorker:output_type -> runnel.v1.RegisterWorkerResponse
-	6,  // 35: runnel.v1.WorkerService.Listen:output_type -> runnel.v1.ListenResponse
-	10, // 36: runnel.v1.WorkerService.Heartbeat:output_type -> runnel.v1.HeartbeatResponse
-	12, // 37: runnel.v1.WorkerService.PutStream:output_type -> runnel.v1.PutStreamResponse
-	14, // 38: runnel.v1.WorkerService.CompleteStep:output_type -> runnel.v1.CompleteStepResponse
-	16, // 39: runnel.v1.WorkerService.FailStep:output_type -> runnel.v1.FailStepResponse
-	36, // 40: runnel.v1.WorkerService.SpawnRun:output_type -> runnel.v1.SpawnRunResponse
-	18, // 41: runnel.v1.RunService.TriggerRun:output_type -> runnel.v1.TriggerRunResponse
-	20, // 42: runnel.v1.RunService.GetRun:output_type -> runnel.v1.GetRunResponse
-	25, // 43: runnel.v1.RunService.ListRuns:output_type -> runnel.v1.ListRunsResponse
-	27, // 44: runnel.v1.RunService.CancelRun:output_type -> runnel.v1.CancelRunResponse
-	29, // 45: runnel.v1.RunService.ListWorkflows:output_type -> runnel.v1.ListWorkflowsResponse
-	31, // 46: runnel.v1.RunService.Subscribe:output_type -> runnel.v1.SubscribeResponse
-	34, // 47: runnel.v1.RunService.CreateToken:output_type -> runnel.v1.CreateTokenResponse
-	31, // 48: runnel.v1.RunService.SubscribeMetadata:output_type -> runnel.v1.SubscribeResponse
-	39, // 49: runnel.v1.RunService.PushEvent:output_type -> runnel.v1.PushEventResponse
-	34, // [34:50] is the sub-list for method output_type
-	18, // [18:34] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	35, // 16: runnel.v1.ListTokensResponse.tokens:type_name -> runnel.v1.TokenInfo
+	49, // 17: runnel.v1.SpawnRunRequest.additional_metadata:type_name -> runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
+	50, // 18: runnel.v1.PushEventRequest.additional_metadata:type_name -> runnel.v1.PushEventRequest.AdditionalMetadataEntry
+	2,  // 19: runnel.v1.WorkerService.RegisterWorker:input_type -> runnel.v1.RegisterWorkerRequest
+	5,  // 20: runnel.v1.WorkerService.Listen:input_type -> runnel.v1.ListenRequest
+	9,  // 21: runnel.v1.WorkerService.Heartbeat:input_type -> runnel.v1.HeartbeatRequest
+	11, // 22: runnel.v1.WorkerService.PutStream:input_type -> runnel.v1.PutStreamRequest
+	13, // 23: runnel.v1.WorkerService.CompleteStep:input_type -> runnel.v1.CompleteStepRequest
+	15, // 24: runnel.v1.WorkerService.FailStep:input_type -> runnel.v1.FailStepRequest
+	40, // 25: runnel.v1.WorkerService.SpawnRun:input_type -> runnel.v1.SpawnRunRequest
+	17, // 26: runnel.v1.RunService.TriggerRun:input_type -> runnel.v1.TriggerRunRequest
+	19, // 27: runnel.v1.RunService.GetRun:input_type -> runnel.v1.GetRunRequest
+	24, // 28: runnel.v1.RunService.ListRuns:input_type -> runnel.v1.ListRunsRequest
+	26, // 29: runnel.v1.RunService.CancelRun:input_type -> runnel.v1.CancelRunRequest
+	28, // 30: runnel.v1.RunService.ListWorkflows:input_type -> runnel.v1.ListWorkflowsRequest
+	30, // 31: runnel.v1.RunService.Subscribe:input_type -> runnel.v1.SubscribeRequest
+	33, // 32: runnel.v1.RunService.CreateToken:input_type -> runnel.v1.CreateTokenRequest
+	42, // 33: runnel.v1.RunService.SubscribeMetadata:input_type -> runnel.v1.SubscribeMetadataRequest
+	43, // 34: runnel.v1.RunService.PushEvent:input_type -> runnel.v1.PushEventRequest
+	36, // 35: runnel.v1.RunService.ListTokens:input_type -> runnel.v1.ListTokensRequest
+	38, // 36: runnel.v1.RunService.RevokeToken:input_type -> runnel.v1.RevokeTokenRequest
+	4,  // 37: runnel.v1.WorkerService.RegisterWorker:output_type -> runnel.v1.RegisterWorkerResponse
+	6,  // 38: runnel.v1.WorkerService.Listen:output_type -> runnel.v1.ListenResponse
+	10, // 39: runnel.v1.WorkerService.Heartbeat:output_type -> runnel.v1.HeartbeatResponse
+	12, // 40: runnel.v1.WorkerService.PutStream:output_type -> runnel.v1.PutStreamResponse
+	14, // 41: runnel.v1.WorkerService.CompleteStep:output_type -> runnel.v1.CompleteStepResponse
+	16, // 42: runnel.v1.WorkerService.FailStep:output_type -> runnel.v1.FailStepResponse
+	41, // 43: runnel.v1.WorkerService.SpawnRun:output_type -> runnel.v1.SpawnRunResponse
+	18, // 44: runnel.v1.RunService.TriggerRun:output_type -> runnel.v1.TriggerRunResponse
+	20, // 45: runnel.v1.RunService.GetRun:output_type -> runnel.v1.GetRunResponse
+	25, // 46: runnel.v1.RunService.ListRuns:output_type -> runnel.v1.ListRunsResponse
+	27, // 47: runnel.v1.RunService.CancelRun:output_type -> runnel.v1.CancelRunResponse
+	29, // 48: runnel.v1.RunService.ListWorkflows:output_type -> runnel.v1.ListWorkflowsResponse
+	31, // 49: runnel.v1.RunService.Subscribe:output_type -> runnel.v1.SubscribeResponse
+	34, // 50: runnel.v1.RunService.CreateToken:output_type -> runnel.v1.CreateTokenResponse
+	31, // 51: runnel.v1.RunService.SubscribeMetadata:output_type -> runnel.v1.SubscribeResponse
+	44, // 52: runnel.v1.RunService.PushEvent:output_type -> runnel.v1.PushEventResponse
+	37, // 53: runnel.v1.RunService.ListTokens:output_type -> runnel.v1.ListTokensResponse
+	39, // 54: runnel.v1.RunService.RevokeToken:output_type -> runnel.v1.RevokeTokenResponse
+	37, // [37:55] is the sub-list for method output_type
+	19, // [19:37] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_runnel_v1_runnel_proto_init() }
@@ -2874,7 +3206,7 @@ func file_runnel_v1_runnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_v1_runnel_proto_rawDesc), len(file_runnel_v1_runnel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

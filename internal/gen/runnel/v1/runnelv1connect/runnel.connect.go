@@ -73,6 +73,10 @@ const (
 	RunServiceSubscribeMetadataProcedure = "/runnel.v1.RunService/SubscribeMetadata"
 	// RunServicePushEventProcedure is the fully-qualified name of the RunService's PushEvent RPC.
 	RunServicePushEventProcedure = "/runnel.v1.RunService/PushEvent"
+	// RunServiceListTokensProcedure is the fully-qualified name of the RunService's ListTokens RPC.
+	RunServiceListTokensProcedure = "/runnel.v1.RunService/ListTokens"
+	// RunServiceRevokeTokenProcedure is the fully-qualified name of the RunService's RevokeToken RPC.
+	RunServiceRevokeTokenProcedure = "/runnel.v1.RunService/RevokeToken"
 )
 
 // WorkerServiceClient is a client for the runnel.v1.WorkerService service.
@@ -365,6 +369,14 @@ type RunServiceClient interface {
 	// PushEvent pushes an event: every workflow registered OnEvents for its
 	// key is triggered with the payload as input and the event's metadata.
 	PushEvent(context.Context, *connect.Request[v1.PushEventRequest]) (*connect.Response[v1.PushEventResponse], error)
+	// ListTokens lists the API and admin tokens of every tenant, revoked and
+	// expired ones included (admin tokens only). Browser tokens are not
+	// listed: they live 24 hours at most.
+	ListTokens(context.Context, *connect.Request[v1.ListTokensRequest]) (*connect.Response[v1.ListTokensResponse], error)
+	// RevokeToken revokes a token by id (admin tokens only): it is refused
+	// from then on, on every node, and its live subscriptions end; revoking
+	// an API token also revokes the browser tokens it minted.
+	RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error)
 }
 
 // NewRunServiceClient constructs a client for the runnel.v1.RunService service. By default, it uses
@@ -432,6 +444,18 @@ func NewRunServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(runServiceMethods.ByName("PushEvent")),
 			connect.WithClientOptions(opts...),
 		),
+		listTokens: connect.NewClient[v1.ListTokensRequest, v1.ListTokensResponse](
+			httpClient,
+			baseURL+RunServiceListTokensProcedure,
+			connect.WithSchema(runServiceMethods.ByName("ListTokens")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeToken: connect.NewClient[v1.RevokeTokenRequest, v1.RevokeTokenResponse](
+			httpClient,
+			baseURL+RunServiceRevokeTokenProcedure,
+			connect.WithSchema(runServiceMethods.ByName("RevokeToken")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -446,6 +470,8 @@ type runServiceClient struct {
 	createToken       *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
 	subscribeMetadata *connect.Client[v1.SubscribeMetadataRequest, v1.SubscribeResponse]
 	pushEvent         *connect.Client[v1.PushEventRequest, v1.PushEventResponse]
+	listTokens        *connect.Client[v1.ListTokensRequest, v1.ListTokensResponse]
+	revokeToken       *connect.Client[v1.RevokeTokenRequest, v1.RevokeTokenResponse]
 }
 
 // TriggerRun calls runnel.v1.RunService.TriggerRun.
@@ -493,6 +519,16 @@ func (c *runServiceClient) PushEvent(ctx context.Context, req *connect.Request[v
 	return c.pushEvent.CallUnary(ctx, req)
 }
 
+// ListTokens calls runnel.v1.RunService.ListTokens.
+func (c *runServiceClient) ListTokens(ctx context.Context, req *connect.Request[v1.ListTokensRequest]) (*connect.Response[v1.ListTokensResponse], error) {
+	return c.listTokens.CallUnary(ctx, req)
+}
+
+// RevokeToken calls runnel.v1.RunService.RevokeToken.
+func (c *runServiceClient) RevokeToken(ctx context.Context, req *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error) {
+	return c.revokeToken.CallUnary(ctx, req)
+}
+
 // RunServiceHandler is an implementation of the runnel.v1.RunService service.
 type RunServiceHandler interface {
 	TriggerRun(context.Context, *connect.Request[v1.TriggerRunRequest]) (*connect.Response[v1.TriggerRunResponse], error)
@@ -513,6 +549,14 @@ type RunServiceHandler interface {
 	// PushEvent pushes an event: every workflow registered OnEvents for its
 	// key is triggered with the payload as input and the event's metadata.
 	PushEvent(context.Context, *connect.Request[v1.PushEventRequest]) (*connect.Response[v1.PushEventResponse], error)
+	// ListTokens lists the API and admin tokens of every tenant, revoked and
+	// expired ones included (admin tokens only). Browser tokens are not
+	// listed: they live 24 hours at most.
+	ListTokens(context.Context, *connect.Request[v1.ListTokensRequest]) (*connect.Response[v1.ListTokensResponse], error)
+	// RevokeToken revokes a token by id (admin tokens only): it is refused
+	// from then on, on every node, and its live subscriptions end; revoking
+	// an API token also revokes the browser tokens it minted.
+	RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error)
 }
 
 // NewRunServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -576,6 +620,18 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(runServiceMethods.ByName("PushEvent")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runServiceListTokensHandler := connect.NewUnaryHandler(
+		RunServiceListTokensProcedure,
+		svc.ListTokens,
+		connect.WithSchema(runServiceMethods.ByName("ListTokens")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runServiceRevokeTokenHandler := connect.NewUnaryHandler(
+		RunServiceRevokeTokenProcedure,
+		svc.RevokeToken,
+		connect.WithSchema(runServiceMethods.ByName("RevokeToken")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/runnel.v1.RunService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RunServiceTriggerRunProcedure:
@@ -596,6 +652,10 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 			runServiceSubscribeMetadataHandler.ServeHTTP(w, r)
 		case RunServicePushEventProcedure:
 			runServicePushEventHandler.ServeHTTP(w, r)
+		case RunServiceListTokensProcedure:
+			runServiceListTokensHandler.ServeHTTP(w, r)
+		case RunServiceRevokeTokenProcedure:
+			runServiceRevokeTokenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -639,4 +699,12 @@ func (UnimplementedRunServiceHandler) SubscribeMetadata(context.Context, *connec
 
 func (UnimplementedRunServiceHandler) PushEvent(context.Context, *connect.Request[v1.PushEventRequest]) (*connect.Response[v1.PushEventResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.RunService.PushEvent is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) ListTokens(context.Context, *connect.Request[v1.ListTokensRequest]) (*connect.Response[v1.ListTokensResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.RunService.ListTokens is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.RunService.RevokeToken is not implemented"))
 }

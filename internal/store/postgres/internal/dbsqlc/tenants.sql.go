@@ -48,9 +48,9 @@ func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (int
 
 const createToken = `-- name: CreateToken :execrows
 INSERT INTO tokens (
-    id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at
+    id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
 )
 ON CONFLICT DO NOTHING
 `
@@ -66,6 +66,7 @@ type CreateTokenParams struct {
 	MetaValue string
 	ExpiresAt int64
 	CreatedAt int64
+	CreatedBy string
 }
 
 func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) (int64, error) {
@@ -80,6 +81,7 @@ func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) (int64
 		arg.MetaValue,
 		arg.ExpiresAt,
 		arg.CreatedAt,
+		arg.CreatedBy,
 	)
 	if err != nil {
 		return 0, err
@@ -109,8 +111,91 @@ func (q *Queries) GetTenantByName(ctx context.Context, name string) (Tenant, err
 	return i, err
 }
 
+const getTokenByIDForUpdate = `-- name: GetTokenByIDForUpdate :one
+SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by FROM tokens WHERE id = $1 FOR UPDATE
+`
+
+func (q *Queries) GetTokenByIDForUpdate(ctx context.Context, id string) (Token, error) {
+	row := q.db.QueryRow(ctx, getTokenByIDForUpdate, id)
+	var i Token
+	err := row.Scan(
+		&i.ID,
+		&i.TenantID,
+		&i.Hash,
+		&i.Kind,
+		&i.Name,
+		&i.RunID,
+		&i.MetaKey,
+		&i.MetaValue,
+		&i.ExpiresAt,
+		&i.CreatedAt,
+		&i.RevokedAt,
+		&i.CreatedBy,
+	)
+	return i, err
+}
+
+const listTokens = `-- name: ListTokens :many
+SELECT tokens.id, tokens.tenant_id, tokens.hash, tokens.kind, tokens.name, tokens.run_id, tokens.meta_key, tokens.meta_value, tokens.expires_at, tokens.created_at, tokens.revoked_at, tokens.created_by, tenants.name AS tenant_name
+FROM tokens JOIN tenants ON tenants.id = tokens.tenant_id
+WHERE tokens.kind <> 'browser'
+ORDER BY tokens.created_at, tokens.id
+`
+
+type ListTokensRow struct {
+	ID         string
+	TenantID   string
+	Hash       string
+	Kind       string
+	Name       string
+	RunID      string
+	MetaKey    string
+	MetaValue  string
+	ExpiresAt  int64
+	CreatedAt  int64
+	RevokedAt  int64
+	CreatedBy  string
+	TenantName string
+}
+
+// API and admin tokens of every tenant, oldest first; browser tokens are
+// short-lived and many, and not listed.
+func (q *Queries) ListTokens(ctx context.Context) ([]ListTokensRow, error) {
+	rows, err := q.db.Query(ctx, listTokens)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListTokensRow
+	for rows.Next() {
+		var i ListTokensRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.TenantID,
+			&i.Hash,
+			&i.Kind,
+			&i.Name,
+			&i.RunID,
+			&i.MetaKey,
+			&i.MetaValue,
+			&i.ExpiresAt,
+			&i.CreatedAt,
+			&i.RevokedAt,
+			&i.CreatedBy,
+			&i.TenantName,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lookupToken = `-- name: LookupToken :one
-SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at FROM tokens WHERE hash = $1
+SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by FROM tokens WHERE hash = $1
 `
 
 // Expired tokens are returned too: the caller decides (and can say why it
@@ -129,6 +214,35 @@ func (q *Queries) LookupToken(ctx context.Context, hash string) (Token, error) {
 		&i.MetaValue,
 		&i.ExpiresAt,
 		&i.CreatedAt,
+		&i.RevokedAt,
+		&i.CreatedBy,
 	)
 	return i, err
+}
+
+const revokeToken = `-- name: RevokeToken :many
+UPDATE tokens SET revoked_at = $1
+WHERE revoked_at = 0 AND (id = $2 OR (created_by = $2 AND kind = 'browser'))
+RETURNING id
+`
+
+// The token and the browser tokens it minted, those not yet revoked.
+func (q *Queries) RevokeToken(ctx context.Context, now int64, iD string) ([]string, error) {
+	rows, err := q.db.Query(ctx, revokeToken, now, iD)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -78,6 +78,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.getTenantByNameStmt, err = db.PrepareContext(ctx, getTenantByName); err != nil {
 		return nil, fmt.Errorf("error preparing query GetTenantByName: %w", err)
 	}
+	if q.getTokenByIDStmt, err = db.PrepareContext(ctx, getTokenByID); err != nil {
+		return nil, fmt.Errorf("error preparing query GetTokenByID: %w", err)
+	}
 	if q.getWorkerForUpdateStmt, err = db.PrepareContext(ctx, getWorkerForUpdate); err != nil {
 		return nil, fmt.Errorf("error preparing query GetWorkerForUpdate: %w", err)
 	}
@@ -138,6 +141,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listTimedOutStepRunsStmt, err = db.PrepareContext(ctx, listTimedOutStepRuns); err != nil {
 		return nil, fmt.Errorf("error preparing query ListTimedOutStepRuns: %w", err)
 	}
+	if q.listTokensStmt, err = db.PrepareContext(ctx, listTokens); err != nil {
+		return nil, fmt.Errorf("error preparing query ListTokens: %w", err)
+	}
 	if q.listWorkflowsStmt, err = db.PrepareContext(ctx, listWorkflows); err != nil {
 		return nil, fmt.Errorf("error preparing query ListWorkflows: %w", err)
 	}
@@ -152,6 +158,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.readMetadataEventsStmt, err = db.PrepareContext(ctx, readMetadataEvents); err != nil {
 		return nil, fmt.Errorf("error preparing query ReadMetadataEvents: %w", err)
+	}
+	if q.revokeTokenStmt, err = db.PrepareContext(ctx, revokeToken); err != nil {
+		return nil, fmt.Errorf("error preparing query RevokeToken: %w", err)
 	}
 	if q.touchWorkerStmt, err = db.PrepareContext(ctx, touchWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query TouchWorker: %w", err)
@@ -263,6 +272,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing getTenantByNameStmt: %w", cerr)
 		}
 	}
+	if q.getTokenByIDStmt != nil {
+		if cerr := q.getTokenByIDStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getTokenByIDStmt: %w", cerr)
+		}
+	}
 	if q.getWorkerForUpdateStmt != nil {
 		if cerr := q.getWorkerForUpdateStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing getWorkerForUpdateStmt: %w", cerr)
@@ -363,6 +377,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listTimedOutStepRunsStmt: %w", cerr)
 		}
 	}
+	if q.listTokensStmt != nil {
+		if cerr := q.listTokensStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listTokensStmt: %w", cerr)
+		}
+	}
 	if q.listWorkflowsStmt != nil {
 		if cerr := q.listWorkflowsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listWorkflowsStmt: %w", cerr)
@@ -386,6 +405,11 @@ func (q *Queries) Close() error {
 	if q.readMetadataEventsStmt != nil {
 		if cerr := q.readMetadataEventsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing readMetadataEventsStmt: %w", cerr)
+		}
+	}
+	if q.revokeTokenStmt != nil {
+		if cerr := q.revokeTokenStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing revokeTokenStmt: %w", cerr)
 		}
 	}
 	if q.touchWorkerStmt != nil {
@@ -470,6 +494,7 @@ type Queries struct {
 	getStepRunForUpdateStmt   *sql.Stmt
 	getTenantStmt             *sql.Stmt
 	getTenantByNameStmt       *sql.Stmt
+	getTokenByIDStmt          *sql.Stmt
 	getWorkerForUpdateStmt    *sql.Stmt
 	getWorkflowStmt           *sql.Stmt
 	initLogHeadStmt           *sql.Stmt
@@ -490,11 +515,13 @@ type Queries struct {
 	listStepRunsForUpdateStmt *sql.Stmt
 	listStepRunsOfWorkerStmt  *sql.Stmt
 	listTimedOutStepRunsStmt  *sql.Stmt
+	listTokensStmt            *sql.Stmt
 	listWorkflowsStmt         *sql.Stmt
 	lookupTokenStmt           *sql.Stmt
 	markWorkerDeadStmt        *sql.Stmt
 	readEventsStmt            *sql.Stmt
 	readMetadataEventsStmt    *sql.Stmt
+	revokeTokenStmt           *sql.Stmt
 	touchWorkerStmt           *sql.Stmt
 	updateRunStmt             *sql.Stmt
 	updateStepRunStmt         *sql.Stmt
@@ -524,6 +551,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		getStepRunForUpdateStmt:   q.getStepRunForUpdateStmt,
 		getTenantStmt:             q.getTenantStmt,
 		getTenantByNameStmt:       q.getTenantByNameStmt,
+		getTokenByIDStmt:          q.getTokenByIDStmt,
 		getWorkerForUpdateStmt:    q.getWorkerForUpdateStmt,
 		getWorkflowStmt:           q.getWorkflowStmt,
 		initLogHeadStmt:           q.initLogHeadStmt,
@@ -544,11 +572,13 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listStepRunsForUpdateStmt: q.listStepRunsForUpdateStmt,
 		listStepRunsOfWorkerStmt:  q.listStepRunsOfWorkerStmt,
 		listTimedOutStepRunsStmt:  q.listTimedOutStepRunsStmt,
+		listTokensStmt:            q.listTokensStmt,
 		listWorkflowsStmt:         q.listWorkflowsStmt,
 		lookupTokenStmt:           q.lookupTokenStmt,
 		markWorkerDeadStmt:        q.markWorkerDeadStmt,
 		readEventsStmt:            q.readEventsStmt,
 		readMetadataEventsStmt:    q.readMetadataEventsStmt,
+		revokeTokenStmt:           q.revokeTokenStmt,
 		touchWorkerStmt:           q.touchWorkerStmt,
 		updateRunStmt:             q.updateRunStmt,
 		updateStepRunStmt:         q.updateStepRunStmt,

@@ -101,6 +101,8 @@ type Token struct {
 	MetaValue string
 	ExpiresAt int64
 	CreatedAt int64
+	RevokedAt int64
+	CreatedBy string
 }
 
 type Worker struct {
