@@ -57,60 +57,64 @@ func withDeadlines(next http.Handler, t Timeouts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		dw := &deadlineWriter{ResponseWriter: w, rc: rc, timeout: t.Write}
-		// A fresh write deadline at the start: on a reused HTTP/1.1
-		// connection the previous request's may have passed, and a
-		// response of headers alone has no Write to refresh it.
-		dw.refresh()
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			if err := rc.SetReadDeadline(time.Now().Add(t.Body)); err == nil {
 				r.Body = &liftAtEOF{ReadCloser: r.Body, rc: rc}
 			}
 		}
 		next.ServeHTTP(dw, r)
-		// What net/http still writes after the handler (buffered bytes,
-		// the end of a chunked body) gets a fresh deadline too.
-		dw.refresh()
+		if r.ProtoMajor == 1 {
+			// What net/http still writes after the handler (buffered
+			// bytes, the end of a chunked body) gets a deadline too; the
+			// server lifts it before the next request. (An HTTP/2 write
+			// deadline is a timer that resets the stream when it fires,
+			// so none is left behind there.)
+			_ = rc.SetWriteDeadline(time.Now().Add(t.Write))
+		}
 	})
 }
 
-// deadlineWriter refreshes the write deadline before every write.
+// deadlineWriter bounds every write and flush by the write timeout: the
+// deadline is set before and lifted after each, so it limits how long one
+// write may wait for the client, never how long a response lasts (on
+// HTTP/2 a deadline left set resets the stream when it passes, even
+// between writes).
 type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
 }
 
-func (w *deadlineWriter) refresh() {
+func (w *deadlineWriter) bounded(write func()) {
 	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	write()
+	_ = w.rc.SetWriteDeadline(time.Time{})
 }
 
 func (w *deadlineWriter) WriteHeader(code int) {
-	w.refresh()
-	w.ResponseWriter.WriteHeader(code)
+	w.bounded(func() { w.ResponseWriter.WriteHeader(code) })
 }
 
-func (w *deadlineWriter) Write(p []byte) (int, error) {
-	w.refresh()
-	return w.ResponseWriter.Write(p)
+func (w *deadlineWriter) Write(p []byte) (n int, err error) {
+	w.bounded(func() { n, err = w.ResponseWriter.Write(p) })
+	return n, err
 }
 
-func (w *deadlineWriter) Flush() {
-	w.refresh()
-	_ = w.rc.Flush()
-}
+func (w *deadlineWriter) Flush() { _ = w.FlushError() }
 
 // FlushError lets http.ResponseController report a failed flush.
-func (w *deadlineWriter) FlushError() error {
-	w.refresh()
-	return w.rc.Flush()
+func (w *deadlineWriter) FlushError() (err error) {
+	w.bounded(func() { err = w.rc.Flush() })
+	return err
 }
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // liftAtEOF lifts the body's read deadline once the body is read whole,
-// so that it does not later end a long response (on HTTP/1.1 a read
-// deadline that passes while a handler runs cancels its context).
+// so that it cannot end the response later (on HTTP/1.1 the connection's
+// read deadline also governs net/http's background read, whose failure
+// cancels the request's context).
 type liftAtEOF struct {
 	io.ReadCloser
 	rc     *http.ResponseController
