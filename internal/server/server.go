@@ -166,7 +166,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	mux := http.NewServeMux()
 	api.NewRPC(s.engine, cfg.Logger).Mount(mux)
-	api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins}).Mount(mux)
+	api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins, WriteTimeout: cfg.Timeouts.Write}).Mount(mux)
 	dashboard.Mount(mux)
 	browsersdk.Mount(mux)
 	// /healthz: the process serves HTTP. /readyz: it can also reach its
