@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,7 +19,7 @@ import (
 // EndEvent is the name of the message written after the run's terminal
 // event: the stream is complete and the client should close it. It is the
 // engine's too (GET /api/v1/runs/{runId}/stream).
-const EndEvent = "end"
+const EndEvent = ssewire.EndEvent
 
 // DefaultHeartbeat is how often an idle stream gets a comment line, so
 // proxies and load balancers, which often drop connections silent for 30 or
@@ -244,7 +243,7 @@ func Stream(w http.ResponseWriter, r *http.Request, c *runnel.Client, runID stri
 		<-done
 	}()
 
-	s := &stream{w: w, rc: http.NewResponseController(w), cfg: &cfg, runID: runID}
+	s := &stream{w: w, out: ssewire.NewWriter(w, writeTimeout), cfg: &cfg, runID: runID}
 	err = s.run(ctx, items)
 	if ctx.Err() != nil {
 		return nil
@@ -264,10 +263,11 @@ type item struct {
 // ended.
 var errStopped = errors.New("sse: subscription stopped")
 
-// stream writes one SSE response.
+// stream writes one SSE response through the engine's SSE writer, which
+// gives every write a deadline (see writeTimeout).
 type stream struct {
-	w     http.ResponseWriter
-	rc    *http.ResponseController
+	w     http.ResponseWriter // for an error answered before the stream starts
+	out   *ssewire.Writer
 	cfg   *config
 	runID string
 	dirty bool // written since the last flush
@@ -312,10 +312,7 @@ func (s *stream) run(ctx context.Context, items <-chan item) error {
 		case it.err != nil:
 			return true, it.err
 		case it.ended:
-			if err := s.write(func(w io.Writer) error { return ssewire.WriteEnd(w, s.runID) }); err != nil {
-				return true, err
-			}
-			return true, s.flush()
+			return true, s.out.End(s.runID)
 		}
 		if err := s.event(it.ev); err != nil {
 			return true, err
@@ -343,7 +340,7 @@ func (s *stream) run(ctx context.Context, items <-chan item) error {
 				return err
 			}
 		case <-heartbeat.C:
-			if err := s.write(func(w io.Writer) error { return ssewire.WriteComment(w, "heartbeat") }); err != nil {
+			if err := s.out.Comment("heartbeat"); err != nil {
 				return err
 			}
 			if err := s.flush(); err != nil {
@@ -358,25 +355,7 @@ func (s *stream) run(ctx context.Context, items <-chan item) error {
 
 // start sends the headers (and the retry field), so the client knows it
 // is connected even before the first event.
-func (s *stream) start() error {
-	h := s.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive") // dropped by net/http on HTTP/2, where it is not allowed
-	h.Set("X-Accel-Buffering", "no")
-	h.Del("Content-Length")
-	s.w.WriteHeader(http.StatusOK)
-	if s.cfg.retry > 0 {
-		ms := max(s.cfg.retry.Milliseconds(), 1)
-		if err := s.write(func(w io.Writer) error {
-			_, err := fmt.Fprintf(w, "retry: %d\n\n", ms)
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	return s.flush()
-}
+func (s *stream) start() error { return s.out.Start(s.cfg.retry) }
 
 // event writes one run event, unless a filter or the transform drops it.
 func (s *stream) event(ev runnel.Event) error {
@@ -385,8 +364,9 @@ func (s *stream) event(ev runnel.Event) error {
 			return nil
 		}
 	}
+	s.dirty = true
 	if s.cfg.transform == nil {
-		return s.write(func(w io.Writer) error { return ssewire.Write(w, wireEvent(ev)) })
+		return s.out.Event(wireEvent(ev))
 	}
 	name, v, ok := s.cfg.transform(ev)
 	if !ok {
@@ -399,28 +379,13 @@ func (s *stream) event(ev runnel.Event) error {
 	if err != nil {
 		return fmt.Errorf("sse: encode transformed %s event at %s: %w", ev.Type, ev.Position, err)
 	}
-	return s.write(func(w io.Writer) error { return ssewire.WriteEvent(w, string(ev.Position), name, data) })
+	return s.out.EventData(string(ev.Position), name, data)
 }
 
-// write writes with a fresh write deadline (see writeTimeout).
-func (s *stream) write(fn func(io.Writer) error) error {
-	if err := s.rc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	s.dirty = true
-	return fn(s.w)
-}
-
-// flush sends what was written: net/http buffers a response otherwise.
+// flush sends what was written.
 func (s *stream) flush() error {
 	s.dirty = false
-	if err := s.rc.Flush(); err != nil {
-		if errors.Is(err, http.ErrNotSupported) {
-			return errors.New("sse: the ResponseWriter cannot flush, so events would not reach the client as they happen")
-		}
-		return err
-	}
-	return nil
+	return s.out.Flush()
 }
 
 // resumePosition returns where the client resumes: the Last-Event-ID header,

@@ -27,7 +27,13 @@ type HTTPConfig struct {
 	// CORSOrigins are the browser origins allowed to call the API ("*" for
 	// any). None by default.
 	CORSOrigins []string
+	// WriteTimeout bounds each write of an SSE stream: a client that takes
+	// nothing for this long is dropped (default DefaultWriteTimeout).
+	WriteTimeout time.Duration
 }
+
+// DefaultWriteTimeout is HTTPConfig.WriteTimeout's default.
+const DefaultWriteTimeout = 30 * time.Second
 
 // HTTP serves the JSON API under /api/v1 and its SSE streams, for backends
 // without the Go SDK and for browsers. It is a thin layer: decode, call the
@@ -41,6 +47,9 @@ type HTTP struct {
 
 // NewHTTP returns the HTTP API over e.
 func NewHTTP(e *engine.Engine, log *slog.Logger, cfg HTTPConfig) *HTTP {
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	return &HTTP{engine: e, log: log, cfg: cfg, frames: newFrameCache()}
 }
 

@@ -62,11 +62,11 @@ func (h *HTTP) streamMetadata(w http.ResponseWriter, r *http.Request, p engine.P
 		h.writeError(w, r, err)
 		return
 	}
-	sw := newSSEWriter(w, h.engine.Codec(), h.frames)
+	sw := newSSEWriter(w, h.engine.Codec(), h.frames, h.cfg.WriteTimeout)
 	err = h.engine.SubscribeMetadata(r.Context(), engine.SubscribeMetadataParams{
 		TenantID: p.TenantID, Key: key, Value: value, From: from, Types: types, Principal: p,
 	}, sw.deliver)
-	if err != nil && !sw.started {
+	if err != nil && !sw.started() {
 		h.writeError(w, r, err)
 	}
 }

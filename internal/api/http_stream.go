@@ -1,10 +1,10 @@
 package api
 
 import (
-	"bytes"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
@@ -56,14 +56,14 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 		h.writeError(w, r, err)
 		return
 	}
-	sw := newSSEWriter(w, h.engine.Codec(), h.frames)
+	sw := newSSEWriter(w, h.engine.Codec(), h.frames, h.cfg.WriteTimeout)
 	err = h.engine.Subscribe(r.Context(), engine.SubscribeParams{
 		TenantID: p.TenantID, RunID: runID, From: from, Types: types, Principal: p,
 	}, sw.deliver)
 	switch {
 	case err == nil:
 		sw.end(runID)
-	case !sw.started:
+	case !sw.started():
 		h.writeError(w, r, err)
 	default:
 		// Mid-stream (client gone, engine stopping): the client reconnects
@@ -71,71 +71,60 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 	}
 }
 
-// sseWriter writes subscription batches as SSE frames, one flush per batch
-// (so every event leaves at once, and a burst leaves in one write).
+// sseWriter writes subscription batches as SSE frames through the one SSE
+// writer (ssewire.Writer), one flush per batch (so every event leaves at
+// once, and a burst leaves in few writes). Every write has a deadline: a
+// client that stops reading is dropped, and resumes later from its last
+// position.
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	codec   eventlog.Codec
-	frames  *frameCache
-	started bool
+	out    *ssewire.Writer
+	codec  eventlog.Codec
+	frames *frameCache
 }
 
-func newSSEWriter(w http.ResponseWriter, codec eventlog.Codec, frames *frameCache) *sseWriter {
-	return &sseWriter{w: w, rc: http.NewResponseController(w), codec: codec, frames: frames}
+func newSSEWriter(w http.ResponseWriter, codec eventlog.Codec, frames *frameCache, writeTimeout time.Duration) *sseWriter {
+	return &sseWriter{out: ssewire.NewWriter(w, writeTimeout), codec: codec, frames: frames}
 }
 
-// write sends what fill writes in one Write and flushes it to the client.
-// The buffer is pooled: an idle subscriber holds none.
-func (s *sseWriter) write(fill func(b *bytes.Buffer) error) error {
-	b := batchBuffers.Get().(*bytes.Buffer)
-	b.Reset()
-	defer func() {
-		if b.Cap() <= 1<<20 {
-			batchBuffers.Put(b)
-		}
-	}()
-	if err := fill(b); err != nil {
-		return err
-	}
-	if _, err := s.w.Write(b.Bytes()); err != nil {
-		return err
-	}
-	return s.rc.Flush()
-}
+func (s *sseWriter) started() bool { return s.out.Started() }
 
 func (s *sseWriter) deliver(events []store.Event, pos int64) error {
-	if !s.started {
+	if !s.out.Started() {
 		// The subscription is open: send the headers now, so the client
 		// knows it is connected before the first event.
-		hdr := s.w.Header()
-		hdr.Set("Content-Type", "text/event-stream")
-		hdr.Set("Cache-Control", "no-cache")
-		hdr.Set("Connection", "keep-alive")
-		hdr.Set("X-Accel-Buffering", "no")
-		s.w.WriteHeader(http.StatusOK)
-		s.started = true
-	}
-	return s.write(func(b *bytes.Buffer) error {
-		if len(events) == 0 {
-			// First message or heartbeat: a comment keeps proxies and the
-			// client's idle timers from closing the stream.
-			return ssewire.WriteComment(b, "position "+s.codec.Encode(pos))
+		if err := s.out.Start(0); err != nil {
+			return err
 		}
-		for _, ev := range events {
-			f, err := s.frames.frame(s.codec, ev)
-			if err != nil {
+	}
+	if len(events) == 0 {
+		// First message or heartbeat: a comment keeps proxies and the
+		// client's idle timers from closing the stream.
+		if err := s.out.Comment("position " + s.codec.Encode(pos)); err != nil {
+			return err
+		}
+	}
+	for _, ev := range events {
+		if ev.Type == store.EventStepStream && len(ev.Payload) > ssewire.ChunkSize {
+			// Too large to cache or to hold encoded: streamed in pieces.
+			if err := s.out.Event(wireEvent(s.codec, ev)); err != nil {
 				return err
 			}
-			b.Write(f)
+			continue
 		}
-		return nil
-	})
+		f, err := s.frames.frame(s.codec, ev)
+		if err != nil {
+			return err
+		}
+		if err := s.out.Frame(f); err != nil {
+			return err
+		}
+	}
+	return s.out.Flush()
 }
 
 func (s *sseWriter) end(runID string) {
-	if !s.started {
+	if !s.out.Started() {
 		_ = s.deliver(nil, 0)
 	}
-	_ = s.write(func(b *bytes.Buffer) error { return ssewire.WriteEnd(b, runID) })
+	_ = s.out.End(runID)
 }

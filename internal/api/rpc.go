@@ -17,10 +17,6 @@ import (
 	"github.com/runnel-dev/runnel/internal/gen/runnel/v1/runnelv1connect"
 )
 
-// MaxRPCMessageSize bounds one RPC message: a stream put carries up to a few
-// 4 MiB payloads.
-const MaxRPCMessageSize = 64 << 20
-
 // RPC serves the Connect services.
 type RPC struct {
 	engine *engine.Engine
@@ -32,21 +28,28 @@ func NewRPC(e *engine.Engine, log *slog.Logger) *RPC {
 	return &RPC{engine: e, log: log}
 }
 
-// Mount registers the services on mux.
+// Mount registers the services on mux: every procedure on its own path,
+// with its own read limit (see rpcReadLimits), behind authentication that
+// reads no body. The services' prefixes answer unknown procedures (Connect's
+// 404) with the smallest limit.
 func (r *RPC) Mount(mux *http.ServeMux) {
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&authInterceptor{engine: r.engine, log: r.log}),
 		// After authentication: strings the store cannot keep are refused.
 		connect.WithInterceptors(textCheck{}),
-		connect.WithReadMaxBytes(MaxRPCMessageSize),
 		// gzip costs more CPU than it saves between an engine and its
 		// workers and clients, which sit on one network: a subscription
 		// spent a quarter of its time compressing. Only large responses
 		// (long run lists) are still compressed for clients that accept it.
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
-	mux.Handle(runnelv1connect.NewWorkerServiceHandler(&workerService{engine: r.engine}, opts...))
-	mux.Handle(runnelv1connect.NewRunServiceHandler(&runService{engine: r.engine}, opts...))
+	for procedure, limit := range rpcReadLimits {
+		mux.Handle(procedure, r.rpcAuthenticated(r.procedureHandler(procedure, limit, opts)))
+	}
+	for _, service := range []string{runnelv1connect.WorkerServiceName, runnelv1connect.RunServiceName} {
+		prefix := "/" + service + "/"
+		mux.Handle(prefix, r.rpcAuthenticated(r.procedureHandler(prefix+"unknown", rpcSmallLimit, opts)))
+	}
 }
 
 // compressMinBytes is the smallest response the engine compresses.
@@ -90,7 +93,12 @@ type authInterceptor struct {
 	log    *slog.Logger
 }
 
+// authenticate puts the principal of the request's token in ctx, unless
+// rpcAuthenticated already did.
 func (a *authInterceptor) authenticate(ctx context.Context, h http.Header) (context.Context, error) {
+	if _, ok := PrincipalFrom(ctx); ok {
+		return ctx, nil
+	}
 	p, err := a.engine.Authenticate(ctx, BearerToken(h, nil))
 	if err != nil {
 		return ctx, err

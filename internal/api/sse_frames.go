@@ -41,11 +41,7 @@ func (c *frameCache) frame(codec eventlog.Codec, ev store.Event) ([]byte, error)
 		return f, nil
 	}
 	var b bytes.Buffer
-	err := ssewire.Write(&b, ssewire.Event{
-		Position: codec.Encode(ev.Position), RunID: ev.RunID, Workflow: ev.Workflow, Type: ev.Type,
-		StepRunID: ev.StepRunID, Step: ev.Step, Attempt: ev.Attempt, Payload: ev.Payload, Data: ev.Data,
-		Time: ev.CreatedAt,
-	})
+	err := ssewire.Write(&b, wireEvent(codec, ev))
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +73,11 @@ func (c *frameCache) put(pos int64, f []byte) {
 	}
 }
 
-// batchBuffers hold a delivery's frames while it is written: a subscriber
-// between deliveries holds no buffer of its own.
-var batchBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// wireEvent is a stored event in the fields SSE carries.
+func wireEvent(codec eventlog.Codec, ev store.Event) ssewire.Event {
+	return ssewire.Event{
+		Position: codec.Encode(ev.Position), RunID: ev.RunID, Workflow: ev.Workflow, Type: ev.Type,
+		StepRunID: ev.StepRunID, Step: ev.Step, Attempt: ev.Attempt, Payload: ev.Payload, Data: ev.Data,
+		Time: ev.CreatedAt,
+	}
+}

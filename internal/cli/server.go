@@ -40,6 +40,8 @@ type serverOptions struct {
 	// workers heartbeat, and how long a silent one lives).
 	heartbeatInterval time.Duration
 	heartbeatTimeout  time.Duration
+	idleTimeout       time.Duration
+	writeTimeout      time.Duration
 }
 
 // DefaultShutdownTimeout bounds a graceful shutdown: long enough for
@@ -64,6 +66,8 @@ func (o *serverOptions) register(cmd *cobra.Command, withDB bool) {
 	cmd.Flags().DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to let requests in flight finish before closing the connections still open")
 	cmd.Flags().DurationVar(&o.heartbeatInterval, "heartbeat-interval", engine.DefaultHeartbeatInterval, "how often workers are asked to send a heartbeat")
 	cmd.Flags().DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 0, "how long a worker may stay silent before it is declared dead and its running steps re-queued (default 5 × --heartbeat-interval)")
+	cmd.Flags().DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a connection with no request open (HTTP/1.1 keep-alive, HTTP/2) after this long; streams in progress are not idle")
+	cmd.Flags().DurationVar(&o.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "drop a client that does not take a write of its response (each SSE frame, each RPC stream message) within this long; subscribers resume from their position")
 	cmd.Flags().DurationVar(&o.retention, "retention", engine.DefaultRetention, "how long a finished run and its events are kept before they are deleted, 7 days by default; a negative duration such as -1s keeps them forever")
 }
 
@@ -96,6 +100,14 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 	if o.heartbeatTimeout < 0 || (o.heartbeatTimeout > 0 && o.heartbeatTimeout <= o.heartbeatInterval) {
 		return server.Config{}, fmt.Errorf("invalid --heartbeat-timeout %s: want more than --heartbeat-interval (%s)", o.heartbeatTimeout, o.heartbeatInterval)
 	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"--idle-timeout", o.idleTimeout}, {"--write-timeout", o.writeTimeout}} {
+		if f.v <= 0 {
+			return server.Config{}, fmt.Errorf("invalid %s %s: want a positive duration", f.name, f.v)
+		}
+	}
 	logger, err := newLogger(stderr, o.logLevel)
 	if err != nil {
 		return server.Config{}, err
@@ -106,7 +118,8 @@ func (o *serverOptions) config(stderr io.Writer) (server.Config, error) {
 	}
 	cfg := server.Config{
 		Addr: o.addr, DataDir: o.dataDir, DatabaseURL: db, SQLiteSyncFull: o.sync == "full", CORSOrigins: o.cors,
-		Logger: logger, Engine: engine.Config{
+		Timeouts: server.Timeouts{Idle: o.idleTimeout, Write: o.writeTimeout},
+		Logger:   logger, Engine: engine.Config{
 			Logger: logger, Retention: o.retention,
 			MaxSubscribers: noLimit(o.maxSubscribers), MaxSubscribersPerToken: noLimit(o.maxSubscribersPerToken),
 			TokenMintRate: noLimit(o.tokenMintRate), TokenMintBurst: o.tokenMintBurst,

@@ -14,6 +14,8 @@ func TestServerLimitFlagsAreValidated(t *testing.T) {
 		"invalid --token-mint-rate -0.5":         {"--token-mint-rate", "-0.5"},
 		"invalid --token-mint-burst 0":           {"--token-mint-burst", "0"},
 		"invalid --shutdown-timeout 0s":          {"--shutdown-timeout", "0s"},
+		"invalid --idle-timeout 0s":              {"--idle-timeout", "0s"},
+		"invalid --write-timeout -1s":            {"--write-timeout", "-1s"},
 	} {
 		code, _, stderr := runCLI(t, append([]string{"server", "--data-dir", t.TempDir()}, args...)...)
 		require.Equal(t, 1, code)

@@ -185,6 +185,7 @@ func (f *feed) run(ctx context.Context) {
 			page = nil
 		}
 		if len(page) > 0 {
+			r.shared.share(page) // subscribers behind the tail then read the same copy
 			f.append(page)
 			continue
 		}

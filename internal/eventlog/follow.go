@@ -63,9 +63,17 @@ type Reader struct {
 	// subscription gets an empty one (default 15s).
 	Heartbeat time.Duration
 
+	// shared holds recent large payloads read from the store, so that the
+	// subscribers replaying one share a copy.
+	shared *sharedPayloads
+
 	mu    sync.Mutex
 	feeds map[feedKey]*feed
 }
+
+// sharedPayloadBudget bounds the large payloads kept for sharing: four of
+// the largest.
+const sharedPayloadBudget = 16 << 20
 
 // NewReader returns a reader over st, woken by hub.
 func NewReader(st store.Store, hub *Hub) *Reader {
@@ -73,7 +81,8 @@ func NewReader(st store.Store, hub *Hub) *Reader {
 		store: st, hub: hub,
 		PageSize: 256, PageBytes: 256 << 10, BatchBytes: 64 << 10, TailEvents: 4096, TailBytes: 8 << 20,
 		Poll: 2 * time.Second, Heartbeat: 15 * time.Second,
-		feeds: make(map[feedKey]*feed),
+		feeds:  make(map[feedKey]*feed),
+		shared: newSharedPayloads(sharedPayloadBudget),
 	}
 }
 
@@ -174,6 +183,7 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, types map[stri
 		if err != nil {
 			return err
 		}
+		r.shared.share(page)
 		if len(page) == 0 {
 			// Nothing followed lies between `after` and the tail's base (a
 			// position of another run can land there): every event at or

@@ -42,12 +42,12 @@ func startNode(t testing.TB, kind string, adjust ...func(*server.Config)) *node 
 	if kind == "postgres" {
 		cfg.DatabaseURL = testdb.PostgresURL(t)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg.Listener = ln // before adjust, which may wrap it
 	for _, f := range adjust {
 		f(&cfg)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	cfg.Listener = ln
 	srv, err := server.Start(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {

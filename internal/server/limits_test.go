@@ -292,7 +292,7 @@ func TestTokenMintRateLimit(t *testing.T) {
 	})
 }
 
-// The size limits of requests: an RPC message over MaxRPCMessageSize and a
+// The size limits of requests: an RPC message over its procedure's limit and a
 // run list over the page limit are refused with a clear error over RPC (the
 // HTTP body limit, the stream payload limit over RPC and the HTTP list
 // limit are checked in TestHTTPAPI, TestStreamPutIsIdempotent and
@@ -306,6 +306,10 @@ func TestRequestSizeLimits(t *testing.T) {
 		huge := make([]byte, api.MaxRPCMessageSize+1)
 		_, err := raw.runs.TriggerRun(ctx, connect.NewRequest(&pb.TriggerRunRequest{Workflow: "held", Input: huge}))
 		requireCode(t, connect.CodeResourceExhausted, err, "larger than configured max")
+		// Each procedure has its own limit: a run id of 100 KiB is far
+		// more than a GetRun needs.
+		_, err = raw.runs.GetRun(ctx, connect.NewRequest(&pb.GetRunRequest{RunId: strings.Repeat("x", 100<<10)}))
+		requireCode(t, connect.CodeResourceExhausted, err, "larger than configured max 65536")
 
 		_, err = raw.runs.ListRuns(ctx, connect.NewRequest(&pb.ListRunsRequest{Limit: 1001}))
 		requireCode(t, connect.CodeInvalidArgument, err, "limit 1001 out of range 1..1000")

@@ -50,7 +50,9 @@ type Config struct {
 	// CORSOrigins are the browser origins allowed to call the HTTP API.
 	CORSOrigins []string
 	Logger      *slog.Logger
-	Engine      engine.Config
+	// Timeouts of connections and stream writes (zero fields: defaults).
+	Timeouts Timeouts
+	Engine   engine.Config
 }
 
 // Validate checks the configuration and reports the first bad field.
@@ -64,6 +66,7 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Timeouts.applyDefaults()
 	if c.Engine.Logger == nil {
 		c.Engine.Logger = c.Logger
 	}
@@ -172,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	mux := http.NewServeMux()
 	api.NewRPC(s.engine, cfg.Logger).Mount(mux)
-	api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins}).Mount(mux)
+	api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins, WriteTimeout: cfg.Timeouts.Write}).Mount(mux)
 	dashboard.Mount(mux)
 	browsersdk.Mount(mux)
 	// /healthz: the process serves HTTP. /readyz: it can also reach its
@@ -197,10 +200,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
-		Handler: m.Middleware(withSecurityHeaders(mux),
-			"/"+runnelv1connect.RunServiceName+"/", "/"+runnelv1connect.WorkerServiceName+"/"),
-		Protocols:         protocols,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: withDeadlines(m.Middleware(withSecurityHeaders(mux),
+			"/"+runnelv1connect.RunServiceName+"/", "/"+runnelv1connect.WorkerServiceName+"/"), cfg.Timeouts),
+		Protocols: protocols,
+		// No ReadTimeout or WriteTimeout: they count from the start of a
+		// request and would cut streams; withDeadlines bounds bodies and
+		// every write instead.
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
+		IdleTimeout:       cfg.Timeouts.Idle,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}

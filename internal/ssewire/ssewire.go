@@ -139,8 +139,101 @@ func WriteEvent(w io.Writer, id, name string, data []byte) error {
 }
 
 // Write writes an event as a frame: its position as id, its type as name.
+// A step.stream payload over ChunkSize is encoded and written piece by
+// piece (see writeLarge), so a frame of up to 5.4 MiB never sits whole in
+// memory: what a subscriber holds while its client is slow is one piece.
 func Write(w io.Writer, ev Event) error {
+	if ev.Type == "step.stream" && len(ev.Payload) > ChunkSize {
+		return writeLarge(w, ev)
+	}
 	return WriteEvent(w, ev.Position, ev.Type, Data(ev))
+}
+
+// ChunkSize is the most a streamed payload puts in one write.
+const ChunkSize = 64 << 10
+
+// writeLarge writes the frame of a step.stream event with a large payload
+// in pieces: the frame up to the payload's value, the payload encoded
+// ChunkSize bytes at a time (base64 and JSON string escaping both work
+// character by character, so the pieces join into exactly the encoding of
+// the whole), then the rest. The bytes are the same as Write's for a small
+// payload.
+func writeLarge(w io.Writer, ev Event) error {
+	text := utf8.Valid(ev.Payload)
+	payload := ev.Payload
+	ev.Payload = nil
+	var data []byte
+	if len(ev.Data) > 0 {
+		m := DataObject(ev)
+		m["payload"] = ""
+		if !text {
+			m["encoding"] = "base64"
+		}
+		data, _ = json.Marshal(m) // strings, numbers and decoded JSON: cannot fail
+	} else {
+		data = Data(ev)
+		if !text {
+			data = bytes.Replace(data, []byte(`"payload":""`), []byte(`"encoding":"base64","payload":""`), 1)
+		}
+	}
+	const field = `"payload":""`
+	// The fields are sorted, and those before "payload" hold no such
+	// text unless a nested detail does: then encode the frame whole.
+	i := bytes.Index(data, []byte(field))
+	if i < 0 || bytes.Count(data, []byte(field)) != 1 {
+		ev.Payload = payload
+		return WriteEvent(w, ev.Position, ev.Type, Data(ev))
+	}
+	head, tail := data[:i+len(field)-1], data[i+len(field)-1:] // split inside the quotes
+	var b bytes.Buffer
+	if err := WriteEvent(&b, ev.Position, ev.Type, head); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 2) // WriteEvent ends the frame; it goes on
+	if _, err := w.Write(b.Bytes()); err != nil {
+		return err
+	}
+	if text {
+		err := writeChunks(w, payload, func(chunk []byte) []byte {
+			quoted, _ := json.Marshal(string(chunk)) // a string: cannot fail
+			return quoted[1 : len(quoted)-1]
+		}, true)
+		if err != nil {
+			return err
+		}
+	} else {
+		buf := make([]byte, base64.StdEncoding.EncodedLen(ChunkSize/4*3))
+		err := writeChunks(w, payload, func(chunk []byte) []byte {
+			n := base64.StdEncoding.EncodedLen(len(chunk))
+			base64.StdEncoding.Encode(buf[:n], chunk)
+			return buf[:n]
+		}, false)
+		if err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(append(tail[:len(tail):len(tail)], '\n', '\n'))
+	return err
+}
+
+// writeChunks writes payload encoded piece by piece: pieces of a multiple
+// of 3 bytes (base64 without padding inside), cut at a character boundary
+// for text.
+func writeChunks(w io.Writer, payload []byte, encode func([]byte) []byte, text bool) error {
+	size := ChunkSize / 4 * 3 // base64 output fits ChunkSize; JSON text grows little
+	for len(payload) > 0 {
+		n := min(size, len(payload))
+		if text {
+			for n < len(payload) && !utf8.RuneStart(payload[n]) {
+				n--
+			}
+		}
+		if _, err := w.Write(encode(payload[:n])); err != nil {
+			return err
+		}
+		payload = payload[n:]
+	}
+	return nil
 }
 
 // WriteComment writes a comment line (used as a heartbeat), ignored by

@@ -110,3 +110,55 @@ func FuzzDataMatchesDataObject(f *testing.F) {
 		}
 	})
 }
+
+// countingWriter records the largest single write.
+type countingWriter struct {
+	bytes.Buffer
+	largest int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.largest = max(w.largest, len(p))
+	return w.Buffer.Write(p)
+}
+
+// A large payload is written in pieces of at most about ChunkSize, and the
+// pieces make exactly the frame a whole encoding gives: text with
+// multi-byte characters and characters JSON escapes across the piece
+// boundaries, binary (base64), with and without details.
+func TestLargePayloadIsWrittenInPiecesWithTheSameBytes(t *testing.T) {
+	t.Parallel()
+	text := []byte(strings.Repeat("héllo <wörld> & \"quotes\"\n\u2028 日本語 ", 40000))
+	binary := make([]byte, 4<<20)
+	for i := range binary {
+		binary[i] = byte(i*7 + i/251)
+	}
+	for name, ev := range map[string]Event{
+		"text":            {Payload: text},
+		"binary":          {Payload: binary},
+		"text details":    {Payload: text, Data: json.RawMessage(`{"stream":"files","zeta":{"x":""}}`)},
+		"nested payload":  {Payload: text, Data: json.RawMessage(`{"a":{"payload":""}}`)}, // written whole
+		"binary details":  {Payload: binary, Data: json.RawMessage(`{"stream":"files"}`)},
+		"binary no step":  {Payload: binary[:ChunkSize+1], StepRunID: ""},
+		"text odd length": {Payload: text[:ChunkSize*3+5]},
+	} {
+		ev.Position, ev.RunID, ev.Workflow, ev.Type = "p.1", "r", "wf", "step.stream"
+		if name != "binary no step" {
+			ev.StepRunID, ev.Step, ev.Attempt = "s", "file", 3
+		}
+		var want bytes.Buffer
+		if err := WriteEvent(&want, ev.Position, ev.Type, Data(ev)); err != nil {
+			t.Fatal(err)
+		}
+		var got countingWriter
+		if err := Write(&got, ev); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("%s: the pieces differ from the whole frame (%d vs %d bytes)", name, got.Len(), want.Len())
+		}
+		if got.largest > 6*ChunkSize && name != "nested payload" {
+			t.Fatalf("%s: a write of %d bytes", name, got.largest)
+		}
+	}
+}
