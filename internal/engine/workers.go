@@ -357,31 +357,34 @@ func (e *Engine) afterCommit(rs *runState) {
 // with an old heartbeat, so the maintenance loop calls workerLost again
 // after the heartbeat timeout and no step run stays running on a worker
 // nobody will re-queue.
+//
+// The tenant is checked before anything is touched: a worker id named by
+// another tenant (or unknown) changes nothing, not even this node's session.
 func (e *Engine) workerLost(ctx context.Context, tenantID, workerID, reason string) error {
-	// No more assignments to it from this node.
-	e.mu.Lock()
-	if s, ok := e.sessions[workerID]; ok {
-		e.closeSessionLocked(s)
-	}
-	e.mu.Unlock()
 	var steps []store.StepRun
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		w, err := tx.GetWorkerForUpdate(ctx, workerID)
 		if err != nil {
 			return err
 		}
-		if tenantID != "" && w.TenantID != tenantID {
+		if w.TenantID != tenantID {
 			return store.ErrNotFound
 		}
 		steps, err = tx.ListStepRunsOfWorker(ctx, workerID)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // nothing to re-queue for a worker we never knew
+		return nil // nothing to re-queue for a worker this tenant never had
 	}
 	if err != nil {
 		return fmt.Errorf("list step runs of lost worker %s: %w", workerID, err)
 	}
+	// No more assignments to it from this node.
+	e.mu.Lock()
+	if s, ok := e.sessions[workerID]; ok && s.tenantID == tenantID {
+		e.closeSessionLocked(s)
+	}
+	e.mu.Unlock()
 	if len(steps) > 0 {
 		e.log.Info("worker lost; re-queueing its step runs", "worker_id", workerID, "reason", reason, "step_runs", len(steps))
 	}
