@@ -83,6 +83,9 @@ func (s *workerService) Listen(ctx context.Context, req *connect.Request[pb.List
 
 func (s *workerService) Heartbeat(ctx context.Context, req *connect.Request[pb.HeartbeatRequest]) (*connect.Response[pb.HeartbeatResponse], error) {
 	p := mustPrincipal(ctx)
+	if err := requireWriter(p); err != nil {
+		return nil, err
+	}
 	if err := s.engine.Heartbeat(ctx, p.TenantID, req.Msg.WorkerId); err != nil {
 		return nil, err
 	}

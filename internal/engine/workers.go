@@ -125,10 +125,12 @@ func (e *Engine) RegisterWorker(ctx context.Context, p RegisterWorkerParams) (st
 // HeartbeatInterval is how often workers must call Heartbeat.
 func (e *Engine) HeartbeatInterval() time.Duration { return e.cfg.HeartbeatInterval }
 
-// Heartbeat keeps a worker alive. Errors: NotFound when the worker is
-// unknown or was declared dead (it must register again).
+// Heartbeat keeps a worker of the tenant alive. Errors: NotFound when the
+// worker is unknown, another tenant's, or was declared dead (it must
+// register again): another tenant cannot keep a worker alive, nor learn
+// that it exists.
 func (e *Engine) Heartbeat(ctx context.Context, tenantID, workerID string) error {
-	if err := e.store.TouchWorker(ctx, workerID, e.now()); err != nil {
+	if err := e.store.TouchWorker(ctx, tenantID, workerID, e.now()); err != nil {
 		return notFound(err, "worker %s is not registered or was declared dead; register again", workerID)
 	}
 	return nil

@@ -102,3 +102,89 @@ func TestForeignPreviousWorkerIDChangesNothing(t *testing.T) {
 		a.requireUntouched(t, ctx, n)
 	}, defaultWorkerTimers) // the raw worker heartbeats only when the test says
 }
+
+// Issue 15, finding 4, and its siblings: every WorkerService call refuses
+// a read-only browser token (403), and names of another tenant's workers
+// and step runs are unknown to a tenant (404): a heartbeat cannot keep
+// another tenant's worker alive, nor can a tenant listen as it, stream
+// into its attempt, end it or spawn from it.
+func TestWorkerServiceIsTenantScoped(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, n *node) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		a := startTenantAWorker(t, ctx, n)
+		stepRun, attempt := a.attempt.StepRunId, a.attempt.Attempt
+
+		status, body := call(t, "POST", n.url+"/api/v1/tokens", n.srv.AdminToken, `{"runId": "`+a.runID+`", "ttl": "5m"}`)
+		require.Equal(t, 201, status, "%v", body)
+		browser := newRaw(n, body["token"].(string))
+		tokB, err := n.client.Admin().CreateToken(ctx, "tenant-b", "")
+		require.NoError(t, err)
+		b := newRaw(n, tokB)
+
+		type rpc struct {
+			name string
+			call func(c rawClients) error
+		}
+		rpcs := []rpc{
+			{"Heartbeat", func(c rawClients) error {
+				_, err := c.worker.Heartbeat(ctx, connect.NewRequest(&pb.HeartbeatRequest{WorkerId: a.workerID}))
+				return err
+			}},
+			{"Listen", func(c rawClients) error {
+				s, err := c.worker.Listen(ctx, connect.NewRequest(&pb.ListenRequest{WorkerId: a.workerID}))
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				for s.Receive() {
+				}
+				return s.Err()
+			}},
+			{"PutStream", func(c rawClients) error {
+				_, err := c.worker.PutStream(ctx, connect.NewRequest(&pb.PutStreamRequest{
+					StepRunId: stepRun, Attempt: attempt, FirstSeq: 1, Payloads: [][]byte{[]byte("intruder")},
+				}))
+				return err
+			}},
+			{"SpawnRun", func(c rawClients) error {
+				_, err := c.worker.SpawnRun(ctx, connect.NewRequest(&pb.SpawnRunRequest{
+					ParentStepRunId: stepRun, ParentAttempt: attempt, Workflow: "iso", Key: "0",
+				}))
+				return err
+			}},
+			{"FailStep", func(c rawClients) error {
+				_, err := c.worker.FailStep(ctx, connect.NewRequest(&pb.FailStepRequest{
+					StepRunId: stepRun, Attempt: attempt, Error: "intruder", NoRetry: true,
+				}))
+				return err
+			}},
+			{"CompleteStep", func(c rawClients) error {
+				_, err := c.worker.CompleteStep(ctx, connect.NewRequest(&pb.CompleteStepRequest{
+					StepRunId: stepRun, Attempt: attempt, Output: []byte(`"intruder"`),
+				}))
+				return err
+			}},
+			{"RegisterWorker", func(c rawClients) error {
+				_, err := c.worker.RegisterWorker(ctx, connect.NewRequest(&pb.RegisterWorkerRequest{
+					Name: "intruder", Slots: 1, PreviousWorkerId: a.workerID,
+				}))
+				return err
+			}},
+		}
+		for _, r := range rpcs {
+			err := r.call(browser)
+			require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err), "%s with a browser token: %v", r.name, err)
+			if r.name == "RegisterWorker" {
+				continue // another tenant may register; TestForeignPreviousWorkerIDChangesNothing
+			}
+			err = r.call(b)
+			require.Equal(t, connect.CodeNotFound, connect.CodeOf(err), "%s with another tenant's token: %v", r.name, err)
+		}
+		status, body = call(t, "GET", n.url+"/api/v1/runs/"+a.runID, n.srv.AdminToken, "")
+		require.Equal(t, 200, status, "%v", body)
+		require.Empty(t, body["children"], "another tenant spawned a child of tenant A's step")
+		a.requireUntouched(t, ctx, n)
+	}, defaultWorkerTimers)
+}

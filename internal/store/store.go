@@ -425,9 +425,9 @@ type Store interface {
 	// LookupToken finds a token by the hash of its secret.
 	LookupToken(ctx context.Context, hash string) (Token, error)
 
-	// TouchWorker records a heartbeat; ErrNotFound if the worker is unknown
-	// or no longer alive.
-	TouchWorker(ctx context.Context, workerID string, now time.Time) error
+	// TouchWorker records a heartbeat of a worker of the tenant; ErrNotFound
+	// if the worker is unknown, of another tenant, or no longer alive.
+	TouchWorker(ctx context.Context, tenantID, workerID string, now time.Time) error
 
 	// ReadEvents reads a run's events after a position, in position order.
 	ReadEvents(ctx context.Context, p ReadEventsParams) ([]Event, error)

@@ -23,4 +23,4 @@ LIMIT sqlc.arg(row_limit)
 FOR UPDATE SKIP LOCKED;
 
 -- name: TouchWorker :execrows
-UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND alive;
+UPDATE workers SET heartbeat_at = $3 WHERE id = $1 AND tenant_id = $2 AND alive;

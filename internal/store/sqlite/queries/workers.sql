@@ -15,4 +15,4 @@ ORDER BY heartbeat_at, id
 LIMIT @row_limit;
 
 -- name: TouchWorker :execrows
-UPDATE workers SET heartbeat_at = @heartbeat_at WHERE id = @id AND alive = 1;
+UPDATE workers SET heartbeat_at = @heartbeat_at WHERE id = @id AND tenant_id = @tenant_id AND alive = 1;

@@ -123,11 +123,17 @@ func (q *Queries) MarkWorkerDead(ctx context.Context, id string) (int64, error) 
 }
 
 const touchWorker = `-- name: TouchWorker :execrows
-UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND alive
+UPDATE workers SET heartbeat_at = $3 WHERE id = $1 AND tenant_id = $2 AND alive
 `
 
-func (q *Queries) TouchWorker(ctx context.Context, iD string, heartbeatAt int64) (int64, error) {
-	result, err := q.db.Exec(ctx, touchWorker, iD, heartbeatAt)
+type TouchWorkerParams struct {
+	ID          string
+	TenantID    string
+	HeartbeatAt int64
+}
+
+func (q *Queries) TouchWorker(ctx context.Context, arg TouchWorkerParams) (int64, error) {
+	result, err := q.db.Exec(ctx, touchWorker, arg.ID, arg.TenantID, arg.HeartbeatAt)
 	if err != nil {
 		return 0, err
 	}

@@ -120,16 +120,17 @@ func (q *Queries) MarkWorkerDead(ctx context.Context, id string) (int64, error) 
 }
 
 const touchWorker = `-- name: TouchWorker :execrows
-UPDATE workers SET heartbeat_at = ?1 WHERE id = ?2 AND alive = 1
+UPDATE workers SET heartbeat_at = ?1 WHERE id = ?2 AND tenant_id = ?3 AND alive = 1
 `
 
 type TouchWorkerParams struct {
 	HeartbeatAt int64
 	ID          string
+	TenantID    string
 }
 
 func (q *Queries) TouchWorker(ctx context.Context, arg TouchWorkerParams) (int64, error) {
-	result, err := q.exec(ctx, q.touchWorkerStmt, touchWorker, arg.HeartbeatAt, arg.ID)
+	result, err := q.exec(ctx, q.touchWorkerStmt, touchWorker, arg.HeartbeatAt, arg.ID, arg.TenantID)
 	if err != nil {
 		return 0, err
 	}
