@@ -151,11 +151,11 @@ func (c *Client) NewWorker(name string, opts ...WorkerOption) (*Worker, error) {
 		return nil, fmt.Errorf("runnel: worker %q: slots must be between 1 and %d, not %d", name, maxSlots, cfg.slots)
 	}
 	return &Worker{
-		c:      c,
-		name:   name,
-		slots:  cfg.slots,
-		log:    c.logger.With("worker", name),
-		tun:    defaultWorkerTuning,
+		c:        c,
+		name:     name,
+		slots:    cfg.slots,
+		log:      c.logger.With("worker", name),
+		tun:      defaultWorkerTuning,
 		sem:      make(chan struct{}, cfg.slots),
 		ready:    make(chan struct{}),
 		byName:   make(map[string]*compiledWorkflow),

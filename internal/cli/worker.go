@@ -12,7 +12,7 @@ import (
 
 func newWorkerCommand() *cobra.Command {
 	var (
-		flags clientFlags
+		flags    clientFlags
 		slots    int
 		name     string
 		logLevel string
