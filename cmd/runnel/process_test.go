@@ -310,3 +310,71 @@ func TestDevAndCLITour(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out2), `unknown workflow "no-such-workflow" (registered: demo-child, demo-file, demo-flaky, demo-parent, demo-slow, demo-text)`)
 }
+
+// Issue 16: a worker that stays away longer than the engine's heartbeat
+// timeout (here paused with SIGSTOP) is declared dead and its step
+// re-queued as attempt 2, which another worker runs; when the first worker
+// comes back (SIGCONT) it is told its attempt is gone and abandons it, so
+// attempt 1 never reports a result. The step function ran once per
+// attempt, each on its worker.
+func TestWorkerAwayPastHeartbeatTimeoutIsReplaced(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			addr := freeAddr(t)
+			args, dataDir := serverArgs(t, kind, addr, "--heartbeat-interval", "250ms", "--heartbeat-timeout", "1500ms")
+			engine := start(t, nil, args...)
+			engine.waitFor(t, "engine listening")
+			token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+			require.NoError(t, err)
+			env := []string{"RUNNEL_HOST=http://" + addr, "RUNNEL_TOKEN=" + strings.TrimSpace(string(token))}
+			a := start(t, env, "worker", "--slots", "1", "--name", "away", "--log-level", "debug")
+			a.waitFor(t, "worker registered")
+
+			c, err := runnel.NewClient(runnel.WithHost("http://"+addr), runnel.WithToken(strings.TrimSpace(string(token))))
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			runID, err := c.Admin().RunWorkflow(ctx, demo.Slow, map[string]int{"seconds": 3})
+			require.NoError(t, err)
+			a.waitFor(t, `msg="step started"`)
+			pauseProcess(t, a)
+			b := start(t, env, "worker", "--slots", "1", "--name", "stand-in", "--log-level", "debug")
+			b.waitFor(t, "attempt=2")
+			resumeProcess(t, a)
+
+			events, err := collect(ctx, c, runID)
+			require.NoError(t, err)
+			require.Equal(t, runnel.EventRunCompleted, events[len(events)-1].Type)
+			a.waitFor(t, "registering again") // it learnt it was declared dead
+
+			run, err := c.Admin().GetRun(ctx, runID)
+			require.NoError(t, err)
+			step := run.Steps[0]
+			require.Equal(t, 2, step.Attempt)
+			require.Len(t, step.Attempts, 2)
+			require.Equal(t, runnel.StepFailed, step.Attempts[0].Status)
+			require.Contains(t, step.Attempts[0].Error, "worker lost: no heartbeat")
+			require.Equal(t, runnel.StepCompleted, step.Attempts[1].Status)
+			completed := 0
+			var second strings.Builder
+			for _, ev := range events {
+				if ev.Type == runnel.EventStepCompleted {
+					completed++
+					require.Equal(t, 2, ev.Attempt, "attempt 1's late result was not applied")
+				}
+				if ev.Type == runnel.EventStepStream && ev.Attempt == 2 {
+					second.WriteString(string(ev.Payload))
+				}
+			}
+			require.Equal(t, 1, completed)
+			require.Equal(t, "tick 0tick 1tick 2", second.String())
+			require.Equal(t, 1, stepInvocations(a, step.ID), "the paused worker ran attempt 1 only")
+			require.Equal(t, 1, stepInvocations(b, step.ID), "the stand-in ran attempt 2 only")
+			out := strings.Join(a.output(), "\n")
+			require.Regexp(t, `step attempt abandoned|stream put refused: attempt is stale|step result refused`, out,
+				"the paused worker gave up attempt 1 when it came back")
+		})
+	}
+}
