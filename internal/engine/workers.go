@@ -125,6 +125,19 @@ func (e *Engine) RegisterWorker(ctx context.Context, p RegisterWorkerParams) (Re
 		Workflows: names, Slots: p.Slots, Alive: true, HeartbeatAt: now, CreatedAt: now,
 	}
 	err := e.store.Write(ctx, func(tx store.Tx) error {
+		// Link the registration to its previous one, if that is a worker
+		// of the tenant: a registration whose answer was lost is found
+		// through the link (see resume).
+		w.PreviousID = ""
+		if p.PreviousWorkerID != "" {
+			prev, err := tx.GetWorkerForUpdate(ctx, p.PreviousWorkerID)
+			switch {
+			case err == nil && prev.TenantID == p.TenantID:
+				w.PreviousID = prev.ID
+			case err != nil && !errors.Is(err, store.ErrNotFound):
+				return fmt.Errorf("read previous worker %s: %w", p.PreviousWorkerID, err)
+			}
+		}
 		for _, def := range p.Workflows {
 			b, err := json.Marshal(def)
 			if err != nil {
@@ -170,6 +183,35 @@ func (e *Engine) RegisterWorker(ctx context.Context, p RegisterWorkerParams) (Re
 	return out, nil
 }
 
+// maxRegistrationChain bounds how many registrations resume follows back
+// from an attempt's worker to the previous worker named.
+const maxRegistrationChain = 4
+
+// succeeds reports whether worker id is a later registration of the same
+// worker as prevID: linked to it through PreviousID, all of the tenant.
+func (e *Engine) succeeds(ctx context.Context, tenantID, id, prevID string) (bool, error) {
+	for range maxRegistrationChain {
+		var w store.Worker
+		err := e.store.Write(ctx, func(tx store.Tx) error {
+			var err error
+			w, err = tx.GetWorkerForUpdate(ctx, id)
+			return err
+		})
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("read worker %s: %w", id, err)
+		case w.TenantID != tenantID || w.PreviousID == "":
+			return false, nil
+		case w.PreviousID == prevID:
+			return true, nil
+		}
+		id = w.PreviousID
+	}
+	return false, nil
+}
+
 // resumedAttempts are the attempts a registration moved to its new worker
 // id, kept until that worker's Listen starts on this node (see Listen).
 type resumedAttempts struct {
@@ -183,10 +225,26 @@ type resumedAttempts struct {
 // ended, was re-queued or runs elsewhere) is left alone. Each move locks the
 // attempt's run, so it is ordered against every other transition of the
 // attempt (completion, cancellation, timeout, the dead-worker sweep).
+//
+// An attempt is also taken from a registration that named the same
+// previous worker (a successor): the worker registered, the answer was
+// lost, and it registered again naming the same previous id and attempts.
+// Without this the attempts moved by the lost registration would wait on a
+// worker id nobody holds until its heartbeat timeout, and run again. Such
+// successors are then treated as the previous worker: marked dead, their
+// other attempts re-queued.
 func (e *Engine) resume(ctx context.Context, tenantID, prevID, newID string, running []AttemptRef) ([]AttemptRef, error) {
 	if len(running) == 0 {
 		return nil, nil
 	}
+	successors := map[string]bool{}
+	defer func() {
+		for id := range successors {
+			if err := e.workerLost(ctx, tenantID, id, "worker registered again (its earlier registration's answer was lost)"); err != nil {
+				e.log.Warn("re-queue step runs of a lost registration", "worker_id", id, "err", err)
+			}
+		}
+	}()
 	var prev store.Worker
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		var err error
@@ -215,6 +273,17 @@ func (e *Engine) resume(ctx context.Context, tenantID, prevID, newID string, run
 		if err != nil {
 			return nil, fmt.Errorf("read step run %s: %w", a.StepRunID, err)
 		}
+		holder := prevID
+		if sr.WorkerID != prevID && sr.WorkerID != newID && sr.WorkerID != "" {
+			ok, err := e.succeeds(ctx, tenantID, sr.WorkerID, prevID)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				holder = sr.WorkerID
+				successors[holder] = true
+			}
+		}
 		moved := false
 		err = e.store.Write(ctx, func(tx store.Tx) error {
 			moved = false
@@ -227,7 +296,7 @@ func (e *Engine) resume(ctx context.Context, tenantID, prevID, newID string, run
 				return nil
 			}
 			s := &rs.steps[i]
-			if s.Status != store.StepRunning || s.Attempt != a.Attempt || s.WorkerID != prevID {
+			if s.Status != store.StepRunning || s.Attempt != a.Attempt || s.WorkerID != holder {
 				return nil
 			}
 			s.WorkerID = newID

@@ -117,3 +117,46 @@ func TestReconnectingWorkerResumesItsAttempts(t *testing.T) {
 		requireCode(t, connect.CodeNotFound, err, "register again")
 	}, defaultWorkerTimers) // the raw worker sends no heartbeats
 }
+
+// A registration whose answer is lost: the worker registers again naming
+// the same previous id and attempts, and gets them, though the lost
+// registration had already moved them. The lost registration's id is then
+// dead. Another tenant naming the same ids gets nothing.
+func TestRegistrationWithLostAnswerStillResumes(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, n *node) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		a := startTenantAWorker(t, ctx, n)
+		running := []*pb.RunningAttempt{{StepRunId: a.attempt.StepRunId, Attempt: a.attempt.Attempt}}
+		def := &pb.WorkflowDefinition{Name: "iso", Steps: []*pb.StepDefinition{{Name: "a"}}}
+		register := func(c rawClients) *pb.RegisterWorkerResponse {
+			t.Helper()
+			reg, err := c.worker.RegisterWorker(ctx, connect.NewRequest(&pb.RegisterWorkerRequest{
+				Name: "a-worker", Slots: 2, Workflows: []*pb.WorkflowDefinition{def}, PreviousWorkerId: a.workerID, Running: running,
+			}))
+			require.NoError(t, err)
+			return reg.Msg
+		}
+		lost := register(a.raw) // the worker never sees this answer
+		require.Len(t, lost.Resumed, 1)
+
+		tokB, err := n.client.Admin().CreateToken(ctx, "tenant-b", "")
+		require.NoError(t, err)
+		require.Empty(t, register(newRaw(n, tokB)).Resumed, "another tenant took the attempt")
+
+		again := register(a.raw)
+		require.Len(t, again.Resumed, 1, "the attempt moved by the lost registration was not resumed")
+		_, err = a.raw.worker.Heartbeat(ctx, connect.NewRequest(&pb.HeartbeatRequest{WorkerId: lost.WorkerId}))
+		requireCode(t, connect.CodeNotFound, err, "register again")
+
+		_, err = a.raw.worker.CompleteStep(ctx, connect.NewRequest(&pb.CompleteStepRequest{
+			StepRunId: a.attempt.StepRunId, Attempt: a.attempt.Attempt, Output: []byte(`"once"`),
+		}))
+		require.NoError(t, err)
+		run, _ := waitRun(t, n, a.runID)
+		require.Equal(t, runnel.RunCompleted, run.Status)
+		require.Len(t, run.Steps[0].Attempts, 1)
+		require.Equal(t, again.WorkerId, run.Steps[0].Attempts[0].WorkerID)
+	}, defaultWorkerTimers)
+}

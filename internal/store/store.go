@@ -199,7 +199,10 @@ type StepAttempt struct {
 // Worker is one connection of a worker process. A worker that reconnects
 // registers again and gets a new ID.
 type Worker struct {
-	ID          string
+	ID string
+	// PreviousID is the worker id the registration named as its previous
+	// one ("" for none).
+	PreviousID  string
 	TenantID    string
 	Name        string
 	NodeID      string // engine node holding its connection

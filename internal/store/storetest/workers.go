@@ -30,6 +30,7 @@ func testWorkers(t *testing.T, open Opener) {
 	w3 := mk("w3", 30)
 	w3.Workflows = nil
 	w3.Slots = 1
+	w3.PreviousID = w2.ID
 	dead := mk("dead", 1)
 	dead.Alive = false
 	write(t, s, func(tx store.Tx) error {

@@ -1,6 +1,6 @@
 -- name: InsertWorker :exec
-INSERT INTO workers (id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at)
-VALUES (@id, @tenant_id, @name, @node_id, @workflows, @slots, @alive, @heartbeat_at, @created_at);
+INSERT INTO workers (id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at, previous_id)
+VALUES (@id, @tenant_id, @name, @node_id, @workflows, @slots, @alive, @heartbeat_at, @created_at, @previous_id);
 
 -- name: GetWorkerForUpdate :one
 SELECT * FROM workers WHERE id = @id;
