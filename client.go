@@ -243,15 +243,16 @@ func (a bearerAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) conn
 }
 
 // isTransient reports whether a failed call may succeed if made again: the
-// engine was unreachable or restarting, or the connection broke. Internal
-// and Unknown errors count only when they did not come from the engine (a
-// broken connection yields them client-side); an engine that says Internal
-// has made up its mind.
+// engine was unreachable or restarting, or the connection broke. Internal,
+// Unknown and Canceled errors count only when they did not come from the
+// engine (a broken connection or a stream reset by an engine going away
+// yields them client-side; callers check their own context first); an
+// engine that says Internal has made up its mind.
 func isTransient(err error) bool {
 	switch connect.CodeOf(err) {
 	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeAborted:
 		return true
-	case connect.CodeInternal, connect.CodeUnknown:
+	case connect.CodeInternal, connect.CodeUnknown, connect.CodeCanceled:
 		return !connect.IsWireError(err)
 	}
 	return false

@@ -12,8 +12,10 @@ import (
 )
 
 // Context is what a [StepFunc] gets: a context.Context that is cancelled
-// when the step is cancelled, times out, or its worker loses its session or
-// stops, plus the step's inputs and its output stream.
+// when the step is cancelled, times out, or its worker stops, or when the
+// engine re-queued the attempt while the worker was away (see
+// [ErrSessionLost]; a connection drop alone does not cancel it), plus the
+// step's inputs and its output stream.
 type Context interface {
 	context.Context
 

@@ -153,6 +153,8 @@ type fakeWorkers struct {
 	completeErr []error                 // returned by the next CompleteStep calls
 	putErr      []error                 // returned by the next PutStream calls
 	heartbeat   func(workerID string) error
+	// resume picks the attempts a registration resumes (nil: none).
+	resume func(req *runnelv1.RegisterWorkerRequest) []*runnelv1.RunningAttempt
 }
 
 func newFakeWorkers() *fakeWorkers {
@@ -180,12 +182,17 @@ func (f *fakeWorkers) RegisterWorker(_ context.Context, req *connect.Request[run
 	err := popErr(&f.registerErr)
 	f.nextID++
 	id := fmt.Sprintf("w%d", f.nextID)
+	resume := f.resume
 	f.mu.Unlock()
 	f.registrations <- req.Msg
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&runnelv1.RegisterWorkerResponse{WorkerId: id, HeartbeatIntervalMs: f.heartbeatMs}), nil
+	resp := &runnelv1.RegisterWorkerResponse{WorkerId: id, HeartbeatIntervalMs: f.heartbeatMs}
+	if resume != nil {
+		resp.Resumed = resume(req.Msg)
+	}
+	return connect.NewResponse(resp), nil
 }
 
 func (f *fakeWorkers) Listen(ctx context.Context, req *connect.Request[runnelv1.ListenRequest], stream *connect.ServerStream[runnelv1.ListenResponse]) error {

@@ -79,7 +79,9 @@ type stepStream struct {
 	onStale func(error)
 	log     *slog.Logger
 
-	// ctx is the sender's: the session's context, also cancelled by abort.
+	// ctx is the sender's: the attempt's context on this worker (it lives
+	// across worker sessions: while the worker reconnects, sends are
+	// retried and puts wait in the bounded queue), also cancelled by abort.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -98,8 +100,8 @@ type stepStream struct {
 	done       chan struct{} // closed when the sender exits
 }
 
-func newStepStream(sessionCtx context.Context, put putFunc, stepRunID string, attempt int32, limits streamLimits, onStale func(error), log *slog.Logger) *stepStream {
-	ctx, cancel := context.WithCancel(sessionCtx)
+func newStepStream(attemptCtx context.Context, put putFunc, stepRunID string, attempt int32, limits streamLimits, onStale func(error), log *slog.Logger) *stepStream {
+	ctx, cancel := context.WithCancel(attemptCtx)
 	return &stepStream{
 		put:       put,
 		stepRunID: stepRunID,
@@ -164,7 +166,7 @@ func (s *stepStream) Put(ctx context.Context, data []byte) error {
 		case ctx.Err() != nil:
 			return fmt.Errorf("put stream: %w", ctx.Err())
 		case s.stopped:
-			return errors.New("put stream: the worker lost its session")
+			return errors.New("put stream: the attempt was abandoned")
 		}
 		if len(s.queue) == 0 ||
 			(len(s.queue) < s.limits.queuePayloads && s.queueBytes+len(p) <= s.limits.queueBytes) {
@@ -200,7 +202,7 @@ func (s *stepStream) Flush(ctx context.Context) error {
 			s.errSeen = true
 			return s.err
 		case s.stopped:
-			return errors.New("flush stream: the worker lost its session")
+			return errors.New("flush stream: the attempt was abandoned")
 		}
 		if !s.waitChange(ctx) {
 			return fmt.Errorf("flush stream: %w", ctx.Err())
@@ -244,7 +246,7 @@ func (s *stepStream) drain(ctx context.Context) error {
 			}
 			return s.err
 		case s.stopped:
-			return errors.New("stream: the worker lost its session")
+			return errors.New("stream: the attempt was abandoned")
 		}
 		if !s.waitChange(ctx) {
 			return fmt.Errorf("stream: %w", ctx.Err())
@@ -311,7 +313,7 @@ func (s *stepStream) send() {
 
 		if err := s.sendBatch(req, bo); err != nil {
 			if s.ctx.Err() != nil {
-				return // session lost or attempt abandoned: nothing to report
+				return // attempt abandoned or the worker stops: nothing to report
 			}
 			s.mu.Lock()
 			s.err = fmt.Errorf("put stream: %w", err)

@@ -29,9 +29,11 @@ var (
 	ErrStepCancelled = errors.New("step cancelled")
 	// ErrStepTimedOut: the attempt ran longer than its [Timeout].
 	ErrStepTimedOut = errors.New("step timed out")
-	// ErrSessionLost: the worker lost its connection to the engine, which
-	// re-queues the attempt as a new one; this attempt's result would be
-	// refused.
+	// ErrSessionLost: the worker lost its connection to the engine and,
+	// when it registered again, the engine no longer ran this attempt on it:
+	// the worker was away longer than the engine's heartbeat timeout (the
+	// engine re-queued the attempt as a new one), or the attempt ended
+	// meanwhile. This attempt's result would be refused.
 	ErrSessionLost = errors.New("worker session lost")
 	// ErrStaleAttempt: the engine refused this attempt's stream because the
 	// attempt is no longer current (cancelled, timed out or re-queued).
@@ -111,6 +113,24 @@ type Worker struct {
 	workflows []*compiledWorkflow
 	byName    map[string]*compiledWorkflow
 	running   bool
+
+	// attempts are the step attempts this worker runs, from assignment
+	// until their result is reported (or they are abandoned). They belong
+	// to the worker, not to a session: when a session breaks they go on,
+	// and the next registration asks the engine to resume them.
+	attemptsMu sync.Mutex
+	attempts   map[attemptKey]*attemptHandle
+}
+
+// attemptHandle controls one running attempt.
+type attemptHandle struct {
+	// cancelStep cancels the step function's context (the engine
+	// cancelled the attempt or it timed out); its result is not reported.
+	cancelStep context.CancelCauseFunc
+	// abandon ends everything of the attempt on this worker: the step
+	// function's context, its stream and its report. The attempt is no
+	// longer this worker's.
+	abandon context.CancelCauseFunc
 }
 
 // NewWorker returns a worker named name (shown in the dashboard and logs;
@@ -131,14 +151,15 @@ func (c *Client) NewWorker(name string, opts ...WorkerOption) (*Worker, error) {
 		return nil, fmt.Errorf("runnel: worker %q: slots must be between 1 and %d, not %d", name, maxSlots, cfg.slots)
 	}
 	return &Worker{
-		c:      c,
-		name:   name,
-		slots:  cfg.slots,
-		log:    c.logger.With("worker", name),
-		tun:    defaultWorkerTuning,
-		sem:    make(chan struct{}, cfg.slots),
-		ready:  make(chan struct{}),
-		byName: make(map[string]*compiledWorkflow),
+		c:        c,
+		name:     name,
+		slots:    cfg.slots,
+		log:      c.logger.With("worker", name),
+		tun:      defaultWorkerTuning,
+		sem:      make(chan struct{}, cfg.slots),
+		ready:    make(chan struct{}),
+		byName:   make(map[string]*compiledWorkflow),
+		attempts: make(map[attemptKey]*attemptHandle),
 	}, nil
 }
 
@@ -190,9 +211,13 @@ func (w *Worker) Register(wfs ...*Workflow) error {
 // called without workflows or while already running.
 //
 // Run keeps the worker connected: when its session breaks (engine restart,
-// network failure, or the engine declaring it dead after missed
-// heartbeats), it cancels the steps of that session, whose attempts the
-// engine re-queues, and registers again, with backoff.
+// node failover, network failure), its steps keep running (their stream
+// puts wait in the bounded queue, their results are retried) while it
+// registers again, with backoff, naming the attempts it runs. The engine
+// resumes those it still runs on this worker, and the steps finish as if
+// nothing happened. Steps of attempts the engine does not resume (the
+// worker was away longer than the engine's heartbeat timeout, and the
+// engine re-queued them) are cancelled with [ErrSessionLost].
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	if w.running {
@@ -224,7 +249,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	bo := newBackoff(w.tun.reconnectBase, w.tun.reconnectMax)
 	prevID := ""
 	for {
-		sess, err := w.register(ctx, defs, byName, prevID)
+		running := w.runningAttempts()
+		sess, resumed, err := w.register(ctx, defs, byName, prevID, running)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -235,7 +261,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				return fmt.Errorf("runnel: worker %q: %w", w.name, err)
 			case connect.CodeNotFound, connect.CodeFailedPrecondition:
 				// Perhaps the engine refuses the previous worker id (it
-				// forgot it); its steps were re-queued anyway.
+				// forgot it): register afresh; nothing can be resumed.
 				prevID = ""
 			}
 			d := bo.next()
@@ -246,6 +272,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		prevID = sess.id
+		w.abandonAllBut(running, resumed)
 		w.readyOnce.Do(func() { close(w.ready) })
 		err = sess.run(ctx, &steps)
 		if ctx.Err() != nil {
@@ -262,18 +289,54 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// register opens a session.
-func (w *Worker) register(ctx context.Context, defs []*runnelv1.WorkflowDefinition, byName map[string]*compiledWorkflow, prevID string) (*session, error) {
+// runningAttempts lists the attempts the worker runs (or still reports).
+func (w *Worker) runningAttempts() []attemptKey {
+	w.attemptsMu.Lock()
+	defer w.attemptsMu.Unlock()
+	keys := make([]attemptKey, 0, len(w.attempts))
+	for k := range w.attempts {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// abandonAllBut abandons the attempts of running the engine did not resume.
+func (w *Worker) abandonAllBut(running []attemptKey, resumed map[attemptKey]bool) {
+	w.attemptsMu.Lock()
+	defer w.attemptsMu.Unlock()
+	for _, k := range running {
+		if h := w.attempts[k]; h != nil && !resumed[k] {
+			w.log.Warn("step attempt abandoned: the engine did not resume it (it re-queued or ended it while the worker was away)",
+				"step_run_id", k.stepRunID, "attempt", k.attempt)
+			h.abandon(fmt.Errorf("%w: the engine no longer runs step run %s attempt %d on this worker (the worker was away longer than its heartbeat timeout, or the attempt ended meanwhile)",
+				ErrSessionLost, k.stepRunID, k.attempt))
+		}
+	}
+}
+
+// register opens a session, naming the attempts the worker still runs
+// under prevID; it returns those the engine resumed.
+func (w *Worker) register(ctx context.Context, defs []*runnelv1.WorkflowDefinition, byName map[string]*compiledWorkflow, prevID string, running []attemptKey) (*session, map[attemptKey]bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, w.tun.callTimeout)
 	defer cancel()
-	resp, err := w.c.worker.RegisterWorker(cctx, connect.NewRequest(&runnelv1.RegisterWorkerRequest{
+	req := &runnelv1.RegisterWorkerRequest{
 		Name:             w.name,
 		Slots:            int32(w.slots),
 		Workflows:        defs,
 		PreviousWorkerId: prevID,
-	}))
+	}
+	if prevID != "" {
+		for _, k := range running {
+			req.Running = append(req.Running, &runnelv1.RunningAttempt{StepRunId: k.stepRunID, Attempt: k.attempt})
+		}
+	}
+	resp, err := w.c.worker.RegisterWorker(cctx, connect.NewRequest(req))
 	if err != nil {
-		return nil, fmt.Errorf("register worker: %w", err)
+		return nil, nil, fmt.Errorf("register worker: %w", err)
+	}
+	resumed := make(map[attemptKey]bool, len(resp.Msg.GetResumed()))
+	for _, a := range resp.Msg.GetResumed() {
+		resumed[attemptKey{a.GetStepRunId(), a.GetAttempt()}] = true
 	}
 	hb := time.Duration(resp.Msg.GetHeartbeatIntervalMs()) * time.Millisecond
 	if hb <= 0 {
@@ -285,10 +348,10 @@ func (w *Worker) register(ctx context.Context, defs []*runnelv1.WorkflowDefiniti
 		heartbeat: hb,
 		workflows: byName,
 		log:       w.log.With("worker_id", resp.Msg.GetWorkerId()),
-		attempts:  make(map[attemptKey]context.CancelCauseFunc),
 	}
-	s.log.Info("worker registered", "previous_worker_id", prevID, "heartbeat_interval", hb, "slots", w.slots)
-	return s, nil
+	s.log.Info("worker registered", "previous_worker_id", prevID, "heartbeat_interval", hb, "slots", w.slots,
+		"running", len(req.Running), "resumed", len(resumed))
+	return s, resumed, nil
 }
 
 type attemptKey struct {
@@ -296,8 +359,8 @@ type attemptKey struct {
 	attempt   int32
 }
 
-// session is one registration of the worker: one worker id, one Listen
-// stream, and the step attempts assigned through it.
+// session is one registration of the worker: one worker id and one Listen
+// stream. The step attempts it receives outlive it (Worker.attempts).
 type session struct {
 	w         *Worker
 	id        string
@@ -307,20 +370,16 @@ type session struct {
 	// healthy is set once the session worked (a heartbeat succeeded or a
 	// message arrived), so that the reconnect backoff starts over.
 	healthy atomic.Bool
-
-	mu       sync.Mutex
-	attempts map[attemptKey]context.CancelCauseFunc
 }
 
 // run listens for assignments until the session breaks or ctx ends, and
-// returns why it broke. On return every step of the session has its
-// context cancelled; the step goroutines, added to steps, may still be
-// returning.
+// returns why it broke. Steps it started go on (as goroutines added to
+// steps, with contexts derived from ctx).
 func (s *session) run(ctx context.Context, steps *sync.WaitGroup) error {
 	sctx, drop := context.WithCancelCause(ctx)
 	var hb sync.WaitGroup
 	hb.Go(func() { s.heartbeatLoop(sctx, drop) })
-	err := s.listen(sctx, steps)
+	err := s.listen(ctx, sctx, steps)
 	if sctx.Err() != nil {
 		err = context.Cause(sctx) // the heartbeat dropped the session, or ctx ended
 	}
@@ -330,7 +389,8 @@ func (s *session) run(ctx context.Context, steps *sync.WaitGroup) error {
 }
 
 // listen receives assignments and cancellations until the stream ends.
-func (s *session) listen(sctx context.Context, steps *sync.WaitGroup) error {
+// Steps run under ctx (the worker's), not sctx (the session's).
+func (s *session) listen(ctx, sctx context.Context, steps *sync.WaitGroup) error {
 	stream, err := s.w.c.worker.Listen(sctx, connect.NewRequest(&runnelv1.ListenRequest{WorkerId: s.id}))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -340,9 +400,9 @@ func (s *session) listen(sctx context.Context, steps *sync.WaitGroup) error {
 		s.healthy.Store(true)
 		msg := stream.Msg()
 		if a := msg.GetAssignment(); a != nil {
-			s.start(sctx, steps, a)
+			s.start(ctx, steps, a)
 		} else if c := msg.GetCancellation(); c != nil {
-			s.cancelAttempt(c)
+			s.w.cancelAttempt(c)
 		}
 	}
 	if err := stream.Err(); err != nil {
@@ -388,8 +448,9 @@ func (s *session) heartbeatLoop(sctx context.Context, drop context.CancelCauseFu
 	}
 }
 
-// start runs an assignment in a new goroutine, added to steps.
-func (s *session) start(sctx context.Context, steps *sync.WaitGroup, a *runnelv1.StepAssignment) {
+// start runs an assignment in a new goroutine, added to steps. The
+// attempt lives under ctx (the worker's Run context), across sessions.
+func (s *session) start(ctx context.Context, steps *sync.WaitGroup, a *runnelv1.StepAssignment) {
 	key := attemptKey{a.GetStepRunId(), a.GetAttempt()}
 	log := s.log.With("run_id", a.GetRunId(), "workflow", a.GetWorkflow(), "step", a.GetStep(),
 		"step_run_id", a.GetStepRunId(), "attempt", a.GetAttempt())
@@ -398,45 +459,50 @@ func (s *session) start(sctx context.Context, steps *sync.WaitGroup, a *runnelv1
 		def = wf.steps[a.GetStep()]
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, dup := s.attempts[key]; dup {
+	w := s.w
+	w.attemptsMu.Lock()
+	defer w.attemptsMu.Unlock()
+	if _, dup := w.attempts[key]; dup {
 		log.Warn("ignoring a repeated assignment of a running attempt")
 		return
 	}
+	// attemptCtx is the attempt's life on this worker: the step, its
+	// stream and its report.
+	attemptCtx, abandon := context.WithCancelCause(ctx)
 	// The timeout starts when the assignment arrives, not when a slot frees
 	// up: the engine's clock for the attempt started when it assigned it.
-	base, cancelTimeout := sctx, context.CancelFunc(func() {})
+	base, cancelTimeout := attemptCtx, context.CancelFunc(func() {})
 	if ms := a.GetTimeoutMs(); ms > 0 {
 		d := time.Duration(ms) * time.Millisecond
-		base, cancelTimeout = context.WithTimeoutCause(sctx, d, fmt.Errorf("%w after %v", ErrStepTimedOut, d))
+		base, cancelTimeout = context.WithTimeoutCause(attemptCtx, d, fmt.Errorf("%w after %v", ErrStepTimedOut, d))
 	}
 	stepCtx, cancelStep := context.WithCancelCause(base)
-	s.attempts[key] = cancelStep
+	w.attempts[key] = &attemptHandle{cancelStep: cancelStep, abandon: abandon}
 	steps.Go(func() {
 		defer func() {
-			s.mu.Lock()
-			delete(s.attempts, key)
-			s.mu.Unlock()
+			w.attemptsMu.Lock()
+			delete(w.attempts, key)
+			w.attemptsMu.Unlock()
 			cancelStep(errStepReturnedCause)
 			cancelTimeout()
+			abandon(errStepReturnedCause)
 		}()
-		s.runStep(sctx, stepCtx, cancelStep, a, def, log)
+		w.runStep(attemptCtx, stepCtx, abandon, a, def, log)
 	})
 }
 
 // cancelAttempt cancels the context of the attempt the engine names (every
 // attempt of the step run if it names none).
-func (s *session) cancelAttempt(c *runnelv1.StepCancellation) {
+func (w *Worker) cancelAttempt(c *runnelv1.StepCancellation) {
 	cause := fmt.Errorf("%w by the engine", ErrStepCancelled)
 	if r := c.GetReason(); r != "" {
 		cause = fmt.Errorf("%w by the engine: %s", ErrStepCancelled, r)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for key, cancel := range s.attempts {
+	w.attemptsMu.Lock()
+	defer w.attemptsMu.Unlock()
+	for key, h := range w.attempts {
 		if key.stepRunID == c.GetStepRunId() && (c.GetAttempt() == 0 || key.attempt == c.GetAttempt()) {
-			cancel(cause)
+			h.cancelStep(cause)
 		}
 	}
 }
@@ -445,14 +511,16 @@ func (s *session) cancelAttempt(c *runnelv1.StepCancellation) {
 // flushes the attempt's stream and reports the result. An attempt whose
 // context was cancelled before the function returned is not reported: the
 // engine cancelled it, timed it out or re-queued it, or the worker stops.
-func (s *session) runStep(sctx, stepCtx context.Context, cancelStep context.CancelCauseFunc, a *runnelv1.StepAssignment, def *stepDef, log *slog.Logger) {
+// attemptCtx (which abandon cancels) bounds the stream and the report:
+// both go on across sessions.
+func (w *Worker) runStep(attemptCtx, stepCtx context.Context, abandon context.CancelCauseFunc, a *runnelv1.StepAssignment, def *stepDef, log *slog.Logger) {
 	if def == nil {
-		s.report(sctx, log, a, nil, fmt.Errorf("worker %q has no step %q in workflow %q", s.w.name, a.GetStep(), a.GetWorkflow()))
+		w.report(attemptCtx, log, a, nil, fmt.Errorf("worker %q has no step %q in workflow %q", w.name, a.GetStep(), a.GetWorkflow()))
 		return
 	}
 	select {
-	case s.w.sem <- struct{}{}:
-		defer func() { <-s.w.sem }()
+	case w.sem <- struct{}{}:
+		defer func() { <-w.sem }()
 	case <-stepCtx.Done():
 		log.Debug("step ended before a slot was free", "cause", context.Cause(stepCtx))
 		return
@@ -462,9 +530,9 @@ func (s *session) runStep(sctx, stepCtx context.Context, cancelStep context.Canc
 		return
 	}
 
-	stream := newStepStream(sctx, s.put, a.GetStepRunId(), a.GetAttempt(), s.w.tun.stream,
-		func(err error) { cancelStep(fmt.Errorf("%w: %v", ErrStaleAttempt, err)) }, log)
-	sc := &stepContext{Context: stepCtx, a: a, parents: def.parents, stream: stream, w: s.w}
+	stream := newStepStream(attemptCtx, w.put, a.GetStepRunId(), a.GetAttempt(), w.tun.stream,
+		func(err error) { abandon(fmt.Errorf("%w: %v", ErrStaleAttempt, err)) }, log)
+	sc := &stepContext{Context: stepCtx, a: a, parents: def.parents, stream: stream, w: w}
 	log.Debug("step started")
 	out, err := invoke(def.fn, sc)
 	if stepCtx.Err() != nil {
@@ -474,8 +542,8 @@ func (s *session) runStep(sctx, stepCtx context.Context, cancelStep context.Canc
 	}
 	// Stream events come before the result: a subscriber sees every event
 	// a step put before its step.completed or step.failed.
-	if ferr := stream.finish(sctx); ferr != nil {
-		if sctx.Err() != nil || isStale(ferr) {
+	if ferr := stream.finish(attemptCtx); ferr != nil {
+		if attemptCtx.Err() != nil || isStale(ferr) {
 			log.Debug("step not reported", "cause", ferr)
 			return
 		}
@@ -485,15 +553,16 @@ func (s *session) runStep(sctx, stepCtx context.Context, cancelStep context.Canc
 			err = fmt.Errorf("%w (and %v)", err, ferr)
 		}
 	}
-	s.report(sctx, log, a, out, err)
+	w.report(attemptCtx, log, a, out, err)
 }
 
 // maxErrorLen caps the error message sent with FailStep.
 const maxErrorLen = 32 << 10
 
-// report sends the attempt's result, retrying transient failures while the
-// session lives.
-func (s *session) report(sctx context.Context, log *slog.Logger, a *runnelv1.StepAssignment, out any, stepErr error) {
+// report sends the attempt's result, retrying transient failures (the
+// engine unreachable, restarting, or failing over) until the engine
+// answers for good or the attempt is abandoned.
+func (w *Worker) report(attemptCtx context.Context, log *slog.Logger, a *runnelv1.StepAssignment, out any, stepErr error) {
 	var output []byte
 	if stepErr == nil {
 		data, err := json.Marshal(out)
@@ -502,18 +571,18 @@ func (s *session) report(sctx context.Context, log *slog.Logger, a *runnelv1.Ste
 		}
 		output = data
 	}
-	bo := newBackoff(s.w.tun.reportBase, s.w.tun.reportMax)
+	bo := newBackoff(w.tun.reportBase, w.tun.reportMax)
 	for {
-		cctx, cancel := context.WithTimeout(sctx, s.w.tun.callTimeout)
+		cctx, cancel := context.WithTimeout(attemptCtx, w.tun.callTimeout)
 		var err error
 		if stepErr == nil {
-			_, err = s.w.c.worker.CompleteStep(cctx, connect.NewRequest(&runnelv1.CompleteStepRequest{
+			_, err = w.c.worker.CompleteStep(cctx, connect.NewRequest(&runnelv1.CompleteStepRequest{
 				StepRunId: a.GetStepRunId(),
 				Attempt:   a.GetAttempt(),
 				Output:    output,
 			}))
 		} else {
-			_, err = s.w.c.worker.FailStep(cctx, connect.NewRequest(&runnelv1.FailStepRequest{
+			_, err = w.c.worker.FailStep(cctx, connect.NewRequest(&runnelv1.FailStepRequest{
 				StepRunId: a.GetStepRunId(),
 				Attempt:   a.GetAttempt(),
 				Error:     truncate(storableText(stepErr.Error()), maxErrorLen),
@@ -529,8 +598,8 @@ func (s *session) report(sctx context.Context, log *slog.Logger, a *runnelv1.Ste
 				log.Debug("step failed", "error", stepErr)
 			}
 			return
-		case sctx.Err() != nil:
-			log.Debug("step not reported: session lost", "error", err)
+		case attemptCtx.Err() != nil:
+			log.Debug("step not reported", "cause", context.Cause(attemptCtx), "error", err)
 			return
 		case isStale(err):
 			log.Debug("step result refused: the attempt is stale", "error", err)
@@ -538,7 +607,7 @@ func (s *session) report(sctx context.Context, log *slog.Logger, a *runnelv1.Ste
 		case isTransient(err):
 			d := bo.next()
 			log.Debug("reporting step result failed; retrying", "error", err, "retry_in", d)
-			if !sleep(sctx, d) {
+			if !sleep(attemptCtx, d) {
 				return
 			}
 		case stepErr == nil && (connect.CodeOf(err) == connect.CodeInvalidArgument ||
@@ -554,8 +623,8 @@ func (s *session) report(sctx context.Context, log *slog.Logger, a *runnelv1.Ste
 	}
 }
 
-func (s *session) put(ctx context.Context, req *runnelv1.PutStreamRequest) error {
-	_, err := s.w.c.worker.PutStream(ctx, connect.NewRequest(req))
+func (w *Worker) put(ctx context.Context, req *runnelv1.PutStreamRequest) error {
+	_, err := w.c.worker.PutStream(ctx, connect.NewRequest(req))
 	return err
 }
 

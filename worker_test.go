@@ -300,6 +300,71 @@ func TestWorkerReconnectsAfterListenBreaks(t *testing.T) {
 	}
 }
 
+// Issue 16: a worker whose session breaks keeps running its step; the put
+// made while it is away waits and is sent again, the worker registers
+// again naming the attempt, the engine resumes it, and the step's result
+// is reported as if nothing happened.
+func TestWorkerKeepsStepsAcrossSessions(t *testing.T) {
+	fw := newFakeWorkers()
+	fw.resume = func(req *runnelv1.RegisterWorkerRequest) []*runnelv1.RunningAttempt { return req.GetRunning() }
+	c := newFakeServer(t, fw, nil).client(t)
+	release := make(chan struct{})
+	calls, flushed := make(chan struct{}, 10), make(chan struct{}, 1)
+	wf := NewWorkflow("wf").Step("s", func(ctx Context) (any, error) {
+		calls <- struct{}{}
+		if err := ctx.PutStream([]byte("before")); err != nil {
+			return nil, err
+		}
+		if err := ctx.Flush(); err != nil {
+			return nil, err
+		}
+		flushed <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		if err := ctx.PutStream([]byte("after")); err != nil {
+			return nil, err
+		}
+		return "done", nil
+	})
+	startWorker(t, c, 1, wf)
+	recv(t, fw.registrations, "first registration")
+	sess := recv(t, fw.sessions, "Listen")
+	sess.assign(t, assignment("sr1", "wf", "s", 1))
+	recv(t, calls, "step start")
+	recv(t, flushed, "first put stored")
+
+	// The engine goes away; the put made meanwhile fails twice and is
+	// sent again.
+	fw.mu.Lock()
+	fw.putErr = []error{
+		connect.NewError(connect.CodeUnavailable, errors.New("engine restarting")),
+		connect.NewError(connect.CodeUnavailable, errors.New("engine restarting")),
+	}
+	fw.mu.Unlock()
+	sess.end <- connect.NewError(connect.CodeUnavailable, errors.New("engine going away"))
+	reg := recv(t, fw.registrations, "second registration")
+	if reg.GetPreviousWorkerId() != "w1" || len(reg.GetRunning()) != 1 ||
+		reg.GetRunning()[0].GetStepRunId() != "sr1" || reg.GetRunning()[0].GetAttempt() != 1 {
+		t.Fatalf("re-registration = %v, want previous w1 running sr1/1", reg)
+	}
+	recv(t, fw.sessions, "second Listen")
+	close(release)
+
+	done := recv(t, fw.completes, "CompleteStep")
+	if done.GetStepRunId() != "sr1" || done.GetAttempt() != 1 || string(done.GetOutput()) != `"done"` {
+		t.Errorf("reported %v, want sr1 attempt 1 done", done)
+	}
+	if got := fw.storedPayloads("sr1", 1); len(got) != 2 || string(got[0]) != "before" || string(got[1]) != "after" {
+		t.Errorf("stored %q, want before, after", got)
+	}
+	if len(calls) != 0 {
+		t.Errorf("the step ran again")
+	}
+}
+
 func TestWorkerReregistersWhenDeclaredDead(t *testing.T) {
 	fw := newFakeWorkers()
 	fw.heartbeatMs = 5

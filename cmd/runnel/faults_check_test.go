@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -170,7 +171,58 @@ func (c *faultCluster) check(b *faultBatch, results []subResult) {
 		for _, problem := range checkRunState(r, run, stored[r.id]) {
 			t.Errorf("cycle %d: run %s (%s %v): %s", b.cycle, r.id, r.workflow, r.input, problem)
 		}
+		for _, problem := range c.checkNoRerunWhileWorkerLived(run) {
+			t.Errorf("cycle %d: run %s (%s %v): %s", b.cycle, r.id, r.workflow, r.input, problem)
+		}
 	}
+}
+
+// invocationLine is the SDK's debug log of a step function starting.
+var invocationLine = regexp.MustCompile(`msg="step started".* step_run_id=(\S+) attempt=(\d+)`)
+
+// checkNoRerunWhileWorkerLived is issue 16's check: a step attempt that
+// started on a worker process and was then lost (re-queued as a new
+// attempt) is allowed only if that process was killed. A worker that
+// lived kept running its attempt across engine kills and failovers, so the
+// step must not have run again.
+func (c *faultCluster) checkNoRerunWhileWorkerLived(run *runnel.Run) []string {
+	type invocation struct {
+		worker string
+		killed bool
+	}
+	ran := map[string][]invocation{} // "stepRunID#attempt" → where it started
+	for _, w := range c.workers {
+		procs := append(append([]*proc(nil), w.killed...), w.p)
+		for i, p := range procs {
+			for _, line := range p.output() {
+				if m := invocationLine.FindStringSubmatch(line); m != nil {
+					key := m[1] + "#" + m[2]
+					ran[key] = append(ran[key], invocation{worker: w.name, killed: i < len(w.killed)})
+				}
+			}
+		}
+	}
+	var problems []string
+	for _, s := range run.Steps {
+		rerun := false
+		for _, a := range s.Attempts {
+			if !strings.Contains(a.Error, "worker lost") || a.Attempt == s.Attempt {
+				continue
+			}
+			for _, inv := range ran[fmt.Sprintf("%s#%d", s.ID, a.Attempt)] {
+				rerun = true
+				if !inv.killed {
+					c.stats.rerunWhileLived++
+					problems = append(problems, fmt.Sprintf("step run %s attempt %d ran on worker %s, which lived, yet was lost (%s) and the step ran again",
+						s.ID, a.Attempt, inv.worker, a.Error))
+				}
+			}
+		}
+		if rerun {
+			c.stats.rerunSteps++
+		}
+	}
+	return problems
 }
 
 func (c *faultCluster) clientOf(n *faultNode) *runnel.Client {

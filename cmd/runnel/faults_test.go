@@ -42,6 +42,9 @@ type faultSettings struct {
 	runsPerCycle int
 	// pgRestartEvery restarts PostgreSQL every that many cycles (0: never).
 	pgRestartEvery int
+	// noWorkerKills kills engines only (RUNNEL_FAULT_WORKER_KILLS=0): every
+	// step must then run exactly once, which measures issue 16.
+	noWorkerKills bool
 }
 
 // readFaultSettings reads RUNNEL_FAULT_CYCLES, RUNNEL_FAULT_SEED and
@@ -62,6 +65,13 @@ func readFaultSettings(t *testing.T, defaultCycles int, short bool) faultSetting
 	}
 	envInt("RUNNEL_FAULT_CYCLES", &s.cycles, 1)
 	envInt("RUNNEL_FAULT_RUNS", &s.runsPerCycle, 4)
+	switch v := os.Getenv("RUNNEL_FAULT_WORKER_KILLS"); v {
+	case "", "1":
+	case "0":
+		s.noWorkerKills = true
+	default:
+		t.Fatalf("invalid RUNNEL_FAULT_WORKER_KILLS=%q: want 0 (engines only) or 1 (default)", v)
+	}
 	if short {
 		s.cycles, s.runsPerCycle = defaultCycles, min(s.runsPerCycle, 6)
 	}
@@ -97,16 +107,20 @@ func (n *faultNode) start(t *testing.T) {
 	n.p.waitFor(t, "engine listening")
 }
 
-// faultWorker is one `runnel worker` process with the demo workflows.
+// faultWorker is one `runnel worker` process with the demo workflows. It
+// logs every step invocation (debug), for the checker's "no step re-run
+// while its worker lived".
 type faultWorker struct {
 	name string
 	env  []string
 	p    *proc
+	// killed are the earlier processes of this worker, SIGKILLed.
+	killed []*proc
 }
 
 func (w *faultWorker) start(t *testing.T) {
 	t.Helper()
-	w.p = start(t, w.env, "worker", "--slots", "16", "--name", w.name)
+	w.p = start(t, w.env, "worker", "--slots", "16", "--name", w.name, "--log-level", "debug")
 	w.p.waitFor(t, "worker registered")
 }
 
@@ -197,6 +211,7 @@ func (c *faultCluster) killNode(n *faultNode) {
 func (c *faultCluster) killWorker(w *faultWorker) {
 	c.t.Helper()
 	w.p.kill(c.t)
+	w.killed = append(w.killed, w.p)
 	c.stats.workerKills++
 	w.start(c.t)
 }
@@ -213,7 +228,7 @@ func killEngineAndMaybeWorker(c *faultCluster, cycle int) {
 	time.Sleep(c.randomDelay(700 * time.Millisecond)) // the fault's moment, from the seed
 	n := c.nodes[c.rng.IntN(len(c.nodes))]
 	c.killNode(n)
-	if c.rng.IntN(2) == 0 {
+	if c.rng.IntN(2) == 0 && !c.set.noWorkerKills {
 		time.Sleep(c.randomDelay(500 * time.Millisecond))
 		c.killWorker(c.workers[c.rng.IntN(len(c.workers))])
 	}
@@ -300,8 +315,12 @@ type faultStats struct {
 	engineKills, workerKills           int
 	pgRestarts, pauses                 int
 	lostAttempts                       int // attempts re-queued because their worker or engine went away
-	sseResumes                         int // SSE reconnections with Last-Event-ID (dropped on purpose or cut)
-	duration                           time.Duration
+	// rerunSteps ran their step function again after an attempt that had
+	// started was lost; rerunWhileLived are those whose lost attempt's
+	// worker process was never killed (issue 16: must be 0).
+	rerunSteps, rerunWhileLived int
+	sseResumes                  int // SSE reconnections with Last-Event-ID (dropped on purpose or cut)
+	duration                    time.Duration
 
 	cycleEvents, cycleDeliveries int
 }
@@ -309,9 +328,10 @@ type faultStats struct {
 func (s *faultStats) summary() string {
 	return fmt.Sprintf("%d cycles, %d runs (%d failed as expected), %d events stored, %d deliveries checked: "+
 		"%d lost, %d duplicated, %d out of order, %d mismatched; %d engine kills, %d worker kills, %d PostgreSQL restarts, "+
-		"%d worker pauses, %d attempts lost and re-run, %d SSE resumes; %v",
+		"%d worker pauses, %d attempts lost and re-queued, %d steps ran again after a lost attempt (%d while its worker lived), %d SSE resumes; %v",
 		s.cycles, s.runs, s.failedRuns, s.events, s.deliveries, s.lost, s.duplicated, s.outOfOrder, s.mism,
-		s.engineKills, s.workerKills, s.pgRestarts, s.pauses, s.lostAttempts, s.sseResumes, s.duration.Round(time.Second))
+		s.engineKills, s.workerKills, s.pgRestarts, s.pauses, s.lostAttempts, s.rerunSteps, s.rerunWhileLived,
+		s.sseResumes, s.duration.Round(time.Second))
 }
 
 // TestFaultsShort runs two cycles of each scenario on every `go test`, so

@@ -41,16 +41,24 @@ func (s *workerService) RegisterWorker(ctx context.Context, req *connect.Request
 		}
 		defs = append(defs, def)
 	}
-	id, err := s.engine.RegisterWorker(ctx, engine.RegisterWorkerParams{
+	running := make([]engine.AttemptRef, 0, len(req.Msg.Running))
+	for _, a := range req.Msg.Running {
+		running = append(running, engine.AttemptRef{StepRunID: a.StepRunId, Attempt: int(a.Attempt)})
+	}
+	reg, err := s.engine.RegisterWorker(ctx, engine.RegisterWorkerParams{
 		TenantID: p.TenantID, Name: req.Msg.Name, Slots: int(req.Msg.Slots), Workflows: defs,
-		PreviousWorkerID: req.Msg.PreviousWorkerId,
+		PreviousWorkerID: req.Msg.PreviousWorkerId, Running: running,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&pb.RegisterWorkerResponse{
-		WorkerId: id, HeartbeatIntervalMs: s.engine.HeartbeatInterval().Milliseconds(),
-	}), nil
+	resp := &pb.RegisterWorkerResponse{
+		WorkerId: reg.WorkerID, HeartbeatIntervalMs: s.engine.HeartbeatInterval().Milliseconds(),
+	}
+	for _, a := range reg.Resumed {
+		resp.Resumed = append(resp.Resumed, &pb.RunningAttempt{StepRunId: a.StepRunID, Attempt: int32(a.Attempt)})
+	}
+	return connect.NewResponse(resp), nil
 }
 
 func (s *workerService) Listen(ctx context.Context, req *connect.Request[pb.ListenRequest], stream *connect.ServerStream[pb.ListenResponse]) error {
@@ -85,6 +93,9 @@ func (s *workerService) Listen(ctx context.Context, req *connect.Request[pb.List
 
 func (s *workerService) Heartbeat(ctx context.Context, req *connect.Request[pb.HeartbeatRequest]) (*connect.Response[pb.HeartbeatResponse], error) {
 	p := mustPrincipal(ctx)
+	if err := requireWriter(p); err != nil {
+		return nil, err
+	}
 	if err := s.engine.Heartbeat(ctx, p.TenantID, req.Msg.WorkerId); err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 // client builds an SDK client. Flags override the environment; with no token
 // at all, a local engine's admin token is read from its data directory, so
 // `runnel run` works next to `runnel dev` without setup.
-func (f *clientFlags) client() (*runnel.Client, error) {
+func (f *clientFlags) client(extra ...runnel.ClientOption) (*runnel.Client, error) {
 	switch {
 	case f.host != "":
 		f.hostUsed, f.hostFrom = f.host, "from --host"
@@ -72,7 +72,7 @@ func (f *clientFlags) client() (*runnel.Client, error) {
 	if token != "" {
 		opts = append(opts, runnel.WithToken(token))
 	}
-	return runnel.NewClient(opts...)
+	return runnel.NewClient(append(opts, extra...)...)
 }
 
 func (f *clientFlags) tokenFile() string {

@@ -176,7 +176,11 @@ func newDevCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the engine on the embedded store plus a worker with the demo workflows, in one process",
-		Args:  cobra.NoArgs,
+		Long: "Run the engine on the embedded store plus a worker with the demo workflows, in one process.\n\n" +
+			"Engine and worker live and die together, so a step running when `runnel dev` is stopped or killed\n" +
+			"runs again as a new attempt after the restart. Run `runnel server` and `runnel worker` as separate\n" +
+			"processes for steps that survive engine restarts (docs/operations.md, \"Workers\").",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.config(cmd.ErrOrStderr())
 			if err != nil {

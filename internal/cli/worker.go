@@ -12,9 +12,10 @@ import (
 
 func newWorkerCommand() *cobra.Command {
 	var (
-		flags clientFlags
-		slots int
-		name  string
+		flags    clientFlags
+		slots    int
+		name     string
+		logLevel string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -24,7 +25,11 @@ func newWorkerCommand() *cobra.Command {
 			if slots < 1 {
 				return fmt.Errorf("invalid --slots %d: want at least 1", slots)
 			}
-			c, err := flags.client()
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			c, err := flags.client(runnel.WithLogger(logger))
 			if err != nil {
 				return err
 			}
@@ -46,5 +51,6 @@ func newWorkerCommand() *cobra.Command {
 	flags.register(cmd)
 	cmd.Flags().IntVar(&slots, "slots", 10, "steps run at once")
 	cmd.Flags().StringVar(&name, "name", "", "worker name (default demo-worker@HOST/PID)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug (every step attempt started and reported), info, warn or error")
 	return cmd
 }

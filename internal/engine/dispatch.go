@@ -77,14 +77,26 @@ type claimed struct {
 // assign claims up to the session's free slots and sends the assignments.
 func (e *Engine) assign(ctx context.Context, s sessionSlots) (int, error) {
 	var got []claimed
+	dead := false
 	err := e.store.Write(ctx, func(tx store.Tx) error {
-		got = got[:0]
+		got, dead = got[:0], false
 		now := e.now()
 		cands, err := tx.ListClaimableStepRuns(ctx, store.ClaimParams{
 			TenantID: s.tenantID, WorkerID: s.workerID, Workflows: s.workflows, Now: now, Limit: s.free,
 		})
 		if err != nil || len(cands) == 0 {
 			return err
+		}
+		// Never to a dead worker: its session here may be a stale one
+		// (the worker registered again elsewhere, which marked this id
+		// dead). The row lock orders this claim against workerLost.
+		w, err := tx.GetWorkerForUpdate(ctx, s.workerID)
+		if err != nil {
+			return fmt.Errorf("lock worker %s: %w", s.workerID, err)
+		}
+		if !w.Alive {
+			dead = true
+			return nil
 		}
 		// Lock runs before step runs (the engine's lock order), in id order.
 		byRun := map[string][]store.StepRun{}
@@ -147,6 +159,12 @@ func (e *Engine) assign(ctx context.Context, s sessionSlots) (int, error) {
 		}
 		return tx.AppendEvents(ctx, events)
 	})
+	if dead {
+		e.mu.Lock()
+		e.closeSessionLocked(s.session)
+		e.mu.Unlock()
+		return 0, nil
+	}
 	if err != nil || len(got) == 0 {
 		return 0, err
 	}
@@ -182,8 +200,15 @@ func (e *Engine) assign(ctx context.Context, s sessionSlots) (int, error) {
 	}
 	e.mu.Unlock()
 	if lost {
-		// The worker went away while we claimed: give the work back.
-		if err := e.workerLost(context.WithoutCancel(ctx), s.tenantID, s.workerID, "worker disconnected during assignment"); err != nil {
+		// The session ended while we claimed: the worker never got these
+		// assignments, so give them back now. Only these: the attempts it
+		// already runs stay its own, for it to resume when it registers
+		// again (or for the dead-worker sweep, if it does not).
+		steps := make([]store.StepRun, len(got))
+		for i, c := range got {
+			steps[i] = c.step
+		}
+		if err := e.requeue(context.WithoutCancel(ctx), s.workerID, steps, "worker disconnected during assignment"); err != nil {
 			return 0, err
 		}
 	}

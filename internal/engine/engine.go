@@ -38,7 +38,11 @@ type Config struct {
 	// HeartbeatInterval is how often workers are asked to heartbeat
 	// (default DefaultHeartbeatInterval).
 	HeartbeatInterval time.Duration
-	// HeartbeatTimeout declares a silent worker dead (default 5 × interval).
+	// HeartbeatTimeout is what counts as a worker gone: one silent (no
+	// heartbeat reaching any node) for longer is declared dead and the
+	// attempts it runs are re-queued as new attempts. Until then a worker
+	// whose session broke (network, engine restart, node failover) may
+	// register again and resume them (default 5 × interval).
 	HeartbeatTimeout time.Duration
 	// MaintenanceInterval is how often timeouts and dead workers are
 	// looked for (default 500ms).
@@ -163,6 +167,13 @@ type Engine struct {
 	mu       sync.Mutex
 	sessions map[string]*session // by worker id, on this node
 	order    []string            // session ids, for round-robin dispatch
+	// resumed holds, by new worker id, the attempts a registration on this
+	// node resumed, until that worker's Listen starts (workers.go).
+	resumed map[string]resumedAttempts
+
+	// startedAt is when Start ran; the dead-worker sweep waits one
+	// heartbeat timeout after it (maintenance.go).
+	startedAt time.Time
 
 	lifeMu  sync.Mutex
 	started bool
@@ -197,6 +208,7 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 		kick:      make(chan struct{}, 1),
 		sweepKick: make(chan struct{}, 1),
 		sessions:  make(map[string]*session),
+		resumed:   make(map[string]resumedAttempts),
 		closing:   make(chan struct{}),
 	}
 	e.subscribers = newSubscriberGate(cfg.MaxSubscribers, cfg.MaxSubscribersPerToken)
@@ -213,6 +225,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return errors.New("engine already started")
 	}
 	e.started = true
+	e.startedAt = e.now()
 	ctx, e.cancel = context.WithCancel(ctx)
 	if err := e.appender.Start(ctx); err != nil {
 		return err

@@ -87,7 +87,15 @@ func (e *Engine) expireTimeouts(ctx context.Context) error {
 	return nil
 }
 
+// expireWorkers declares workers silent for the heartbeat timeout dead and
+// re-queues their attempts. Not during this node's first heartbeat timeout:
+// a worker cannot heartbeat to a node that is down, so after a restart of
+// the only node (or of every node) each worker gets one full timeout to
+// come back and resume its attempts, however long the engine was down.
 func (e *Engine) expireWorkers(ctx context.Context) error {
+	if e.now().Sub(e.startedAt) < e.cfg.HeartbeatTimeout {
+		return nil
+	}
 	var dead []store.Worker
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		var err error

@@ -21,6 +21,13 @@ func (e *Engine) reconcileSessions(ctx context.Context) error {
 		attempt   int
 	}
 	e.mu.Lock()
+	// Resumed attempts of a worker that never started its Listen here
+	// (it moved on to another node): nothing to hand over any more.
+	for id, r := range e.resumed {
+		if e.now().Sub(r.at) > e.cfg.HeartbeatTimeout {
+			delete(e.resumed, id)
+		}
+	}
 	var running []attempt
 	for _, s := range e.sessions {
 		for id, a := range s.running {

@@ -49,9 +49,10 @@ func clientFor(t *testing.T, n *node, token string) *runnel.Client {
 }
 
 // A worker given both nodes' addresses runs on node A; node A goes away
-// mid-run; the worker reconnects to node B by itself, the interrupted step
-// runs again there as a new attempt, and a subscriber on node B ends with
-// exactly the stored sequence.
+// mid-run (a graceful stop); the worker keeps running its step, reconnects
+// to node B by itself and resumes the attempt there: the step completes as
+// attempt 1, its stream holds each tick once, and a subscriber on node B
+// ends with exactly the stored sequence.
 func TestWorkerFailsOverToSecondNode(t *testing.T) {
 	t.Parallel()
 	a := startNode(t, "postgres")
@@ -81,7 +82,15 @@ func TestWorkerFailsOverToSecondNode(t *testing.T) {
 	require.Equal(t, stored, seen)
 	run, err := b.client.Admin().GetRun(ctx, runID)
 	require.NoError(t, err)
-	require.Equal(t, 2, run.Steps[0].Attempt, "the step interrupted with node A ran again on node B")
+	require.Equal(t, 1, run.Steps[0].Attempt, "the step interrupted with node A went on through node B")
+	require.Len(t, run.Steps[0].Attempts, 1)
+	var text string
+	for _, ev := range stored {
+		if ev.Type == runnel.EventStepStream {
+			text += string(ev.Payload)
+		}
+	}
+	require.Equal(t, "tick 0tick 1tick 2", text)
 }
 
 // A run cancelled through node B stops its step on a worker connected to

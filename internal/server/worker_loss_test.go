@@ -10,11 +10,13 @@ import (
 
 	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/server"
 )
 
 // A step that takes its worker down every time (here: the worker is
 // stopped as soon as the step starts) is re-queued as a new attempt each
-// time, but not forever: after engine.MaxLostAttempts lost attempts the
+// time (once the worker was silent for the heartbeat timeout, shortened
+// here), but not forever: after engine.MaxLostAttempts lost attempts the
 // step run and its run fail with an error saying why.
 func TestStepThatKeepsLosingItsWorkerFails(t *testing.T) {
 	t.Parallel()
@@ -66,5 +68,5 @@ func TestStepThatKeepsLosingItsWorkerFails(t *testing.T) {
 			require.Equal(t, runnel.StepFailed, a.Status)
 			require.Contains(t, a.Error, "worker lost")
 		}
-	})
+	}, func(cfg *server.Config) { cfg.Engine.HeartbeatTimeout = 2 * time.Second })
 }

@@ -211,7 +211,10 @@ type StepAttempt struct {
 // Worker is one connection of a worker process. A worker that reconnects
 // registers again and gets a new ID.
 type Worker struct {
-	ID          string
+	ID string
+	// PreviousID is the worker id the registration named as its previous
+	// one ("" for none).
+	PreviousID  string
 	TenantID    string
 	Name        string
 	NodeID      string // engine node holding its connection
@@ -448,9 +451,9 @@ type Store interface {
 	// browser tokens), revoked and expired ones included, oldest first.
 	ListTokens(ctx context.Context) ([]ListedToken, error)
 
-	// TouchWorker records a heartbeat; ErrNotFound if the worker is unknown
-	// or no longer alive.
-	TouchWorker(ctx context.Context, workerID string, now time.Time) error
+	// TouchWorker records a heartbeat of a worker of the tenant; ErrNotFound
+	// if the worker is unknown, of another tenant, or no longer alive.
+	TouchWorker(ctx context.Context, tenantID, workerID string, now time.Time) error
 
 	// ReadEvents reads a run's events after a position, in position order.
 	ReadEvents(ctx context.Context, p ReadEventsParams) ([]Event, error)

@@ -191,6 +191,7 @@ func fromWorker(w dbsqlc.Worker) (store.Worker, error) {
 	}
 	return store.Worker{
 		ID:          w.ID,
+		PreviousID:  w.PreviousID,
 		TenantID:    w.TenantID,
 		Name:        w.Name,
 		NodeID:      w.NodeID,

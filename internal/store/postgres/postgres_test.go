@@ -681,8 +681,8 @@ func TestRoundTrip(t *testing.T) {
 	assert.Equal(t, t0.Add(time.Second), gotRun.FinishedAt)
 
 	// Workers: heartbeat while alive, then dead.
-	require.NoError(t, s.TouchWorker(ctx, "w1", t0.Add(time.Minute)))
-	require.ErrorIs(t, s.TouchWorker(ctx, "nope", t0), store.ErrNotFound)
+	require.NoError(t, s.TouchWorker(ctx, "tn", "w1", t0.Add(time.Minute)))
+	require.ErrorIs(t, s.TouchWorker(ctx, "tn", "nope", t0), store.ErrNotFound)
 	require.NoError(t, s.Write(ctx, func(tx store.Tx) error {
 		w, err := tx.GetWorkerForUpdate(ctx, "w1")
 		require.NoError(t, err)
@@ -697,7 +697,7 @@ func TestRoundTrip(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 		return nil
 	}))
-	require.ErrorIs(t, s.TouchWorker(ctx, "w1", t0), store.ErrNotFound, "dead workers are not touched")
+	require.ErrorIs(t, s.TouchWorker(ctx, "tn", "w1", t0), store.ErrNotFound, "dead workers are not touched")
 }
 
 func TestListRunsFilters(t *testing.T) {

@@ -213,13 +213,13 @@ func (s *Store) ListTokens(ctx context.Context) ([]store.ListedToken, error) {
 	return out, nil
 }
 
-func (s *Store) TouchWorker(ctx context.Context, workerID string, now time.Time) error {
-	n, err := s.q.TouchWorker(ctx, workerID, micros(now))
+func (s *Store) TouchWorker(ctx context.Context, tenantID, workerID string, now time.Time) error {
+	n, err := s.q.TouchWorker(ctx, dbsqlc.TouchWorkerParams{ID: workerID, TenantID: tenantID, HeartbeatAt: micros(now)})
 	if err != nil {
 		return fmt.Errorf("touch worker %s: %w", workerID, dbErr(err))
 	}
 	if n == 0 {
-		return errNotFound("touch worker %s (unknown or dead)", workerID)
+		return errNotFound("touch worker %s (unknown, of another tenant, or dead)", workerID)
 	}
 	return nil
 }

@@ -389,6 +389,7 @@ func (t *tx) InsertWorker(ctx context.Context, w store.Worker) error {
 		Alive:       w.Alive,
 		HeartbeatAt: micros(w.HeartbeatAt),
 		CreatedAt:   micros(w.CreatedAt),
+		PreviousID:  w.PreviousID,
 	})
 	if err != nil {
 		return fmt.Errorf("insert worker %s: %w", w.ID, dbErr(err))

@@ -240,6 +240,7 @@ func workerFromRow(r dbsqlc.Worker) (store.Worker, error) {
 	}
 	return store.Worker{
 		ID:          r.ID,
+		PreviousID:  r.PreviousID,
 		TenantID:    r.TenantID,
 		Name:        r.Name,
 		NodeID:      r.NodeID,

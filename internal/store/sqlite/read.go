@@ -196,9 +196,9 @@ func (s *Store) ListTokens(ctx context.Context) ([]store.ListedToken, error) {
 
 // TouchWorker is a write, so it runs through Write (the single writer and
 // its retries).
-func (s *Store) TouchWorker(ctx context.Context, workerID string, now time.Time) error {
+func (s *Store) TouchWorker(ctx context.Context, tenantID, workerID string, now time.Time) error {
 	return s.Write(ctx, func(stx store.Tx) error {
-		n, err := stx.(*tx).q.TouchWorker(ctx, dbsqlc.TouchWorkerParams{HeartbeatAt: toMicros(now), ID: workerID})
+		n, err := stx.(*tx).q.TouchWorker(ctx, dbsqlc.TouchWorkerParams{HeartbeatAt: toMicros(now), ID: workerID, TenantID: tenantID})
 		return notFoundIfNone(n, err, "touch worker %s", workerID)
 	})
 }

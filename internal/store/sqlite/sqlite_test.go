@@ -165,7 +165,7 @@ func TestBusyIsRetry(t *testing.T) {
 	})
 	require.ErrorIs(t, err, store.ErrRetry)
 	require.Zero(t, calls, "fn ran without the write lock")
-	require.ErrorIs(t, s.TouchWorker(ctx, "w", time.Now()), store.ErrRetry)
+	require.ErrorIs(t, s.TouchWorker(ctx, "t", "w", time.Now()), store.ErrRetry)
 
 	n, err := s.CountTenants(ctx)
 	require.NoError(t, err, "reads go on while another connection writes")

@@ -330,6 +330,7 @@ func (t *tx) InsertWorker(ctx context.Context, w store.Worker) error {
 		Alive:       boolInt(w.Alive),
 		HeartbeatAt: toMicros(w.HeartbeatAt),
 		CreatedAt:   toMicros(w.CreatedAt),
+		PreviousID:  w.PreviousID,
 	})
 	return mapErr(err, "insert worker %s", w.ID)
 }

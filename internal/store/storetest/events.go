@@ -301,7 +301,7 @@ func testCommitHook(t *testing.T, open Opener) {
 		}
 		return tx.InsertWorker(ctx, w)
 	})
-	require.NoError(t, s.TouchWorker(ctx, w.ID, at(2)))
+	require.NoError(t, s.TouchWorker(ctx, w.TenantID, w.ID, at(2)))
 	require.Empty(t, h.take())
 
 	// Hooks see transactions in commit order: positions only go up.

@@ -26,7 +26,7 @@ func testNotFound(t *testing.T, open Opener) {
 	require.ErrorIs(t, err, store.ErrNotFound, "GetTenant")
 	_, err = s.LookupToken(ctx, "unknown")
 	require.ErrorIs(t, err, store.ErrNotFound, "LookupToken")
-	require.ErrorIs(t, s.TouchWorker(ctx, unknown, at(1)), store.ErrNotFound, "TouchWorker")
+	require.ErrorIs(t, s.TouchWorker(ctx, f.tenant.ID, unknown, at(1)), store.ErrNotFound, "TouchWorker")
 
 	runs, err := s.ListRuns(ctx, store.ListRunsParams{TenantID: unknown})
 	require.NoError(t, err)

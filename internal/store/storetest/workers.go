@@ -30,6 +30,7 @@ func testWorkers(t *testing.T, open Opener) {
 	w3 := mk("w3", 30)
 	w3.Workflows = nil
 	w3.Slots = 1
+	w3.PreviousID = w2.ID
 	dead := mk("dead", 1)
 	dead.Alive = false
 	write(t, s, func(tx store.Tx) error {
@@ -73,7 +74,7 @@ func testWorkers(t *testing.T, open Opener) {
 	require.Empty(t, listDead(10, 10))
 
 	// A heartbeat moves w1 past the deadline.
-	require.NoError(t, s.TouchWorker(ctx, w1.ID, at(40)))
+	require.NoError(t, s.TouchWorker(ctx, w1.TenantID, w1.ID, at(40)))
 	w1.HeartbeatAt = at(40)
 	require.Equal(t, w1, get(w1.ID))
 	require.Equal(t, []store.Worker{w2, w3}, listDead(35, 10))
@@ -98,8 +99,13 @@ func testWorkers(t *testing.T, open Opener) {
 	require.Equal(t, []store.Worker{w3}, listDead(35, 10))
 
 	// A dead or unknown worker cannot be touched.
-	require.ErrorIs(t, s.TouchWorker(ctx, w2.ID, at(50)), store.ErrNotFound)
-	require.ErrorIs(t, s.TouchWorker(ctx, dead.ID, at(50)), store.ErrNotFound)
-	require.ErrorIs(t, s.TouchWorker(ctx, newID(), at(50)), store.ErrNotFound)
+	require.ErrorIs(t, s.TouchWorker(ctx, w2.TenantID, w2.ID, at(50)), store.ErrNotFound)
+	require.ErrorIs(t, s.TouchWorker(ctx, dead.TenantID, dead.ID, at(50)), store.ErrNotFound)
+	require.ErrorIs(t, s.TouchWorker(ctx, w3.TenantID, newID(), at(50)), store.ErrNotFound)
 	require.Equal(t, w2, get(w2.ID))
+
+	// Another tenant's heartbeat does not keep a worker alive.
+	other := newTenant(t, s, "other")
+	require.ErrorIs(t, s.TouchWorker(ctx, other.ID, w3.ID, at(50)), store.ErrNotFound)
+	require.Equal(t, w3, get(w3.ID))
 }

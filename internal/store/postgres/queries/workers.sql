@@ -3,9 +3,9 @@
 -- name: InsertWorker :execrows
 -- Zero rows: the ID is taken (see CreateTenant for why not an error).
 INSERT INTO workers (
-    id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at
+    id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at, previous_id
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
 )
 ON CONFLICT DO NOTHING;
 
@@ -23,4 +23,4 @@ LIMIT sqlc.arg(row_limit)
 FOR UPDATE SKIP LOCKED;
 
 -- name: TouchWorker :execrows
-UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND alive;
+UPDATE workers SET heartbeat_at = $3 WHERE id = $1 AND tenant_id = $2 AND alive;

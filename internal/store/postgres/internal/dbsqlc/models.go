@@ -90,6 +90,7 @@ type Worker struct {
 	Alive       bool
 	HeartbeatAt int64
 	CreatedAt   int64
+	PreviousID  string
 }
 
 type Workflow struct {

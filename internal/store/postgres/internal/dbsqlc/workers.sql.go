@@ -10,7 +10,7 @@ import (
 )
 
 const getWorkerForUpdate = `-- name: GetWorkerForUpdate :one
-SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at FROM workers WHERE id = $1 FOR UPDATE
+SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at, previous_id FROM workers WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetWorkerForUpdate(ctx context.Context, id string) (Worker, error) {
@@ -26,6 +26,7 @@ func (q *Queries) GetWorkerForUpdate(ctx context.Context, id string) (Worker, er
 		&i.Alive,
 		&i.HeartbeatAt,
 		&i.CreatedAt,
+		&i.PreviousID,
 	)
 	return i, err
 }
@@ -33,9 +34,9 @@ func (q *Queries) GetWorkerForUpdate(ctx context.Context, id string) (Worker, er
 const insertWorker = `-- name: InsertWorker :execrows
 
 INSERT INTO workers (
-    id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at
+    id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at, previous_id
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
 )
 ON CONFLICT DO NOTHING
 `
@@ -50,6 +51,7 @@ type InsertWorkerParams struct {
 	Alive       bool
 	HeartbeatAt int64
 	CreatedAt   int64
+	PreviousID  string
 }
 
 // Worker connections and their heartbeats.
@@ -65,6 +67,7 @@ func (q *Queries) InsertWorker(ctx context.Context, arg InsertWorkerParams) (int
 		arg.Alive,
 		arg.HeartbeatAt,
 		arg.CreatedAt,
+		arg.PreviousID,
 	)
 	if err != nil {
 		return 0, err
@@ -73,7 +76,7 @@ func (q *Queries) InsertWorker(ctx context.Context, arg InsertWorkerParams) (int
 }
 
 const listDeadWorkers = `-- name: ListDeadWorkers :many
-SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at FROM workers
+SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at, previous_id FROM workers
 WHERE alive AND heartbeat_at < $1
 ORDER BY heartbeat_at, id
 LIMIT $2
@@ -99,6 +102,7 @@ func (q *Queries) ListDeadWorkers(ctx context.Context, heartbeatBefore int64, ro
 			&i.Alive,
 			&i.HeartbeatAt,
 			&i.CreatedAt,
+			&i.PreviousID,
 		); err != nil {
 			return nil, err
 		}
@@ -123,11 +127,17 @@ func (q *Queries) MarkWorkerDead(ctx context.Context, id string) (int64, error) 
 }
 
 const touchWorker = `-- name: TouchWorker :execrows
-UPDATE workers SET heartbeat_at = $2 WHERE id = $1 AND alive
+UPDATE workers SET heartbeat_at = $3 WHERE id = $1 AND tenant_id = $2 AND alive
 `
 
-func (q *Queries) TouchWorker(ctx context.Context, iD string, heartbeatAt int64) (int64, error) {
-	result, err := q.db.Exec(ctx, touchWorker, iD, heartbeatAt)
+type TouchWorkerParams struct {
+	ID          string
+	TenantID    string
+	HeartbeatAt int64
+}
+
+func (q *Queries) TouchWorker(ctx context.Context, arg TouchWorkerParams) (int64, error) {
+	result, err := q.db.Exec(ctx, touchWorker, arg.ID, arg.TenantID, arg.HeartbeatAt)
 	if err != nil {
 		return 0, err
 	}

@@ -115,6 +115,7 @@ type Worker struct {
 	Alive       int64
 	HeartbeatAt int64
 	CreatedAt   int64
+	PreviousID  string
 }
 
 type Workflow struct {

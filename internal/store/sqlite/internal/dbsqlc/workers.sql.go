@@ -10,7 +10,7 @@ import (
 )
 
 const getWorkerForUpdate = `-- name: GetWorkerForUpdate :one
-SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at FROM workers WHERE id = ?1
+SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at, previous_id FROM workers WHERE id = ?1
 `
 
 func (q *Queries) GetWorkerForUpdate(ctx context.Context, id string) (Worker, error) {
@@ -26,13 +26,14 @@ func (q *Queries) GetWorkerForUpdate(ctx context.Context, id string) (Worker, er
 		&i.Alive,
 		&i.HeartbeatAt,
 		&i.CreatedAt,
+		&i.PreviousID,
 	)
 	return i, err
 }
 
 const insertWorker = `-- name: InsertWorker :exec
-INSERT INTO workers (id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+INSERT INTO workers (id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at, previous_id)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 `
 
 type InsertWorkerParams struct {
@@ -45,6 +46,7 @@ type InsertWorkerParams struct {
 	Alive       int64
 	HeartbeatAt int64
 	CreatedAt   int64
+	PreviousID  string
 }
 
 func (q *Queries) InsertWorker(ctx context.Context, arg InsertWorkerParams) error {
@@ -58,12 +60,13 @@ func (q *Queries) InsertWorker(ctx context.Context, arg InsertWorkerParams) erro
 		arg.Alive,
 		arg.HeartbeatAt,
 		arg.CreatedAt,
+		arg.PreviousID,
 	)
 	return err
 }
 
 const listDeadWorkers = `-- name: ListDeadWorkers :many
-SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at FROM workers
+SELECT id, tenant_id, name, node_id, workflows, slots, alive, heartbeat_at, created_at, previous_id FROM workers
 WHERE alive = 1 AND heartbeat_at < ?1
 ORDER BY heartbeat_at, id
 LIMIT ?2
@@ -93,6 +96,7 @@ func (q *Queries) ListDeadWorkers(ctx context.Context, arg ListDeadWorkersParams
 			&i.Alive,
 			&i.HeartbeatAt,
 			&i.CreatedAt,
+			&i.PreviousID,
 		); err != nil {
 			return nil, err
 		}
@@ -120,16 +124,17 @@ func (q *Queries) MarkWorkerDead(ctx context.Context, id string) (int64, error) 
 }
 
 const touchWorker = `-- name: TouchWorker :execrows
-UPDATE workers SET heartbeat_at = ?1 WHERE id = ?2 AND alive = 1
+UPDATE workers SET heartbeat_at = ?1 WHERE id = ?2 AND tenant_id = ?3 AND alive = 1
 `
 
 type TouchWorkerParams struct {
 	HeartbeatAt int64
 	ID          string
+	TenantID    string
 }
 
 func (q *Queries) TouchWorker(ctx context.Context, arg TouchWorkerParams) (int64, error) {
-	result, err := q.exec(ctx, q.touchWorkerStmt, touchWorker, arg.HeartbeatAt, arg.ID)
+	result, err := q.exec(ctx, q.touchWorkerStmt, touchWorker, arg.HeartbeatAt, arg.ID, arg.TenantID)
 	if err != nil {
 		return 0, err
 	}
