@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
@@ -139,6 +140,11 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
 		return apierr.New(apierr.InvalidArgument, "request body is null: want a JSON object")
 	}
+	// encoding/json would quietly turn invalid bytes in a string into
+	// U+FFFD: the client's data would be stored changed.
+	if !utf8.Valid(body) {
+		return apierr.New(apierr.InvalidArgument, "request body is not valid UTF-8 (at byte %d)", invalidUTF8At(body))
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -148,6 +154,19 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return apierr.New(apierr.InvalidArgument, "request body holds more than one JSON value")
 	}
 	return nil
+}
+
+// invalidUTF8At returns the offset of the first byte of b that is not
+// part of valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 func bodyError(err error) error {
