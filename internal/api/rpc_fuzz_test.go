@@ -38,6 +38,8 @@ var rpcProcedures = []struct {
 	{runnelv1connect.RunServiceCreateTokenProcedure, false},
 	{runnelv1connect.RunServiceSubscribeMetadataProcedure, true},
 	{runnelv1connect.RunServicePushEventProcedure, false},
+	{runnelv1connect.RunServiceListTokensProcedure, false},
+	{runnelv1connect.RunServiceRevokeTokenProcedure, false},
 }
 
 // FuzzRPC sends arbitrary Connect-JSON bodies to every RPC method of a real

@@ -52,6 +52,8 @@ var rpcReadLimits = map[string]int64{
 	runnelv1connect.RunServiceCreateTokenProcedure:       rpcSmallLimit,
 	runnelv1connect.RunServiceSubscribeMetadataProcedure: rpcSmallLimit,
 	runnelv1connect.RunServicePushEventProcedure:         rpcInputLimit,
+	runnelv1connect.RunServiceListTokensProcedure:        rpcSmallLimit,
+	runnelv1connect.RunServiceRevokeTokenProcedure:       rpcSmallLimit,
 }
 
 // RPCReadLimit returns the request size limit of a procedure (its full
