@@ -331,16 +331,6 @@ type Tx interface {
 	// UpdateStepRun writes every field from Status to FinishedAt except
 	// CreatedAt; the identity fields (ID through Parents) never change.
 	UpdateStepRun(ctx context.Context, s StepRun) error
-	// ClaimStepRuns atomically takes up to Limit queued step runs whose
-	// AvailableAt has passed, oldest first, for the worker: each becomes
-	// running, assigned to WorkerID, with Attempt incremented and StartedAt =
-	// Now. The caller sets TimeoutAt and writes events. Rows another
-	// transaction holds are skipped, never waited for.
-	//
-	// The engine does not use it (it locks step runs before their run, the
-	// reverse of the lock order); it claims with ListClaimableStepRuns, then
-	// GetRunForUpdate, then ClaimStepRun.
-	ClaimStepRuns(ctx context.Context, p ClaimParams) ([]StepRun, error)
 	// ListClaimableStepRuns returns up to Limit queued step runs of the
 	// tenant and workflows whose AvailableAt is at or before Now, oldest
 	// first, without locking them (WorkerID is ignored).

@@ -250,32 +250,6 @@ func (t *tx) UpdateStepRun(ctx context.Context, s store.StepRun) error {
 	return nil
 }
 
-func (t *tx) ClaimStepRuns(ctx context.Context, p store.ClaimParams) ([]store.StepRun, error) {
-	if p.Limit <= 0 || len(p.Workflows) == 0 {
-		return nil, nil
-	}
-	rows, err := t.q.ClaimStepRuns(ctx, dbsqlc.ClaimStepRunsParams{
-		WorkerID:   p.WorkerID,
-		Now:        micros(p.Now),
-		TenantID:   p.TenantID,
-		Workflows:  p.Workflows,
-		ClaimLimit: clampLimit(p.Limit),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("claim step runs for worker %s: %w", p.WorkerID, dbErr(err))
-	}
-	out := make([]store.StepRun, 0, len(rows))
-	for _, r := range rows {
-		// The CTE's row type has the table's columns: same struct.
-		s, err := fromStepRun(dbsqlc.StepRun(r))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
 func (t *tx) ListClaimableStepRuns(ctx context.Context, p store.ClaimParams) ([]store.StepRun, error) {
 	if p.Limit <= 0 || len(p.Workflows) == 0 {
 		return nil, nil
