@@ -25,8 +25,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/runnel-dev/runnel/internal/apierr"
 )
 
 // Sentinel errors. Drivers translate their own errors into these in one
@@ -43,9 +41,9 @@ var (
 	// ErrUnavailable: the database could not be reached or the connection
 	// broke (a restart, a network failure). The request may succeed if made
 	// again; a write that failed this way at commit may or may not have
-	// committed. It is coded, so the API edges answer Unavailable (HTTP 503)
-	// and clients retry, instead of an internal error.
-	ErrUnavailable error = &apierr.Error{Code: apierr.Unavailable, Message: "the database is unreachable; retry"}
+	// committed. The API edges answer it with Unavailable (HTTP 503), so
+	// clients retry instead of reporting an internal error.
+	ErrUnavailable = errors.New("the database is unreachable")
 )
 
 // RunStatus is the state of a run.
