@@ -243,9 +243,6 @@ func (e *Engine) Stop() {
 // Codec returns the codec of client positions for this engine's log.
 func (e *Engine) Codec() eventlog.Codec { return e.codec }
 
-// Store returns the engine's store.
-func (e *Engine) Store() store.Store { return e.store }
-
 // WakeDispatcher makes the dispatcher look for claimable step runs now, for
 // example when another engine node committed work.
 func (e *Engine) WakeDispatcher() { e.wakeDispatcher() }

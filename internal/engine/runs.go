@@ -249,6 +249,12 @@ func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.
 	return e.store.ListRuns(ctx, p)
 }
 
+// ListWorkflows returns the tenant's registered workflows, by name; each
+// Definition is the JSON form of a WorkflowDef.
+func (e *Engine) ListWorkflows(ctx context.Context, tenantID string) ([]store.Workflow, error) {
+	return e.store.ListWorkflows(ctx, tenantID)
+}
+
 func validRunStatus(s store.RunStatus) bool {
 	switch s {
 	case store.RunQueued, store.RunRunning, store.RunCompleted, store.RunFailed, store.RunCancelled, store.RunTimedOut:

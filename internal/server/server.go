@@ -212,6 +212,9 @@ func (s *Server) Config() Config { return s.cfg }
 // Engine returns the node's engine.
 func (s *Server) Engine() *engine.Engine { return s.engine }
 
+// Store returns the node's store (for tests and tools that inspect it).
+func (s *Server) Store() store.Store { return s.store }
+
 // Wait blocks until the HTTP server stops serving.
 func (s *Server) Wait() error {
 	err := <-s.serveErr
