@@ -441,6 +441,22 @@ type Store interface {
 	Close() error
 }
 
+// Notifier is implemented by a store that can tell every engine node
+// sharing its database that events were appended (PostgreSQL, through
+// LISTEN/NOTIFY). The commit hook only sees this node's commits; a store
+// that only one node can open (SQLite) has nothing more to tell and does
+// not implement Notifier. The engine type-asserts it once, at start, and
+// runs an eventlog.Listener over it.
+type Notifier interface {
+	// Listen calls wake whenever a transaction that appended events
+	// commits, on any node, and once after every (re)connection, since
+	// notifications sent while nobody listened are lost. A wake-up is a
+	// hint, never data: wake should make readers look at the store again.
+	// Listen reconnects by itself after a failure, reporting it to onError,
+	// and returns when ctx ends.
+	Listen(ctx context.Context, wake func(), onError func(error))
+}
+
 // CommitHook is called after a transaction that appended events has
 // committed, with those events (positions set). It must not block: the
 // engine's notifier only records which runs moved.

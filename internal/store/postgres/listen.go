@@ -6,15 +6,20 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/runnel-dev/runnel/internal/store"
 )
 
-// Listen calls wake whenever a transaction that appended events to this
-// store commits, on any engine node sharing the database, and once after
-// every (re)connection, since notifications sent while it was not listening
-// are lost. Notifications are only hints: wake should make readers look at
-// the store again, never carry data. Listen holds one connection of its own
-// (outside the pool) and reconnects with backoff after a failure, reporting
-// it to onError. It returns when ctx ends.
+var _ store.Notifier = (*Store)(nil)
+
+// Listen implements store.Notifier: it calls wake whenever a transaction
+// that appended events to this store commits, on any engine node sharing
+// the database, and once after every (re)connection, since notifications
+// sent while it was not listening are lost. Notifications are only hints:
+// wake should make readers look at the store again, never carry data.
+// Listen holds one connection of its own (outside the pool) and reconnects
+// with backoff after a failure, reporting it to onError. It returns when
+// ctx ends.
 func (s *Store) Listen(ctx context.Context, wake func(), onError func(error)) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
