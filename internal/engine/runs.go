@@ -234,7 +234,7 @@ func (e *Engine) GetRun(ctx context.Context, tenantID, runID string) (RunView, e
 
 // ListRuns lists runs newest first. Errors: InvalidArgument for bad filters.
 func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
-	if p.Status != "" && !validRunStatus(p.Status) {
+	if p.Status != "" && !p.Status.Valid() {
 		return nil, apierr.New(apierr.InvalidArgument, "unknown run status %q (want queued, running, completed, failed, cancelled or timed_out)", p.Status)
 	}
 	if (p.MetaKey == "") != (p.MetaValue == "") && p.MetaKey == "" {
@@ -253,14 +253,6 @@ func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.
 // Definition is the JSON form of a WorkflowDef.
 func (e *Engine) ListWorkflows(ctx context.Context, tenantID string) ([]store.Workflow, error) {
 	return e.store.ListWorkflows(ctx, tenantID)
-}
-
-func validRunStatus(s store.RunStatus) bool {
-	switch s {
-	case store.RunQueued, store.RunRunning, store.RunCompleted, store.RunFailed, store.RunCancelled, store.RunTimedOut:
-		return true
-	}
-	return false
 }
 
 // EventTypes lists every event type of the run event log.

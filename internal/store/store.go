@@ -25,6 +25,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/runnel-dev/runnel/internal/kinds"
 )
 
 // Sentinel errors. Drivers translate their own errors into these in one
@@ -46,50 +48,34 @@ var (
 	ErrUnavailable = errors.New("the database is unreachable")
 )
 
-// RunStatus is the state of a run.
-type RunStatus string
+// RunStatus is the state of a run; see package kinds, which defines the
+// statuses and event types once for the store, the engine and the SDK.
+type RunStatus = kinds.RunStatus
 
+// Run states. Completed, failed, cancelled and timed out are terminal.
 const (
-	RunQueued    RunStatus = "queued"
-	RunRunning   RunStatus = "running"
-	RunCompleted RunStatus = "completed"
-	RunFailed    RunStatus = "failed"
-	RunCancelled RunStatus = "cancelled"
-	RunTimedOut  RunStatus = "timed_out"
+	RunQueued    = kinds.RunQueued
+	RunRunning   = kinds.RunRunning
+	RunCompleted = kinds.RunCompleted
+	RunFailed    = kinds.RunFailed
+	RunCancelled = kinds.RunCancelled
+	RunTimedOut  = kinds.RunTimedOut
 )
-
-// Terminal reports whether no further transition can happen.
-func (s RunStatus) Terminal() bool {
-	switch s {
-	case RunCompleted, RunFailed, RunCancelled, RunTimedOut:
-		return true
-	}
-	return false
-}
 
 // StepStatus is the state of a step run (of its current attempt).
-type StepStatus string
+type StepStatus = kinds.StepStatus
 
+// Step run states: pending (waiting for its parents, not claimable), queued
+// (claimable once AvailableAt has passed), running, and the terminal ones.
 const (
-	// StepPending: waiting for its parents to complete (not claimable).
-	StepPending StepStatus = "pending"
-	// StepQueued: ready to run once AvailableAt has passed.
-	StepQueued    StepStatus = "queued"
-	StepRunning   StepStatus = "running"
-	StepCompleted StepStatus = "completed"
-	StepFailed    StepStatus = "failed"
-	StepCancelled StepStatus = "cancelled"
-	StepTimedOut  StepStatus = "timed_out"
+	StepPending   = kinds.StepPending
+	StepQueued    = kinds.StepQueued
+	StepRunning   = kinds.StepRunning
+	StepCompleted = kinds.StepCompleted
+	StepFailed    = kinds.StepFailed
+	StepCancelled = kinds.StepCancelled
+	StepTimedOut  = kinds.StepTimedOut
 )
-
-// Terminal reports whether the step run will not run again.
-func (s StepStatus) Terminal() bool {
-	switch s {
-	case StepCompleted, StepFailed, StepCancelled, StepTimedOut:
-		return true
-	}
-	return false
-}
 
 // Tenant owns runs, workflows, workers and tokens.
 type Tenant struct {
@@ -208,19 +194,19 @@ type Worker struct {
 	CreatedAt   time.Time
 }
 
-// Event types of the run event log.
+// Event types of the run event log (Event.Type), as plain strings.
 const (
-	EventRunStarted    = "run.started"
-	EventRunCompleted  = "run.completed"
-	EventRunFailed     = "run.failed"
-	EventRunCancelled  = "run.cancelled"
-	EventRunTimedOut   = "run.timed_out"
-	EventStepStarted   = "step.started"
-	EventStepCompleted = "step.completed"
-	EventStepFailed    = "step.failed"
-	EventStepCancelled = "step.cancelled"
-	EventStepTimedOut  = "step.timed_out"
-	EventStepStream    = "step.stream"
+	EventRunStarted    = string(kinds.EventRunStarted)
+	EventRunCompleted  = string(kinds.EventRunCompleted)
+	EventRunFailed     = string(kinds.EventRunFailed)
+	EventRunCancelled  = string(kinds.EventRunCancelled)
+	EventRunTimedOut   = string(kinds.EventRunTimedOut)
+	EventStepStarted   = string(kinds.EventStepStarted)
+	EventStepCompleted = string(kinds.EventStepCompleted)
+	EventStepFailed    = string(kinds.EventStepFailed)
+	EventStepCancelled = string(kinds.EventStepCancelled)
+	EventStepTimedOut  = string(kinds.EventStepTimedOut)
+	EventStepStream    = string(kinds.EventStepStream)
 )
 
 // Event is one entry of the run event log.
@@ -243,13 +229,7 @@ type Event struct {
 }
 
 // Terminal reports whether the event ends its run.
-func (e Event) Terminal() bool {
-	switch e.Type {
-	case EventRunCompleted, EventRunFailed, EventRunCancelled, EventRunTimedOut:
-		return true
-	}
-	return false
-}
+func (e Event) Terminal() bool { return kinds.EventType(e.Type).Terminal() }
 
 // ClaimParams selects queued step runs for one worker.
 type ClaimParams struct {
