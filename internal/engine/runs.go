@@ -22,7 +22,6 @@ const (
 	maxMetadataPairs = 64
 	maxMetaKeyLen    = 128
 	maxMetaValueLen  = 1024
-	maxListLimit     = 1000
 )
 
 // TriggerParams starts a run.
@@ -240,11 +239,11 @@ func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.
 	if (p.MetaKey == "") != (p.MetaValue == "") && p.MetaKey == "" {
 		return nil, apierr.New(apierr.InvalidArgument, "a metadata filter needs a key")
 	}
-	if p.Limit < 0 || p.Limit > maxListLimit {
-		return nil, apierr.New(apierr.InvalidArgument, "limit %d out of range 1..%d", p.Limit, maxListLimit)
+	if p.Limit < 0 || p.Limit > store.MaxRunsLimit {
+		return nil, apierr.New(apierr.InvalidArgument, "limit %d out of range 1..%d", p.Limit, store.MaxRunsLimit)
 	}
 	if p.Limit == 0 {
-		p.Limit = 50
+		p.Limit = store.DefaultRunsLimit
 	}
 	return e.store.ListRuns(ctx, p)
 }

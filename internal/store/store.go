@@ -284,6 +284,36 @@ type ReadMetadataEventsParams struct {
 	MaxBytes int
 }
 
+// Page sizes of ListRuns, ReadEvents and ReadMetadataEvents. A Limit of 0 or
+// less asks for the default page, and a larger one is capped at the
+// maximum; both stores apply them through the params' PageLimit methods.
+const (
+	DefaultRunsLimit   = 50
+	MaxRunsLimit       = 1000
+	DefaultEventsLimit = 1000
+	MaxEventsLimit     = 10000
+)
+
+// PageLimit is the number of runs ListRuns returns at most for p.
+func (p ListRunsParams) PageLimit() int { return pageLimit(p.Limit, DefaultRunsLimit, MaxRunsLimit) }
+
+// PageLimit is the number of events ReadEvents returns at most for p.
+func (p ReadEventsParams) PageLimit() int {
+	return pageLimit(p.Limit, DefaultEventsLimit, MaxEventsLimit)
+}
+
+// PageLimit is the number of events ReadMetadataEvents returns at most for p.
+func (p ReadMetadataEventsParams) PageLimit() int {
+	return pageLimit(p.Limit, DefaultEventsLimit, MaxEventsLimit)
+}
+
+func pageLimit(limit, def, most int) int {
+	if limit <= 0 {
+		return def
+	}
+	return min(limit, most)
+}
+
 // Tx is one write transaction. Reads through Tx that name a row for update
 // lock it (PostgreSQL FOR UPDATE) until the transaction ends.
 type Tx interface {

@@ -13,11 +13,7 @@ import (
 // query in queries/metadata.sql for how it is found without scanning the
 // log.
 func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEventsParams) ([]store.Event, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultEventsLimit
-	}
-	limit = min(limit, maxEventsLimit)
+	limit := p.PageLimit()
 	rows, err := s.q.ReadMetadataEvents(ctx, dbsqlc.ReadMetadataEventsParams{
 		TenantID:  p.TenantID,
 		Key:       p.Key,

@@ -13,14 +13,6 @@ import (
 	"github.com/runnel-dev/runnel/internal/store/postgres/internal/dbsqlc"
 )
 
-// Page sizes.
-const (
-	defaultRunsLimit   = 50
-	maxRunsLimit       = 1000
-	defaultEventsLimit = 1000 // ReadEvents with Limit <= 0
-	maxEventsLimit     = 10000
-)
-
 // Reads outside Write run on the pool, each in its own implicit
 // transaction.
 
@@ -50,11 +42,7 @@ r.metadata, r.parent_run_id, r.parent_step_run_id, r.created_at, r.started_at, r
 // query testing each parameter for emptiness) lets the planner pick the
 // index that fits the filters given.
 func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultRunsLimit
-	}
-	limit = min(limit, maxRunsLimit)
+	limit := p.PageLimit()
 
 	var sql strings.Builder
 	args := []any{p.TenantID}
@@ -212,11 +200,7 @@ func (s *Store) TouchWorker(ctx context.Context, workerID string, now time.Time)
 // the query (see ReadEvents in queries/log.sql), so payloads past it are not
 // sent at all.
 func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]store.Event, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultEventsLimit
-	}
-	limit = min(limit, maxEventsLimit)
+	limit := p.PageLimit()
 	rows, err := s.q.ReadEvents(ctx, dbsqlc.ReadEventsParams{
 		TenantID:  p.TenantID,
 		RunID:     p.RunID,
