@@ -12,7 +12,7 @@ import (
 // Times are stored as Unix microseconds, 0 meaning unset; these two helpers
 // are the only place that converts.
 
-func micros(t time.Time) int64 {
+func toMicros(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
@@ -84,11 +84,11 @@ func emptyToNil(b []byte) []byte {
 	return b
 }
 
-func fromTenant(t dbsqlc.Tenant) store.Tenant {
+func tenantFromRow(t dbsqlc.Tenant) store.Tenant {
 	return store.Tenant{ID: t.ID, Name: t.Name, CreatedAt: fromMicros(t.CreatedAt)}
 }
 
-func fromToken(t dbsqlc.Token) store.Token {
+func tokenFromRow(t dbsqlc.Token) store.Token {
 	return store.Token{
 		ID:        t.ID,
 		TenantID:  t.TenantID,
@@ -103,7 +103,7 @@ func fromToken(t dbsqlc.Token) store.Token {
 	}
 }
 
-func fromWorkflow(w dbsqlc.Workflow) (store.Workflow, error) {
+func workflowFromRow(w dbsqlc.Workflow) (store.Workflow, error) {
 	onEvents, err := decodeList(w.OnEvents, "workflow "+w.Name+" on_events")
 	if err != nil {
 		return store.Workflow{}, err
@@ -117,7 +117,7 @@ func fromWorkflow(w dbsqlc.Workflow) (store.Workflow, error) {
 	}, nil
 }
 
-func fromRun(r dbsqlc.Run) (store.Run, error) {
+func runFromRow(r dbsqlc.Run) (store.Run, error) {
 	meta, err := decodeMap(r.Metadata, "run "+r.ID+" metadata")
 	if err != nil {
 		return store.Run{}, err
@@ -140,7 +140,7 @@ func fromRun(r dbsqlc.Run) (store.Run, error) {
 	}, nil
 }
 
-func fromStepRun(s dbsqlc.StepRun) (store.StepRun, error) {
+func stepRunFromRow(s dbsqlc.StepRun) (store.StepRun, error) {
 	parents, err := decodeList(s.Parents, "step run "+s.ID+" parents")
 	if err != nil {
 		return store.StepRun{}, err
@@ -170,10 +170,10 @@ func fromStepRun(s dbsqlc.StepRun) (store.StepRun, error) {
 	}, nil
 }
 
-func fromStepRuns(rows []dbsqlc.StepRun) ([]store.StepRun, error) {
+func stepRunsFromRows(rows []dbsqlc.StepRun) ([]store.StepRun, error) {
 	out := make([]store.StepRun, 0, len(rows))
 	for _, r := range rows {
-		s, err := fromStepRun(r)
+		s, err := stepRunFromRow(r)
 		if err != nil {
 			return nil, err
 		}
@@ -182,7 +182,7 @@ func fromStepRuns(rows []dbsqlc.StepRun) ([]store.StepRun, error) {
 	return out, nil
 }
 
-func fromWorker(w dbsqlc.Worker) (store.Worker, error) {
+func workerFromRow(w dbsqlc.Worker) (store.Worker, error) {
 	workflows, err := decodeList(w.Workflows, "worker "+w.ID+" workflows")
 	if err != nil {
 		return store.Worker{}, err
@@ -200,7 +200,7 @@ func fromWorker(w dbsqlc.Worker) (store.Worker, error) {
 	}, nil
 }
 
-func fromEvent(e dbsqlc.Event) store.Event {
+func eventFromRow(e dbsqlc.Event) store.Event {
 	return store.Event{
 		Position:  e.Position,
 		TenantID:  e.TenantID,

@@ -467,7 +467,7 @@ func TestDBErrMapsSentinels(t *testing.T) {
 
 	// A unique violation raised by the server (not by ON CONFLICT).
 	_, err = s.pool.Exec(ctx, "INSERT INTO log_head (id, log_id, last_position) VALUES (1, 'x', 0)")
-	err = dbErr(err)
+	err = mapErr(err, "insert log head")
 	require.ErrorIs(t, err, store.ErrConflict)
 	assert.Contains(t, err.Error(), "23505")
 

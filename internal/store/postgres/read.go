@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +18,7 @@ import (
 func (s *Store) LogID(ctx context.Context) (string, error) {
 	id, err := s.q.GetLogID(ctx)
 	if err != nil {
-		return "", fmt.Errorf("get log id: %w", dbErr(err))
+		return "", mapErr(err, "get log id")
 	}
 	return id, nil
 }
@@ -27,9 +26,9 @@ func (s *Store) LogID(ctx context.Context) (string, error) {
 func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (store.Run, error) {
 	r, err := s.q.GetRun(ctx, tenantID, runID)
 	if err != nil {
-		return store.Run{}, fmt.Errorf("get run %s: %w", runID, dbErr(err))
+		return store.Run{}, mapErr(err, "get run %s", runID)
 	}
-	return fromRun(r)
+	return runFromRow(r)
 }
 
 // runColumns lists the runs columns in the order of dbsqlc.Run's fields, so
@@ -68,15 +67,15 @@ func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.R
 
 	rows, err := s.pool.Query(ctx, sql.String(), args...)
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", dbErr(err))
+		return nil, mapErr(err, "list runs")
 	}
 	dbRuns, err := pgx.CollectRows(rows, pgx.RowToStructByPos[dbsqlc.Run])
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", dbErr(err))
+		return nil, mapErr(err, "list runs")
 	}
 	out := make([]store.Run, 0, len(dbRuns))
 	for _, r := range dbRuns {
-		run, err := fromRun(r)
+		run, err := runFromRow(r)
 		if err != nil {
 			return nil, err
 		}
@@ -88,23 +87,23 @@ func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.R
 func (s *Store) ListStepRuns(ctx context.Context, runID string) ([]store.StepRun, error) {
 	rows, err := s.q.ListStepRuns(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("list step runs of run %s: %w", runID, dbErr(err))
+		return nil, mapErr(err, "list step runs of run %s", runID)
 	}
-	return fromStepRuns(rows)
+	return stepRunsFromRows(rows)
 }
 
 func (s *Store) GetStepRun(ctx context.Context, stepRunID string) (store.StepRun, error) {
 	r, err := s.q.GetStepRun(ctx, stepRunID)
 	if err != nil {
-		return store.StepRun{}, fmt.Errorf("get step run %s: %w", stepRunID, dbErr(err))
+		return store.StepRun{}, mapErr(err, "get step run %s", stepRunID)
 	}
-	return fromStepRun(r)
+	return stepRunFromRow(r)
 }
 
 func (s *Store) ListStepAttempts(ctx context.Context, runID string) ([]store.StepAttempt, error) {
 	rows, err := s.q.ListStepAttempts(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("list step attempts of run %s: %w", runID, dbErr(err))
+		return nil, mapErr(err, "list step attempts of run %s", runID)
 	}
 	out := make([]store.StepAttempt, 0, len(rows))
 	for _, a := range rows {
@@ -124,11 +123,11 @@ func (s *Store) ListStepAttempts(ctx context.Context, runID string) ([]store.Ste
 func (s *Store) ListWorkflows(ctx context.Context, tenantID string) ([]store.Workflow, error) {
 	rows, err := s.q.ListWorkflows(ctx, tenantID)
 	if err != nil {
-		return nil, fmt.Errorf("list workflows: %w", dbErr(err))
+		return nil, mapErr(err, "list workflows")
 	}
 	out := make([]store.Workflow, 0, len(rows))
 	for _, r := range rows {
-		w, err := fromWorkflow(r)
+		w, err := workflowFromRow(r)
 		if err != nil {
 			return nil, err
 		}
@@ -140,23 +139,23 @@ func (s *Store) ListWorkflows(ctx context.Context, tenantID string) ([]store.Wor
 func (s *Store) GetWorkflowByName(ctx context.Context, tenantID, name string) (store.Workflow, error) {
 	r, err := s.q.GetWorkflow(ctx, tenantID, name)
 	if err != nil {
-		return store.Workflow{}, fmt.Errorf("get workflow %s: %w", name, dbErr(err))
+		return store.Workflow{}, mapErr(err, "get workflow %s", name)
 	}
-	return fromWorkflow(r)
+	return workflowFromRow(r)
 }
 
 func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
 	r, err := s.q.GetTenant(ctx, id)
 	if err != nil {
-		return store.Tenant{}, fmt.Errorf("get tenant %s: %w", id, dbErr(err))
+		return store.Tenant{}, mapErr(err, "get tenant %s", id)
 	}
-	return fromTenant(r), nil
+	return tenantFromRow(r), nil
 }
 
 func (s *Store) CountTenants(ctx context.Context) (int, error) {
 	n, err := s.q.CountTenants(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("count tenants: %w", dbErr(err))
+		return 0, mapErr(err, "count tenants")
 	}
 	return int(n), nil
 }
@@ -165,7 +164,7 @@ func (s *Store) CountTenants(ctx context.Context) (int, error) {
 func (s *Store) CountActiveRuns(ctx context.Context) (map[store.RunStatus]int, error) {
 	rows, err := s.q.CountActiveRuns(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("count active runs: %w", dbErr(err))
+		return nil, mapErr(err, "count active runs")
 	}
 	counts := map[store.RunStatus]int{store.RunQueued: 0, store.RunRunning: 0}
 	for _, r := range rows {
@@ -180,20 +179,14 @@ func (s *Store) LookupToken(ctx context.Context, hash string) (store.Token, erro
 	r, err := s.q.LookupToken(ctx, hash)
 	if err != nil {
 		// Not the hash itself: it is as good as a secret for lookups.
-		return store.Token{}, fmt.Errorf("look up token: %w", dbErr(err))
+		return store.Token{}, mapErr(err, "look up token")
 	}
-	return fromToken(r), nil
+	return tokenFromRow(r), nil
 }
 
 func (s *Store) TouchWorker(ctx context.Context, workerID string, now time.Time) error {
-	n, err := s.q.TouchWorker(ctx, workerID, micros(now))
-	if err != nil {
-		return fmt.Errorf("touch worker %s: %w", workerID, dbErr(err))
-	}
-	if n == 0 {
-		return errNotFound("touch worker %s (unknown or dead)", workerID)
-	}
-	return nil
+	n, err := s.q.TouchWorker(ctx, workerID, toMicros(now))
+	return notFoundIfNone(n, err, "touch worker %s", workerID)
 }
 
 // ReadEvents reads a page of a run's events. The byte limit is applied by
@@ -209,11 +202,11 @@ func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]sto
 		MaxBytes:  int64(max(p.MaxBytes, 0)),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read events of run %s after %d: %w", p.RunID, p.After, dbErr(err))
+		return nil, mapErr(err, "read events of run %s after %d", p.RunID, p.After)
 	}
 	out := make([]store.Event, len(rows))
 	for i, e := range rows {
-		out[i] = fromEvent(e)
+		out[i] = eventFromRow(e)
 	}
 	return out, nil
 }
@@ -221,7 +214,7 @@ func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]sto
 func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error) {
 	pos, err := s.q.LastRunPosition(ctx, tenantID, runID)
 	if err != nil {
-		return 0, fmt.Errorf("last position of run %s: %w", runID, dbErr(err))
+		return 0, mapErr(err, "last position of run %s", runID)
 	}
 	return pos, nil
 }

@@ -71,7 +71,7 @@ func retryDelay(attempt int) time.Duration {
 func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store.Event, error) {
 	pgtx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
-		return nil, fmt.Errorf("write: begin: %w", dbErr(err))
+		return nil, mapErr(err, "write: begin")
 	}
 	committed := false
 	defer func() {
@@ -95,12 +95,12 @@ func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store
 		last := t.appended[len(t.appended)-1].Position
 		err := t.q.NotifyEvents(ctx, t.channel, strconv.FormatInt(last, 10))
 		if err != nil {
-			return nil, fmt.Errorf("write: notify %s: %w", t.channel, dbErr(err))
+			return nil, mapErr(err, "write: notify %s", t.channel)
 		}
 	}
 	committed = true // whatever Commit returns, the transaction is over
 	if err := pgtx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("write: commit: %w", dbErr(err))
+		return nil, mapErr(err, "write: commit")
 	}
 	return t.appended, nil
 }
@@ -132,7 +132,7 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 	}
 	last, err := t.q.BumpLogHead(ctx, int64(n))
 	if err != nil {
-		return fmt.Errorf("append %d events: take positions: %w", n, dbErr(err))
+		return mapErr(err, "append %d events: take positions", n)
 	}
 	first := last - int64(n) + 1
 	// At the precision stored, so the caller's copy equals what is read back.
@@ -149,7 +149,7 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 		err = t.copyEvents(ctx, events)
 	}
 	if err != nil {
-		return fmt.Errorf("append %d events at %d: %w", n, first, dbErr(err))
+		return mapErr(err, "append %d events at %d", n, first)
 	}
 	t.appended = append(t.appended, events...)
 	return nil
@@ -169,7 +169,7 @@ func (t *tx) insertEvents(ctx context.Context, events []store.Event) error {
 			Attempt:   int64(e.Attempt),
 			Payload:   e.Payload,
 			Data:      e.Data,
-			CreatedAt: micros(e.CreatedAt),
+			CreatedAt: toMicros(e.CreatedAt),
 		}
 	}
 	var firstErr error
@@ -195,7 +195,7 @@ func (t *tx) copyEvents(ctx context.Context, events []store.Event) error {
 			Attempt:   int64(e.Attempt),
 			Payload:   e.Payload,
 			Data:      e.Data,
-			CreatedAt: micros(e.CreatedAt),
+			CreatedAt: toMicros(e.CreatedAt),
 		}
 	}
 	copied, err := t.q.CopyEvents(ctx, params)
