@@ -152,6 +152,15 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// LogID returns the log ID chosen when the database was created.
+func (s *Store) LogID(ctx context.Context) (string, error) {
+	id, err := s.q.GetLogID(ctx)
+	if err != nil {
+		return "", mapErr(err, "get log id")
+	}
+	return id, nil
+}
+
 var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // Redact hides the password of a connection string, in either URL or

@@ -15,14 +15,6 @@ import (
 // Reads outside Write run on the pool, each in its own implicit
 // transaction.
 
-func (s *Store) LogID(ctx context.Context) (string, error) {
-	id, err := s.q.GetLogID(ctx)
-	if err != nil {
-		return "", mapErr(err, "get log id")
-	}
-	return id, nil
-}
-
 func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (store.Run, error) {
 	r, err := s.q.GetRun(ctx, tenantID, runID)
 	if err != nil {

@@ -33,7 +33,7 @@ func newTx(prepared *dbsqlc.Queries, sqlTx *sql.Tx) *tx {
 
 // ctx is the context for a statement of the transaction: the caller's
 // values without its cancellation, since an interrupted statement rolls the
-// whole transaction back, other writes of its batch included (batch.go).
+// whole transaction back, other writes of its batch included (write.go).
 func (t *tx) ctx(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func (t *tx) CreateTenant(ctx context.Context, tn store.Tenant) error {
