@@ -26,6 +26,12 @@ func fromMicros(us int64) time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
+// now is the time the store stamps on rows the caller left unset, at the
+// precision it stores.
+func now() time.Time {
+	return time.Now().UTC().Truncate(time.Microsecond)
+}
+
 // Lists and maps are stored as JSON text. Empty ones read back as nil, so a
 // value round-trips whether the caller wrote nil or empty.
 
@@ -180,6 +186,18 @@ func stepRunsFromRows(rows []dbsqlc.StepRun) ([]store.StepRun, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+func stepAttemptFromRow(r dbsqlc.ListStepAttemptsRow) store.StepAttempt {
+	return store.StepAttempt{
+		StepRunID:  r.StepRunID,
+		Attempt:    int(r.Attempt),
+		Status:     store.StepStatus(r.Status),
+		WorkerID:   r.WorkerID,
+		Error:      r.Error,
+		StartedAt:  fromMicros(r.StartedAt),
+		FinishedAt: fromMicros(r.FinishedAt),
+	}
 }
 
 func workerFromRow(w dbsqlc.Worker) (store.Worker, error) {

@@ -99,15 +99,7 @@ func (s *Store) ListStepAttempts(ctx context.Context, runID string) ([]store.Ste
 	}
 	out := make([]store.StepAttempt, 0, len(rows))
 	for _, a := range rows {
-		out = append(out, store.StepAttempt{
-			StepRunID:  a.StepRunID,
-			Attempt:    int(a.Attempt),
-			Status:     store.StepStatus(a.Status),
-			WorkerID:   a.WorkerID,
-			Error:      a.Error,
-			StartedAt:  fromMicros(a.StartedAt),
-			FinishedAt: fromMicros(a.FinishedAt),
-		})
+		out = append(out, stepAttemptFromRow(a))
 	}
 	return out, nil
 }

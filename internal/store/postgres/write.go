@@ -136,11 +136,11 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 	}
 	first := last - int64(n) + 1
 	// At the precision stored, so the caller's copy equals what is read back.
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	stamp := now()
 	for i := range events {
 		events[i].Position = first + int64(i)
 		if events[i].CreatedAt.IsZero() {
-			events[i].CreatedAt = now
+			events[i].CreatedAt = stamp
 		}
 	}
 	if n <= copyThreshold {
