@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	runnelv1 "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
+	"github.com/runnel-dev/runnel/internal/kinds"
 )
 
 // Admin triggers, inspects and cancels runs. Get one from [Client.Admin].
@@ -26,49 +27,41 @@ type Admin struct {
 // RunStatus is the state of a run.
 type RunStatus string
 
-// Run states. Completed, failed, cancelled and timed out are terminal.
+// Run states, spelled "queued", "running", "completed", "failed",
+// "cancelled" and "timed_out" on the wire. Completed, failed, cancelled and
+// timed out are terminal.
 const (
-	RunQueued    RunStatus = "queued"
-	RunRunning   RunStatus = "running"
-	RunCompleted RunStatus = "completed"
-	RunFailed    RunStatus = "failed"
-	RunCancelled RunStatus = "cancelled"
-	RunTimedOut  RunStatus = "timed_out"
+	RunQueued    RunStatus = RunStatus(kinds.RunQueued)
+	RunRunning   RunStatus = RunStatus(kinds.RunRunning)
+	RunCompleted RunStatus = RunStatus(kinds.RunCompleted)
+	RunFailed    RunStatus = RunStatus(kinds.RunFailed)
+	RunCancelled RunStatus = RunStatus(kinds.RunCancelled)
+	RunTimedOut  RunStatus = RunStatus(kinds.RunTimedOut)
 )
 
 // Terminal reports whether the run has finished: no further change can
 // happen to it.
-func (s RunStatus) Terminal() bool {
-	switch s {
-	case RunCompleted, RunFailed, RunCancelled, RunTimedOut:
-		return true
-	}
-	return false
-}
+func (s RunStatus) Terminal() bool { return kinds.RunStatus(s).Terminal() }
 
 // StepStatus is the state of a step run (of its current attempt).
 type StepStatus string
 
-// Step run states. Completed, failed, cancelled and timed out are terminal.
+// Step run states, spelled "pending", "queued", "running", "completed",
+// "failed", "cancelled" and "timed_out" on the wire. Completed, failed,
+// cancelled and timed out are terminal.
 const (
 	// StepPending: waiting for its parent steps to complete.
-	StepPending   StepStatus = "pending"
-	StepQueued    StepStatus = "queued"
-	StepRunning   StepStatus = "running"
-	StepCompleted StepStatus = "completed"
-	StepFailed    StepStatus = "failed"
-	StepCancelled StepStatus = "cancelled"
-	StepTimedOut  StepStatus = "timed_out"
+	StepPending   StepStatus = StepStatus(kinds.StepPending)
+	StepQueued    StepStatus = StepStatus(kinds.StepQueued)
+	StepRunning   StepStatus = StepStatus(kinds.StepRunning)
+	StepCompleted StepStatus = StepStatus(kinds.StepCompleted)
+	StepFailed    StepStatus = StepStatus(kinds.StepFailed)
+	StepCancelled StepStatus = StepStatus(kinds.StepCancelled)
+	StepTimedOut  StepStatus = StepStatus(kinds.StepTimedOut)
 )
 
 // Terminal reports whether the step run will not run again.
-func (s StepStatus) Terminal() bool {
-	switch s {
-	case StepCompleted, StepFailed, StepCancelled, StepTimedOut:
-		return true
-	}
-	return false
-}
+func (s StepStatus) Terminal() bool { return kinds.StepStatus(s).Terminal() }
 
 // Run is one execution of a workflow, as returned by [Admin.GetRun] and
 // [Admin.ListRuns].

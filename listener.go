@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 
 	runnelv1 "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
+	"github.com/runnel-dev/runnel/internal/kinds"
 )
 
 // Position is the place of an event in the engine's event log. It is
@@ -22,29 +23,38 @@ type Position string
 // EventType is the kind of a run event.
 type EventType string
 
-// Event types. A run's stream ends with exactly one terminal run event
+// Event types, spelled "run.started", "run.completed", "run.failed",
+// "run.cancelled", "run.timed_out", "step.started", "step.completed",
+// "step.failed", "step.cancelled", "step.timed_out" and "step.stream" on
+// the wire. A run's stream ends with exactly one terminal run event
 // (completed, failed, cancelled or timed out).
 const (
-	EventRunStarted   EventType = "run.started"
-	EventRunCompleted EventType = "run.completed"
-	EventRunFailed    EventType = "run.failed"
-	EventRunCancelled EventType = "run.cancelled"
-	EventRunTimedOut  EventType = "run.timed_out"
+	EventRunStarted   EventType = EventType(kinds.EventRunStarted)
+	EventRunCompleted EventType = EventType(kinds.EventRunCompleted)
+	EventRunFailed    EventType = EventType(kinds.EventRunFailed)
+	EventRunCancelled EventType = EventType(kinds.EventRunCancelled)
+	EventRunTimedOut  EventType = EventType(kinds.EventRunTimedOut)
 
-	EventStepStarted   EventType = "step.started"
-	EventStepCompleted EventType = "step.completed"
-	EventStepFailed    EventType = "step.failed"
-	EventStepCancelled EventType = "step.cancelled"
-	EventStepTimedOut  EventType = "step.timed_out"
+	EventStepStarted   EventType = EventType(kinds.EventStepStarted)
+	EventStepCompleted EventType = EventType(kinds.EventStepCompleted)
+	EventStepFailed    EventType = EventType(kinds.EventStepFailed)
+	EventStepCancelled EventType = EventType(kinds.EventStepCancelled)
+	EventStepTimedOut  EventType = EventType(kinds.EventStepTimedOut)
 	// EventStepStream carries data a step put with [Context.PutStream].
-	EventStepStream EventType = "step.stream"
+	EventStepStream EventType = EventType(kinds.EventStepStream)
 )
 
 // terminalTypes are the event types that end a run.
-var terminalTypes = []EventType{EventRunCompleted, EventRunFailed, EventRunCancelled, EventRunTimedOut}
+var terminalTypes = func() []EventType {
+	var out []EventType
+	for _, t := range kinds.TerminalEventTypes() {
+		out = append(out, EventType(t))
+	}
+	return out
+}()
 
 // Terminal reports whether events of this type end their run.
-func (t EventType) Terminal() bool { return slices.Contains(terminalTypes, t) }
+func (t EventType) Terminal() bool { return kinds.EventType(t).Terminal() }
 
 // Event is one entry of a run's event stream.
 type Event struct {

@@ -231,6 +231,7 @@ func (h *HTTP) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client left
 	}
+	err = codeStoreErr(err)
 	code := apierr.CodeOf(err)
 	if code == apierr.Internal {
 		h.log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -46,7 +46,7 @@ func (h *HTTP) listWorkflows(w http.ResponseWriter, r *http.Request, p engine.Pr
 		h.writeError(w, r, err)
 		return
 	}
-	wfs, err := h.engine.Store().ListWorkflows(r.Context(), p.TenantID)
+	wfs, err := h.engine.ListWorkflows(r.Context(), p.TenantID)
 	if err != nil {
 		h.writeError(w, r, err)
 		return

@@ -150,6 +150,7 @@ func (a *authInterceptor) toConnect(procedure string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return connect.NewError(connect.CodeDeadlineExceeded, err)
 	}
+	err = codeStoreErr(err)
 	code := apierr.CodeOf(err)
 	if code == apierr.Internal {
 		a.log.Error("rpc failed", "procedure", procedure, "err", err)

@@ -219,7 +219,7 @@ func (s *runService) ListWorkflows(ctx context.Context, req *connect.Request[pb.
 	if err := requireWriter(p); err != nil {
 		return nil, err
 	}
-	wfs, err := s.engine.Store().ListWorkflows(ctx, p.TenantID)
+	wfs, err := s.engine.ListWorkflows(ctx, p.TenantID)
 	if err != nil {
 		return nil, err
 	}

@@ -174,7 +174,7 @@ func runStatusOf(t runnel.EventType) runnel.RunStatus {
 }
 
 func statusWord(s string) string {
-	if s == "timed_out" {
+	if s == string(runnel.RunTimedOut) {
 		return "timed out"
 	}
 	return s

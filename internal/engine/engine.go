@@ -145,6 +145,9 @@ type Engine struct {
 	hub      *eventlog.Hub
 	appender *eventlog.Appender
 	reader   *eventlog.Reader
+	// listener wakes subscribers and the dispatcher for other nodes'
+	// commits; nil unless the store is a store.Notifier.
+	listener *eventlog.Listener
 	codec    eventlog.Codec
 	tokens   *tokenCache
 	// subscribers and mints enforce the node's limits; see limits.go.
@@ -183,7 +186,8 @@ type Engine struct {
 }
 
 // New returns an engine over st. hub must be the hub the store's commit hook
-// feeds. Call Start before serving.
+// feeds; when st is a store.Notifier, the engine also wakes hub for the
+// commits of other nodes. Call Start before serving.
 func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*Engine, error) {
 	cfg.setDefaults()
 	logID, err := st.LogID(ctx)
@@ -214,10 +218,16 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	e.subscribers = newSubscriberGate(cfg.MaxSubscribers, cfg.MaxSubscribersPerToken)
 	e.mints = newMintLimiter(cfg.TokenMintRate, cfg.TokenMintBurst)
 	e.draining, e.startDrain = context.WithCancel(context.Background())
+	if n, ok := st.(store.Notifier); ok {
+		e.listener = eventlog.NewListener(n, hub, eventlog.ListenerConfig{
+			Logger: cfg.Logger, WakeFunc: e.wakeDispatcher, TokenRevoked: e.ForgetToken,
+		})
+	}
 	return e, nil
 }
 
-// Start runs the appender, the dispatcher and the maintenance loop.
+// Start runs the appender, the dispatcher, the maintenance loop and, on a
+// store shared by several nodes, the listener for their commits.
 func (e *Engine) Start(ctx context.Context) error {
 	e.lifeMu.Lock()
 	defer e.lifeMu.Unlock()
@@ -229,6 +239,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	ctx, e.cancel = context.WithCancel(ctx)
 	if err := e.appender.Start(ctx); err != nil {
 		return err
+	}
+	if e.listener != nil {
+		if err := e.listener.Start(ctx); err != nil {
+			return err
+		}
 	}
 	e.wg.Add(2)
 	go func() { defer e.wg.Done(); e.dispatchLoop(ctx) }()
@@ -251,17 +266,13 @@ func (e *Engine) Stop() {
 	cancel()
 	e.wg.Wait()
 	e.appender.Stop()
+	if e.listener != nil {
+		e.listener.Stop()
+	}
 }
 
 // Codec returns the codec of client positions for this engine's log.
 func (e *Engine) Codec() eventlog.Codec { return e.codec }
-
-// Store returns the engine's store.
-func (e *Engine) Store() store.Store { return e.store }
-
-// WakeDispatcher makes the dispatcher look for claimable step runs now, for
-// example when another engine node committed work.
-func (e *Engine) WakeDispatcher() { e.wakeDispatcher() }
 
 func (e *Engine) wakeDispatcher() {
 	select {

@@ -25,7 +25,6 @@ const (
 	maxMetadataPairs = 64
 	maxMetaKeyLen    = 128
 	maxMetaValueLen  = 1024
-	maxListLimit     = 1000
 )
 
 // TriggerParams starts a run.
@@ -259,7 +258,7 @@ func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.
 		"metadata filter key", p.MetaKey, "metadata filter value", p.MetaValue, "before", p.Before); err != nil {
 		return nil, err
 	}
-	if p.Status != "" && !validRunStatus(p.Status) {
+	if p.Status != "" && !p.Status.Valid() {
 		return nil, apierr.New(apierr.InvalidArgument, "unknown run status %q (want queued, running, completed, failed, cancelled or timed_out)", p.Status)
 	}
 	if (p.MetaKey == "") != (p.MetaValue == "") && p.MetaKey == "" {
@@ -268,11 +267,11 @@ func (e *Engine) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.
 	if p.Before != "" && !isRunID(p.Before) {
 		return nil, apierr.New(apierr.InvalidArgument, "invalid before %q: want a run id (the nextBefore of the previous page)", truncateText(p.Before))
 	}
-	if p.Limit < 0 || p.Limit > maxListLimit {
-		return nil, apierr.New(apierr.InvalidArgument, "limit %d out of range 1..%d", p.Limit, maxListLimit)
+	if p.Limit < 0 || p.Limit > store.MaxRunsLimit {
+		return nil, apierr.New(apierr.InvalidArgument, "limit %d out of range 1..%d", p.Limit, store.MaxRunsLimit)
 	}
 	if p.Limit == 0 {
-		p.Limit = 50
+		p.Limit = store.DefaultRunsLimit
 	}
 	return e.store.ListRuns(ctx, p)
 }
@@ -287,12 +286,10 @@ func isRunID(s string) bool {
 	return err == nil
 }
 
-func validRunStatus(s store.RunStatus) bool {
-	switch s {
-	case store.RunQueued, store.RunRunning, store.RunCompleted, store.RunFailed, store.RunCancelled, store.RunTimedOut:
-		return true
-	}
-	return false
+// ListWorkflows returns the tenant's registered workflows, by name; each
+// Definition is the JSON form of a WorkflowDef.
+func (e *Engine) ListWorkflows(ctx context.Context, tenantID string) ([]store.Workflow, error) {
+	return e.store.ListWorkflows(ctx, tenantID)
 }
 
 // EventTypes lists every event type of the run event log.

@@ -53,7 +53,7 @@ func TestBackupWhileAppending(t *testing.T) {
 		require.NoError(t, err)
 		runIDs = append(runIDs, id)
 	}
-	live := n.srv.Engine().Store()
+	live := n.srv.Store()
 	waitPosition := func(st store.Store, past int64) {
 		t.Helper()
 		require.Eventually(t, func() bool {

@@ -568,7 +568,7 @@ func TestSweepCancelsOrphanedChildren(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		st := n.srv.Engine().Store()
+		st := n.srv.Store()
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		parent := store.Run{
 			ID: uuid.Must(uuid.NewV7()).String(), Workflow: "gone", Status: store.RunCancelled,

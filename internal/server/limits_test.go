@@ -267,7 +267,7 @@ func TestTokenMintRateLimit(t *testing.T) {
 		var ce *connect.Error
 		require.ErrorAs(t, err, &ce)
 		require.NotEmpty(t, ce.Meta().Get("Retry-After"))
-		tenants, err := n.srv.Engine().Store().CountTenants(ctx)
+		tenants, err := n.srv.Store().CountTenants(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, tenants, "a refused mint created the tenant it named")
 

@@ -55,7 +55,7 @@ func TestReadyzStoreClosed(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 		require.Equal(t, "ready\n", body)
 
-		require.NoError(t, n.srv.Engine().Store().Close())
+		require.NoError(t, n.srv.Store().Close())
 		status, body = get(t, n.url+"/readyz")
 		require.Equal(t, http.StatusServiceUnavailable, status)
 		require.Contains(t, body, "not ready:")

@@ -96,9 +96,6 @@ type Server struct {
 	baseCancel context.CancelFunc
 	serveErr   chan error
 	stopOnce   sync.Once
-	// listenDone is closed when the PostgreSQL notification listener has
-	// stopped (nil on SQLite).
-	listenDone chan struct{}
 }
 
 // Start opens the store (applying migrations), bootstraps the default
@@ -126,9 +123,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if s.baseCancel != nil {
 			s.baseCancel()
 		}
-		if s.listenDone != nil {
-			<-s.listenDone
-		}
 		if s.engine != nil {
 			s.engine.Stop()
 		}
@@ -149,29 +143,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	baseCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.baseCancel = cancel
-	if pg, ok := st.(*postgres.Store); ok {
-		// Events appended by other engine nodes wake this node's
-		// subscribers through PostgreSQL notifications; after a lost
-		// connection, everyone re-reads.
-		s.listenDone = make(chan struct{})
-		go func() {
-			defer close(s.listenDone)
-			wake := func() {
-				hub.NotifyAll()
-				// Another node's commit may have queued work (a step that
-				// completed unblocks its children) for workers here.
-				s.engine.WakeDispatcher()
-			}
-			pg.Listen(baseCtx, postgres.Handlers{
-				Events: wake,
-				// Tokens revoked through any node are refused here at once.
-				TokenRevoked: s.engine.ForgetToken,
-				Error: func(err error) {
-					cfg.Logger.Warn("listening for event notifications; reconnecting", "err", err)
-				},
-			})
-		}()
-	}
 
 	mux := http.NewServeMux()
 	api.NewRPC(s.engine, cfg.Logger).Mount(mux)
@@ -228,6 +199,9 @@ func (s *Server) Config() Config { return s.cfg }
 // Engine returns the node's engine.
 func (s *Server) Engine() *engine.Engine { return s.engine }
 
+// Store returns the node's store (for tests and tools that inspect it).
+func (s *Server) Store() store.Store { return s.store }
+
 // Wait blocks until the HTTP server stops serving.
 func (s *Server) Wait() error {
 	err := <-s.serveErr
@@ -268,9 +242,6 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		s.baseCancel()
 		s.engine.Stop()
-		if s.listenDone != nil {
-			<-s.listenDone
-		}
 		if cerr := s.store.Close(); cerr != nil {
 			err = fmt.Errorf("close store: %w", cerr)
 		}

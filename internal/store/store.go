@@ -26,7 +26,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/kinds"
 )
 
 // Sentinel errors. Drivers translate their own errors into these in one
@@ -43,55 +43,43 @@ var (
 	// ErrUnavailable: the database could not be reached or the connection
 	// broke (a restart, a network failure). The request may succeed if made
 	// again; a write that failed this way at commit may or may not have
-	// committed. It is coded, so the API edges answer Unavailable (HTTP 503)
-	// and clients retry, instead of an internal error.
-	ErrUnavailable error = &apierr.Error{Code: apierr.Unavailable, Message: "the database is unreachable; retry"}
+	// committed. The API edges answer it with Unavailable (HTTP 503), so
+	// clients retry instead of reporting an internal error.
+	ErrUnavailable = errors.New("the database is unreachable")
+	// ErrInvalidText: a string held a character the database cannot store
+	// (PostgreSQL refuses NUL). The engine refuses such text before it
+	// reaches the store; this is the safety net for what it missed.
+	ErrInvalidText = errors.New("text holds a character the database cannot store (NUL, \\u0000)")
 )
 
-// RunStatus is the state of a run.
-type RunStatus string
+// RunStatus is the state of a run; see package kinds, which defines the
+// statuses and event types once for the store, the engine and the SDK.
+type RunStatus = kinds.RunStatus
 
+// Run states. Completed, failed, cancelled and timed out are terminal.
 const (
-	RunQueued    RunStatus = "queued"
-	RunRunning   RunStatus = "running"
-	RunCompleted RunStatus = "completed"
-	RunFailed    RunStatus = "failed"
-	RunCancelled RunStatus = "cancelled"
-	RunTimedOut  RunStatus = "timed_out"
+	RunQueued    = kinds.RunQueued
+	RunRunning   = kinds.RunRunning
+	RunCompleted = kinds.RunCompleted
+	RunFailed    = kinds.RunFailed
+	RunCancelled = kinds.RunCancelled
+	RunTimedOut  = kinds.RunTimedOut
 )
-
-// Terminal reports whether no further transition can happen.
-func (s RunStatus) Terminal() bool {
-	switch s {
-	case RunCompleted, RunFailed, RunCancelled, RunTimedOut:
-		return true
-	}
-	return false
-}
 
 // StepStatus is the state of a step run (of its current attempt).
-type StepStatus string
+type StepStatus = kinds.StepStatus
 
+// Step run states: pending (waiting for its parents, not claimable), queued
+// (claimable once AvailableAt has passed), running, and the terminal ones.
 const (
-	// StepPending: waiting for its parents to complete (not claimable).
-	StepPending StepStatus = "pending"
-	// StepQueued: ready to run once AvailableAt has passed.
-	StepQueued    StepStatus = "queued"
-	StepRunning   StepStatus = "running"
-	StepCompleted StepStatus = "completed"
-	StepFailed    StepStatus = "failed"
-	StepCancelled StepStatus = "cancelled"
-	StepTimedOut  StepStatus = "timed_out"
+	StepPending   = kinds.StepPending
+	StepQueued    = kinds.StepQueued
+	StepRunning   = kinds.StepRunning
+	StepCompleted = kinds.StepCompleted
+	StepFailed    = kinds.StepFailed
+	StepCancelled = kinds.StepCancelled
+	StepTimedOut  = kinds.StepTimedOut
 )
-
-// Terminal reports whether the step run will not run again.
-func (s StepStatus) Terminal() bool {
-	switch s {
-	case StepCompleted, StepFailed, StepCancelled, StepTimedOut:
-		return true
-	}
-	return false
-}
 
 // Tenant owns runs, workflows, workers and tokens.
 type Tenant struct {
@@ -225,19 +213,19 @@ type Worker struct {
 	CreatedAt   time.Time
 }
 
-// Event types of the run event log.
+// Event types of the run event log (Event.Type), as plain strings.
 const (
-	EventRunStarted    = "run.started"
-	EventRunCompleted  = "run.completed"
-	EventRunFailed     = "run.failed"
-	EventRunCancelled  = "run.cancelled"
-	EventRunTimedOut   = "run.timed_out"
-	EventStepStarted   = "step.started"
-	EventStepCompleted = "step.completed"
-	EventStepFailed    = "step.failed"
-	EventStepCancelled = "step.cancelled"
-	EventStepTimedOut  = "step.timed_out"
-	EventStepStream    = "step.stream"
+	EventRunStarted    = string(kinds.EventRunStarted)
+	EventRunCompleted  = string(kinds.EventRunCompleted)
+	EventRunFailed     = string(kinds.EventRunFailed)
+	EventRunCancelled  = string(kinds.EventRunCancelled)
+	EventRunTimedOut   = string(kinds.EventRunTimedOut)
+	EventStepStarted   = string(kinds.EventStepStarted)
+	EventStepCompleted = string(kinds.EventStepCompleted)
+	EventStepFailed    = string(kinds.EventStepFailed)
+	EventStepCancelled = string(kinds.EventStepCancelled)
+	EventStepTimedOut  = string(kinds.EventStepTimedOut)
+	EventStepStream    = string(kinds.EventStepStream)
 )
 
 // Event is one entry of the run event log.
@@ -260,13 +248,7 @@ type Event struct {
 }
 
 // Terminal reports whether the event ends its run.
-func (e Event) Terminal() bool {
-	switch e.Type {
-	case EventRunCompleted, EventRunFailed, EventRunCancelled, EventRunTimedOut:
-		return true
-	}
-	return false
-}
+func (e Event) Terminal() bool { return kinds.EventType(e.Type).Terminal() }
 
 // ClaimParams selects queued step runs for one worker.
 type ClaimParams struct {
@@ -321,6 +303,36 @@ type ReadMetadataEventsParams struct {
 	MaxBytes int
 }
 
+// Page sizes of ListRuns, ReadEvents and ReadMetadataEvents. A Limit of 0 or
+// less asks for the default page, and a larger one is capped at the
+// maximum; both stores apply them through the params' PageLimit methods.
+const (
+	DefaultRunsLimit   = 50
+	MaxRunsLimit       = 1000
+	DefaultEventsLimit = 1000
+	MaxEventsLimit     = 10000
+)
+
+// PageLimit is the number of runs ListRuns returns at most for p.
+func (p ListRunsParams) PageLimit() int { return pageLimit(p.Limit, DefaultRunsLimit, MaxRunsLimit) }
+
+// PageLimit is the number of events ReadEvents returns at most for p.
+func (p ReadEventsParams) PageLimit() int {
+	return pageLimit(p.Limit, DefaultEventsLimit, MaxEventsLimit)
+}
+
+// PageLimit is the number of events ReadMetadataEvents returns at most for p.
+func (p ReadMetadataEventsParams) PageLimit() int {
+	return pageLimit(p.Limit, DefaultEventsLimit, MaxEventsLimit)
+}
+
+func pageLimit(limit, def, most int) int {
+	if limit <= 0 {
+		return def
+	}
+	return min(limit, most)
+}
+
 // Tx is one write transaction. Reads through Tx that name a row for update
 // lock it (PostgreSQL FOR UPDATE) until the transaction ends.
 type Tx interface {
@@ -353,16 +365,6 @@ type Tx interface {
 	// UpdateStepRun writes every field from Status to FinishedAt except
 	// CreatedAt; the identity fields (ID through Parents) never change.
 	UpdateStepRun(ctx context.Context, s StepRun) error
-	// ClaimStepRuns atomically takes up to Limit queued step runs whose
-	// AvailableAt has passed, oldest first, for the worker: each becomes
-	// running, assigned to WorkerID, with Attempt incremented and StartedAt =
-	// Now. The caller sets TimeoutAt and writes events. Rows another
-	// transaction holds are skipped, never waited for.
-	//
-	// The engine does not use it (it locks step runs before their run, the
-	// reverse of the lock order); it claims with ListClaimableStepRuns, then
-	// GetRunForUpdate, then ClaimStepRun.
-	ClaimStepRuns(ctx context.Context, p ClaimParams) ([]StepRun, error)
 	// ListClaimableStepRuns returns up to Limit queued step runs of the
 	// tenant and workflows whose AvailableAt is at or before Now, oldest
 	// first, without locking them (WorkerID is ignored).
@@ -477,6 +479,36 @@ type Store interface {
 	LastPosition(ctx context.Context) (int64, error)
 
 	Close() error
+}
+
+// Notifier is implemented by a store that can tell every engine node
+// sharing its database that events were appended (PostgreSQL, through
+// LISTEN/NOTIFY). The commit hook only sees this node's commits; a store
+// that only one node can open (SQLite) has nothing more to tell and does
+// not implement Notifier. The engine type-asserts it once, at start, and
+// runs an eventlog.Listener over it.
+type Notifier interface {
+	// Listen calls n.Events whenever a transaction that appended events
+	// commits, on any node, and n.TokenRevoked when a token revocation
+	// commits; both once more after every (re)connection, since
+	// notifications sent while nobody listened are lost. Listen reconnects
+	// by itself after a failure, reporting it to n.Error, and returns when
+	// ctx ends.
+	Listen(ctx context.Context, n Notifications)
+}
+
+// Notifications receive what a Notifier hears.
+type Notifications struct {
+	// Events: a transaction that appended events committed, and after
+	// every (re)connection. A wake-up is a hint, never data: it should
+	// make readers look at the store again.
+	Events func()
+	// TokenRevoked: a token's revocation committed, with its id; "" after
+	// every (re)connection, since a revocation may have been missed:
+	// forget every cached token then. Optional.
+	TokenRevoked func(tokenID string)
+	// Error is told why the connection failed, before each reconnection.
+	Error func(error)
 }
 
 // CommitHook is called after a transaction that appended events has

@@ -12,7 +12,7 @@ import (
 // Times are stored as Unix microseconds, 0 meaning unset; these two helpers
 // are the only place that converts.
 
-func micros(t time.Time) int64 {
+func toMicros(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
@@ -24,6 +24,12 @@ func fromMicros(us int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMicro(us).UTC()
+}
+
+// now is the time the store stamps on rows the caller left unset, at the
+// precision it stores.
+func now() time.Time {
+	return time.Now().UTC().Truncate(time.Microsecond)
 }
 
 // Lists and maps are stored as JSON text. Empty ones read back as nil, so a
@@ -84,11 +90,11 @@ func emptyToNil(b []byte) []byte {
 	return b
 }
 
-func fromTenant(t dbsqlc.Tenant) store.Tenant {
+func tenantFromRow(t dbsqlc.Tenant) store.Tenant {
 	return store.Tenant{ID: t.ID, Name: t.Name, CreatedAt: fromMicros(t.CreatedAt)}
 }
 
-func fromToken(t dbsqlc.Token) store.Token {
+func tokenFromRow(t dbsqlc.Token) store.Token {
 	return store.Token{
 		ID:        t.ID,
 		TenantID:  t.TenantID,
@@ -105,7 +111,7 @@ func fromToken(t dbsqlc.Token) store.Token {
 	}
 }
 
-func fromWorkflow(w dbsqlc.Workflow) (store.Workflow, error) {
+func workflowFromRow(w dbsqlc.Workflow) (store.Workflow, error) {
 	onEvents, err := decodeList(w.OnEvents, "workflow "+w.Name+" on_events")
 	if err != nil {
 		return store.Workflow{}, err
@@ -119,7 +125,7 @@ func fromWorkflow(w dbsqlc.Workflow) (store.Workflow, error) {
 	}, nil
 }
 
-func fromRun(r dbsqlc.Run) (store.Run, error) {
+func runFromRow(r dbsqlc.Run) (store.Run, error) {
 	meta, err := decodeMap(r.Metadata, "run "+r.ID+" metadata")
 	if err != nil {
 		return store.Run{}, err
@@ -142,7 +148,7 @@ func fromRun(r dbsqlc.Run) (store.Run, error) {
 	}, nil
 }
 
-func fromStepRun(s dbsqlc.StepRun) (store.StepRun, error) {
+func stepRunFromRow(s dbsqlc.StepRun) (store.StepRun, error) {
 	parents, err := decodeList(s.Parents, "step run "+s.ID+" parents")
 	if err != nil {
 		return store.StepRun{}, err
@@ -172,10 +178,10 @@ func fromStepRun(s dbsqlc.StepRun) (store.StepRun, error) {
 	}, nil
 }
 
-func fromStepRuns(rows []dbsqlc.StepRun) ([]store.StepRun, error) {
+func stepRunsFromRows(rows []dbsqlc.StepRun) ([]store.StepRun, error) {
 	out := make([]store.StepRun, 0, len(rows))
 	for _, r := range rows {
-		s, err := fromStepRun(r)
+		s, err := stepRunFromRow(r)
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +190,19 @@ func fromStepRuns(rows []dbsqlc.StepRun) ([]store.StepRun, error) {
 	return out, nil
 }
 
-func fromWorker(w dbsqlc.Worker) (store.Worker, error) {
+func stepAttemptFromRow(r dbsqlc.ListStepAttemptsRow) store.StepAttempt {
+	return store.StepAttempt{
+		StepRunID:  r.StepRunID,
+		Attempt:    int(r.Attempt),
+		Status:     store.StepStatus(r.Status),
+		WorkerID:   r.WorkerID,
+		Error:      r.Error,
+		StartedAt:  fromMicros(r.StartedAt),
+		FinishedAt: fromMicros(r.FinishedAt),
+	}
+}
+
+func workerFromRow(w dbsqlc.Worker) (store.Worker, error) {
 	workflows, err := decodeList(w.Workflows, "worker "+w.ID+" workflows")
 	if err != nil {
 		return store.Worker{}, err
@@ -203,7 +221,7 @@ func fromWorker(w dbsqlc.Worker) (store.Worker, error) {
 	}, nil
 }
 
-func fromEvent(e dbsqlc.Event) store.Event {
+func eventFromRow(e dbsqlc.Event) store.Event {
 	return store.Event{
 		Position:  e.Position,
 		TenantID:  e.TenantID,

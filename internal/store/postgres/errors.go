@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -34,37 +33,56 @@ const (
 	codeCannotConnectNow     = "57P03"
 )
 
-// dbErr is the one place that translates driver errors into the store's
-// sentinels. A translated error keeps the server's message as text but not
-// the driver's type, so the engine only ever matches on sentinels. Losing
-// the server (refused, reset, restarting) becomes store.ErrUnavailable, so
-// clients are told to retry instead of seeing an internal error. Other
-// errors (context cancellation) pass through wrapped as they are. Callers
-// add what they were doing:
-//
-//	fmt.Errorf("get run %s: %w", id, dbErr(err))
-func dbErr(err error) error {
+// mapErr is the one place driver errors become store sentinels. It wraps
+// err with the context given by format and args; a sentinel is wrapped with
+// %w and the server's message kept as text only, so callers can match the
+// sentinel but never see a driver error type. Losing the server (refused,
+// reset, restarting) becomes store.ErrUnavailable, so clients are told to
+// retry instead of seeing an internal error. Other errors (context
+// cancellation) are wrapped as they are.
+func mapErr(err error, format string, args ...any) error {
 	if err == nil {
 		return nil
 	}
+	msg := fmt.Sprintf(format, args...)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.ErrNotFound
+		return fmt.Errorf("%s: %w", msg, store.ErrNotFound)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case codeUniqueViolation:
-			return fmt.Errorf("%w: %s", store.ErrConflict, pgErr.Error())
+			return fmt.Errorf("%s: %w: %s", msg, store.ErrConflict, pgErr.Error())
 		case codeDeadlockDetected, codeSerializationFailure:
-			return fmt.Errorf("%w: %s", store.ErrRetry, pgErr.Error())
+			return fmt.Errorf("%s: %w: %s", msg, store.ErrRetry, pgErr.Error())
 		case codeCharacterNotInRepertoire, codeUntranslatableCharacter:
-			return &apierr.Error{Code: apierr.InvalidArgument, Message: "text holds a character the database cannot store (NUL, \\u0000): " + pgErr.Message}
+			return fmt.Errorf("%s: %w: %s", msg, store.ErrInvalidText, pgErr.Message)
 		}
 	}
 	if connectionLost(err) {
-		return fmt.Errorf("%w: %s", store.ErrUnavailable, err.Error())
+		return fmt.Errorf("%s: %w: %s", msg, store.ErrUnavailable, err.Error())
 	}
-	return err
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// notFoundIfNone turns "no row changed" from an :execrows query into
+// ErrNotFound.
+func notFoundIfNone(n int64, err error, format string, args ...any) error {
+	if err != nil {
+		return mapErr(err, format, args...)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrNotFound)
+	}
+	return nil
+}
+
+// errConflict reports a unique key taken. The inserts that can hit one use
+// ON CONFLICT DO NOTHING and report zero rows instead of raising an error,
+// because an error aborts the whole PostgreSQL transaction while the
+// contract (and SQLite) lets the caller carry on after store.ErrConflict.
+func errConflict(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrConflict)
 }
 
 // connectionLost reports whether err says the server could not be reached

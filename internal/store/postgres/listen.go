@@ -7,31 +7,20 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/runnel-dev/runnel/internal/store"
 )
 
-// Handlers receive what Listen hears.
-type Handlers struct {
-	// Events is called whenever a transaction that appended events
-	// commits, and once after every (re)connection. Notifications are only
-	// hints: it should make readers look at the store again.
-	Events func()
-	// TokenRevoked is called with a revoked token's id when its revocation
-	// commits, on any node, and with "" after every (re)connection, since a
-	// revocation may have been missed: forget every cached token then.
-	// Optional.
-	TokenRevoked func(tokenID string)
-	// Error is told why the connection failed, before each reconnection.
-	Error func(error)
-}
+var _ store.Notifier = (*Store)(nil)
 
-// Listen calls h.Events whenever a transaction that appended events to this
-// store commits, on any engine node sharing the database, and h.TokenRevoked
-// when a token revocation commits; both also after every (re)connection,
-// since notifications sent while it was not listening are lost. Listen
-// holds one connection of its own (outside the pool) and reconnects with
-// backoff after a failure, reporting it to h.Error. It returns when ctx
-// ends.
-func (s *Store) Listen(ctx context.Context, h Handlers) {
+// Listen implements store.Notifier: it calls n.Events whenever a
+// transaction that appended events to this store commits, on any engine
+// node sharing the database, and n.TokenRevoked when a token revocation
+// commits; both also after every (re)connection, since notifications sent
+// while it was not listening are lost. Listen holds one connection of its
+// own (outside the pool) and reconnects with backoff after a failure,
+// reporting it to n.Error. It returns when ctx ends.
+func (s *Store) Listen(ctx context.Context, h store.Notifications) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		listening, err := s.listenOnce(ctx, h)
@@ -55,7 +44,7 @@ func (s *Store) Listen(ctx context.Context, h Handlers) {
 
 // listenOnce listens on one connection until it fails; listening reports
 // whether LISTEN succeeded first.
-func (s *Store) listenOnce(ctx context.Context, h Handlers) (listening bool, err error) {
+func (s *Store) listenOnce(ctx context.Context, h store.Notifications) (listening bool, err error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
 		return false, fmt.Errorf("postgres: connect to listen for events: %w", err)

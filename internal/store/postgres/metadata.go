@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/postgres/internal/dbsqlc"
@@ -13,11 +12,7 @@ import (
 // query in queries/metadata.sql for how it is found without scanning the
 // log.
 func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEventsParams) ([]store.Event, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultEventsLimit
-	}
-	limit = min(limit, maxEventsLimit)
+	limit := p.PageLimit()
 	rows, err := s.q.ReadMetadataEvents(ctx, dbsqlc.ReadMetadataEventsParams{
 		TenantID:  p.TenantID,
 		Key:       p.Key,
@@ -28,11 +23,11 @@ func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEven
 	})
 	if err != nil {
 		// The value is left out: it may be a customer's identifier.
-		return nil, fmt.Errorf("read events of runs with metadata %q after %d: %w", p.Key, p.After, dbErr(err))
+		return nil, mapErr(err, "read events of runs with metadata %q after %d", p.Key, p.After)
 	}
 	out := make([]store.Event, len(rows))
 	for i, e := range rows {
-		out[i] = fromEvent(e)
+		out[i] = eventFromRow(e)
 	}
 	return out, nil
 }
@@ -40,7 +35,7 @@ func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEven
 func (s *Store) LastPosition(ctx context.Context) (int64, error) {
 	pos, err := s.q.LastPosition(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read the log's last position: %w", dbErr(err))
+		return 0, mapErr(err, "read the log's last position")
 	}
 	return pos, nil
 }

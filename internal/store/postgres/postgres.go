@@ -150,3 +150,12 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
 }
+
+// LogID returns the log ID chosen when the database was created.
+func (s *Store) LogID(ctx context.Context) (string, error) {
+	id, err := s.q.GetLogID(ctx)
+	if err != nil {
+		return "", mapErr(err, "get log id")
+	}
+	return id, nil
+}

@@ -338,83 +338,6 @@ func TestReadEventsMaxBytes(t *testing.T) {
 	assert.Empty(t, got)
 }
 
-// TestClaimSkipsLockedRows: a claimer never waits for step runs another
-// transaction holds; it takes the others.
-func TestClaimSkipsLockedRows(t *testing.T) {
-	t.Parallel()
-	ctx := testCtx(t)
-	s := openTest(t, nil)
-	seedRun(t, s, "tn", "run")
-	require.NoError(t, s.Write(ctx, func(tx store.Tx) error {
-		var steps []store.StepRun
-		for i, name := range []string{"a", "b", "c", "later", "otherwf"} {
-			wf, avail := "wf", t0.Add(time.Duration(i)*time.Second)
-			if name == "later" {
-				avail = t0.Add(time.Hour)
-			}
-			if name == "otherwf" {
-				wf = "other"
-			}
-			steps = append(steps, store.StepRun{
-				ID: "s-" + name, RunID: "run", TenantID: "tn", Workflow: wf, Step: name,
-				Status: store.StepQueued, AvailableAt: avail, CreatedAt: t0,
-			})
-		}
-		return tx.InsertStepRuns(ctx, steps)
-	}))
-	now := t0.Add(time.Minute)
-
-	claimed := make(chan []store.StepRun)
-	release := make(chan struct{})
-	holder := make(chan error, 1)
-	go func() {
-		holder <- s.Write(ctx, func(tx store.Tx) error {
-			got, err := tx.ClaimStepRuns(ctx, store.ClaimParams{TenantID: "tn", WorkerID: "w1", Workflows: []string{"wf"}, Now: now, Limit: 1})
-			if err != nil {
-				return err
-			}
-			claimed <- got
-			<-release // keep the row locked until the other claim is done
-			return nil
-		})
-	}()
-	first := <-claimed
-	require.Len(t, first, 1)
-	assert.Equal(t, "s-a", first[0].ID)
-
-	// Were SKIP LOCKED missing this would block on s-a until ctx expires.
-	var second []store.StepRun
-	require.NoError(t, s.Write(ctx, func(tx store.Tx) error {
-		var err error
-		second, err = tx.ClaimStepRuns(ctx, store.ClaimParams{TenantID: "tn", WorkerID: "w2", Workflows: []string{"wf", "nope"}, Now: now, Limit: 10})
-		return err
-	}))
-	close(release)
-	require.NoError(t, <-holder)
-
-	require.Len(t, second, 2)
-	assert.Equal(t, "s-b", second[0].ID)
-	assert.Equal(t, "s-c", second[1].ID)
-	for _, sr := range append(first, second...) {
-		assert.Equal(t, store.StepRunning, sr.Status)
-		assert.Equal(t, 1, sr.Attempt)
-		assert.Equal(t, now, sr.StartedAt)
-	}
-	assert.Equal(t, "w1", first[0].WorkerID)
-	assert.Equal(t, "w2", second[0].WorkerID)
-
-	all, err := s.ListStepRuns(ctx, "run")
-	require.NoError(t, err)
-	status := map[string]store.StepStatus{}
-	for _, sr := range all {
-		status[sr.ID] = sr.Status
-	}
-	assert.Equal(t, map[string]store.StepStatus{
-		"s-a": store.StepRunning, "s-b": store.StepRunning, "s-c": store.StepRunning,
-		"s-later": store.StepQueued, "s-otherwf": store.StepQueued,
-	}, status)
-}
-
 // TestTimeoutAndDeadWorkerScansSkipLockedRows: the sweepers of several
 // engine nodes split the work instead of queueing on each other.
 func TestTimeoutAndDeadWorkerScansSkipLockedRows(t *testing.T) {
@@ -532,7 +455,7 @@ func TestDBErrMapsSentinels(t *testing.T) {
 
 	// A unique violation raised by the server (not by ON CONFLICT).
 	_, err = s.pool.Exec(ctx, "INSERT INTO log_head (id, log_id, last_position) VALUES (1, 'x', 0)")
-	err = dbErr(err)
+	err = mapErr(err, "insert log head")
 	require.ErrorIs(t, err, store.ErrConflict)
 	assert.Contains(t, err.Error(), "23505")
 

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -13,31 +12,15 @@ import (
 	"github.com/runnel-dev/runnel/internal/store/postgres/internal/dbsqlc"
 )
 
-// Page sizes.
-const (
-	defaultRunsLimit   = 50
-	maxRunsLimit       = 1000
-	defaultEventsLimit = 1000 // ReadEvents with Limit <= 0
-	maxEventsLimit     = 10000
-)
-
 // Reads outside Write run on the pool, each in its own implicit
 // transaction.
-
-func (s *Store) LogID(ctx context.Context) (string, error) {
-	id, err := s.q.GetLogID(ctx)
-	if err != nil {
-		return "", fmt.Errorf("get log id: %w", dbErr(err))
-	}
-	return id, nil
-}
 
 func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (store.Run, error) {
 	r, err := s.q.GetRun(ctx, tenantID, runID)
 	if err != nil {
-		return store.Run{}, fmt.Errorf("get run %s: %w", runID, dbErr(err))
+		return store.Run{}, mapErr(err, "get run %s", runID)
 	}
-	return fromRun(r)
+	return runFromRow(r)
 }
 
 // runColumns lists the runs columns in the order of dbsqlc.Run's fields, so
@@ -50,11 +33,7 @@ r.metadata, r.parent_run_id, r.parent_step_run_id, r.created_at, r.started_at, r
 // query testing each parameter for emptiness) lets the planner pick the
 // index that fits the filters given.
 func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultRunsLimit
-	}
-	limit = min(limit, maxRunsLimit)
+	limit := p.PageLimit()
 
 	var sql strings.Builder
 	args := []any{p.TenantID}
@@ -80,15 +59,15 @@ func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.R
 
 	rows, err := s.pool.Query(ctx, sql.String(), args...)
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", dbErr(err))
+		return nil, mapErr(err, "list runs")
 	}
 	dbRuns, err := pgx.CollectRows(rows, pgx.RowToStructByPos[dbsqlc.Run])
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", dbErr(err))
+		return nil, mapErr(err, "list runs")
 	}
 	out := make([]store.Run, 0, len(dbRuns))
 	for _, r := range dbRuns {
-		run, err := fromRun(r)
+		run, err := runFromRow(r)
 		if err != nil {
 			return nil, err
 		}
@@ -100,35 +79,27 @@ func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.R
 func (s *Store) ListStepRuns(ctx context.Context, runID string) ([]store.StepRun, error) {
 	rows, err := s.q.ListStepRuns(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("list step runs of run %s: %w", runID, dbErr(err))
+		return nil, mapErr(err, "list step runs of run %s", runID)
 	}
-	return fromStepRuns(rows)
+	return stepRunsFromRows(rows)
 }
 
 func (s *Store) GetStepRun(ctx context.Context, stepRunID string) (store.StepRun, error) {
 	r, err := s.q.GetStepRun(ctx, stepRunID)
 	if err != nil {
-		return store.StepRun{}, fmt.Errorf("get step run %s: %w", stepRunID, dbErr(err))
+		return store.StepRun{}, mapErr(err, "get step run %s", stepRunID)
 	}
-	return fromStepRun(r)
+	return stepRunFromRow(r)
 }
 
 func (s *Store) ListStepAttempts(ctx context.Context, runID string) ([]store.StepAttempt, error) {
 	rows, err := s.q.ListStepAttempts(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("list step attempts of run %s: %w", runID, dbErr(err))
+		return nil, mapErr(err, "list step attempts of run %s", runID)
 	}
 	out := make([]store.StepAttempt, 0, len(rows))
 	for _, a := range rows {
-		out = append(out, store.StepAttempt{
-			StepRunID:  a.StepRunID,
-			Attempt:    int(a.Attempt),
-			Status:     store.StepStatus(a.Status),
-			WorkerID:   a.WorkerID,
-			Error:      a.Error,
-			StartedAt:  fromMicros(a.StartedAt),
-			FinishedAt: fromMicros(a.FinishedAt),
-		})
+		out = append(out, stepAttemptFromRow(a))
 	}
 	return out, nil
 }
@@ -136,11 +107,11 @@ func (s *Store) ListStepAttempts(ctx context.Context, runID string) ([]store.Ste
 func (s *Store) ListWorkflows(ctx context.Context, tenantID string) ([]store.Workflow, error) {
 	rows, err := s.q.ListWorkflows(ctx, tenantID)
 	if err != nil {
-		return nil, fmt.Errorf("list workflows: %w", dbErr(err))
+		return nil, mapErr(err, "list workflows")
 	}
 	out := make([]store.Workflow, 0, len(rows))
 	for _, r := range rows {
-		w, err := fromWorkflow(r)
+		w, err := workflowFromRow(r)
 		if err != nil {
 			return nil, err
 		}
@@ -152,23 +123,23 @@ func (s *Store) ListWorkflows(ctx context.Context, tenantID string) ([]store.Wor
 func (s *Store) GetWorkflowByName(ctx context.Context, tenantID, name string) (store.Workflow, error) {
 	r, err := s.q.GetWorkflow(ctx, tenantID, name)
 	if err != nil {
-		return store.Workflow{}, fmt.Errorf("get workflow %s: %w", name, dbErr(err))
+		return store.Workflow{}, mapErr(err, "get workflow %s", name)
 	}
-	return fromWorkflow(r)
+	return workflowFromRow(r)
 }
 
 func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
 	r, err := s.q.GetTenant(ctx, id)
 	if err != nil {
-		return store.Tenant{}, fmt.Errorf("get tenant %s: %w", id, dbErr(err))
+		return store.Tenant{}, mapErr(err, "get tenant %s", id)
 	}
-	return fromTenant(r), nil
+	return tenantFromRow(r), nil
 }
 
 func (s *Store) CountTenants(ctx context.Context) (int, error) {
 	n, err := s.q.CountTenants(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("count tenants: %w", dbErr(err))
+		return 0, mapErr(err, "count tenants")
 	}
 	return int(n), nil
 }
@@ -177,7 +148,7 @@ func (s *Store) CountTenants(ctx context.Context) (int, error) {
 func (s *Store) CountActiveRuns(ctx context.Context) (map[store.RunStatus]int, error) {
 	rows, err := s.q.CountActiveRuns(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("count active runs: %w", dbErr(err))
+		return nil, mapErr(err, "count active runs")
 	}
 	counts := map[store.RunStatus]int{store.RunQueued: 0, store.RunRunning: 0}
 	for _, r := range rows {
@@ -192,19 +163,19 @@ func (s *Store) LookupToken(ctx context.Context, hash string) (store.Token, erro
 	r, err := s.q.LookupToken(ctx, hash)
 	if err != nil {
 		// Not the hash itself: it is as good as a secret for lookups.
-		return store.Token{}, fmt.Errorf("look up token: %w", dbErr(err))
+		return store.Token{}, mapErr(err, "look up token")
 	}
-	return fromToken(r), nil
+	return tokenFromRow(r), nil
 }
 
 func (s *Store) ListTokens(ctx context.Context) ([]store.ListedToken, error) {
 	rows, err := s.q.ListTokens(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", dbErr(err))
+		return nil, mapErr(err, "list tokens")
 	}
 	out := make([]store.ListedToken, len(rows))
 	for i, r := range rows {
-		out[i] = store.ListedToken{TenantName: r.TenantName, Token: fromToken(dbsqlc.Token{
+		out[i] = store.ListedToken{TenantName: r.TenantName, Token: tokenFromRow(dbsqlc.Token{
 			ID: r.ID, TenantID: r.TenantID, Hash: r.Hash, Kind: r.Kind, Name: r.Name, RunID: r.RunID,
 			MetaKey: r.MetaKey, MetaValue: r.MetaValue, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt,
 			RevokedAt: r.RevokedAt, CreatedBy: r.CreatedBy,
@@ -214,25 +185,15 @@ func (s *Store) ListTokens(ctx context.Context) ([]store.ListedToken, error) {
 }
 
 func (s *Store) TouchWorker(ctx context.Context, tenantID, workerID string, now time.Time) error {
-	n, err := s.q.TouchWorker(ctx, dbsqlc.TouchWorkerParams{ID: workerID, TenantID: tenantID, HeartbeatAt: micros(now)})
-	if err != nil {
-		return fmt.Errorf("touch worker %s: %w", workerID, dbErr(err))
-	}
-	if n == 0 {
-		return errNotFound("touch worker %s (unknown, of another tenant, or dead)", workerID)
-	}
-	return nil
+	n, err := s.q.TouchWorker(ctx, dbsqlc.TouchWorkerParams{ID: workerID, TenantID: tenantID, HeartbeatAt: toMicros(now)})
+	return notFoundIfNone(n, err, "touch worker %s (unknown, of another tenant, or dead)", workerID)
 }
 
 // ReadEvents reads a page of a run's events. The byte limit is applied by
 // the query (see ReadEvents in queries/log.sql), so payloads past it are not
 // sent at all.
 func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]store.Event, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultEventsLimit
-	}
-	limit = min(limit, maxEventsLimit)
+	limit := p.PageLimit()
 	rows, err := s.q.ReadEvents(ctx, dbsqlc.ReadEventsParams{
 		TenantID:  p.TenantID,
 		RunID:     p.RunID,
@@ -241,11 +202,11 @@ func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]sto
 		MaxBytes:  int64(max(p.MaxBytes, 0)),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read events of run %s after %d: %w", p.RunID, p.After, dbErr(err))
+		return nil, mapErr(err, "read events of run %s after %d", p.RunID, p.After)
 	}
 	out := make([]store.Event, len(rows))
 	for i, e := range rows {
-		out[i] = fromEvent(e)
+		out[i] = eventFromRow(e)
 	}
 	return out, nil
 }
@@ -253,7 +214,7 @@ func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]sto
 func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error) {
 	pos, err := s.q.LastRunPosition(ctx, tenantID, runID)
 	if err != nil {
-		return 0, fmt.Errorf("last position of run %s: %w", runID, dbErr(err))
+		return 0, mapErr(err, "last position of run %s", runID)
 	}
 	return pos, nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -18,19 +17,19 @@ func (t *tx) DeleteFinishedRuns(ctx context.Context, finishedBefore time.Time, l
 	if limit <= 0 {
 		return 0, nil
 	}
-	ids, err := t.q.ListExpiredRuns(ctx, micros(finishedBefore), clampLimit(limit))
+	ids, err := t.q.ListExpiredRuns(ctx, toMicros(finishedBefore), clampLimit(limit))
 	if err != nil {
-		return 0, fmt.Errorf("list runs finished before %s: %w", finishedBefore.Format(time.RFC3339), dbErr(err))
+		return 0, mapErr(err, "list runs finished before %s", finishedBefore.Format(time.RFC3339))
 	}
 	if len(ids) == 0 {
 		return 0, nil
 	}
 	if _, err := t.q.DeleteRunEvents(ctx, ids); err != nil {
-		return 0, fmt.Errorf("delete events of %d finished runs: %w", len(ids), dbErr(err))
+		return 0, mapErr(err, "delete events of %d finished runs", len(ids))
 	}
 	n, err := t.q.DeleteRuns(ctx, ids)
 	if err != nil {
-		return 0, fmt.Errorf("delete %d finished runs: %w", len(ids), dbErr(err))
+		return 0, mapErr(err, "delete %d finished runs", len(ids))
 	}
 	return int(n), nil
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -14,24 +13,12 @@ import (
 	"github.com/runnel-dev/runnel/internal/store/postgres/internal/dbsqlc"
 )
 
-// errConflict reports a unique key taken. The inserts that can hit one use
-// ON CONFLICT DO NOTHING and report zero rows instead of raising an error,
-// because an error aborts the whole PostgreSQL transaction while the
-// contract (and SQLite) lets the caller carry on after store.ErrConflict.
-func errConflict(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrConflict)
-}
-
-func errNotFound(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), store.ErrNotFound)
-}
-
 func (t *tx) CreateTenant(ctx context.Context, tn store.Tenant) error {
 	n, err := t.q.CreateTenant(ctx, dbsqlc.CreateTenantParams{
-		ID: tn.ID, Name: tn.Name, CreatedAt: micros(tn.CreatedAt),
+		ID: tn.ID, Name: tn.Name, CreatedAt: toMicros(tn.CreatedAt),
 	})
 	if err != nil {
-		return fmt.Errorf("create tenant %s: %w", tn.Name, dbErr(err))
+		return mapErr(err, "create tenant %s", tn.Name)
 	}
 	if n == 0 {
 		return errConflict("create tenant %s (id %s)", tn.Name, tn.ID)
@@ -42,9 +29,9 @@ func (t *tx) CreateTenant(ctx context.Context, tn store.Tenant) error {
 func (t *tx) GetTenantByName(ctx context.Context, name string) (store.Tenant, error) {
 	r, err := t.q.GetTenantByName(ctx, name)
 	if err != nil {
-		return store.Tenant{}, fmt.Errorf("get tenant by name %s: %w", name, dbErr(err))
+		return store.Tenant{}, mapErr(err, "get tenant by name %s", name)
 	}
-	return fromTenant(r), nil
+	return tenantFromRow(r), nil
 }
 
 func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
@@ -57,12 +44,12 @@ func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
 		RunID:     tk.RunID,
 		MetaKey:   tk.MetaKey,
 		MetaValue: tk.MetaValue,
-		ExpiresAt: micros(tk.ExpiresAt),
-		CreatedAt: micros(tk.CreatedAt),
+		ExpiresAt: toMicros(tk.ExpiresAt),
+		CreatedAt: toMicros(tk.CreatedAt),
 		CreatedBy: tk.CreatedBy,
 	})
 	if err != nil {
-		return fmt.Errorf("create token %s: %w", tk.ID, dbErr(err))
+		return mapErr(err, "create token %s", tk.ID)
 	}
 	if n == 0 {
 		return errConflict("create token %s", tk.ID)
@@ -73,24 +60,24 @@ func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
 func (t *tx) GetTokenForUpdate(ctx context.Context, id string) (store.Token, error) {
 	r, err := t.q.GetTokenByIDForUpdate(ctx, id)
 	if err != nil {
-		return store.Token{}, fmt.Errorf("get token %s: %w", id, dbErr(err))
+		return store.Token{}, mapErr(err, "get token %s", id)
 	}
-	return fromToken(r), nil
+	return tokenFromRow(r), nil
 }
 
 // RevokeToken also tells every engine node, through the notification
 // channel at commit, to forget the token (see RevokedPayloadPrefix).
 func (t *tx) RevokeToken(ctx context.Context, id string, now time.Time) ([]string, error) {
 	if _, err := t.q.GetTokenByIDForUpdate(ctx, id); err != nil {
-		return nil, fmt.Errorf("revoke token %s: %w", id, dbErr(err))
+		return nil, mapErr(err, "revoke token %s", id)
 	}
-	ids, err := t.q.RevokeToken(ctx, micros(now), id)
+	ids, err := t.q.RevokeToken(ctx, toMicros(now), id)
 	if err != nil {
-		return nil, fmt.Errorf("revoke token %s: %w", id, dbErr(err))
+		return nil, mapErr(err, "revoke token %s", id)
 	}
 	if len(ids) > 0 {
 		if err := t.q.NotifyEvents(ctx, t.channel, RevokedPayloadPrefix+id); err != nil {
-			return nil, fmt.Errorf("revoke token %s: notify %s: %w", id, t.channel, dbErr(err))
+			return nil, mapErr(err, "revoke token %s: notify %s", id, t.channel)
 		}
 	}
 	return ids, nil
@@ -102,10 +89,10 @@ func (t *tx) UpsertWorkflow(ctx context.Context, w store.Workflow) error {
 		Name:       w.Name,
 		Definition: notNull(w.Definition),
 		OnEvents:   encodeList(w.OnEvents),
-		UpdatedAt:  micros(w.UpdatedAt),
+		UpdatedAt:  toMicros(w.UpdatedAt),
 	})
 	if err != nil {
-		return fmt.Errorf("upsert workflow %s: %w", w.Name, dbErr(err))
+		return mapErr(err, "upsert workflow %s", w.Name)
 	}
 	return nil
 }
@@ -113,9 +100,9 @@ func (t *tx) UpsertWorkflow(ctx context.Context, w store.Workflow) error {
 func (t *tx) GetWorkflow(ctx context.Context, tenantID, name string) (store.Workflow, error) {
 	r, err := t.q.GetWorkflow(ctx, tenantID, name)
 	if err != nil {
-		return store.Workflow{}, fmt.Errorf("get workflow %s: %w", name, dbErr(err))
+		return store.Workflow{}, mapErr(err, "get workflow %s", name)
 	}
-	return fromWorkflow(r)
+	return workflowFromRow(r)
 }
 
 func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
@@ -131,12 +118,12 @@ func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
 		ParentRunID:     r.ParentRunID,
 		ParentStepRunID: r.ParentStepRunID,
 		SpawnKey:        r.SpawnKey,
-		CreatedAt:       micros(r.CreatedAt),
-		StartedAt:       micros(r.StartedAt),
-		FinishedAt:      micros(r.FinishedAt),
+		CreatedAt:       toMicros(r.CreatedAt),
+		StartedAt:       toMicros(r.StartedAt),
+		FinishedAt:      toMicros(r.FinishedAt),
 	})
 	if err != nil {
-		return fmt.Errorf("insert run %s: %w", r.ID, dbErr(err))
+		return mapErr(err, "insert run %s", r.ID)
 	}
 	if n == 0 {
 		return errConflict("insert run %s", r.ID)
@@ -154,7 +141,7 @@ func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
 		RunID: r.ID, TenantID: r.TenantID, Keys: keys, Vals: vals,
 	})
 	if err != nil {
-		return fmt.Errorf("insert run %s metadata: %w", r.ID, dbErr(err))
+		return mapErr(err, "insert run %s metadata", r.ID)
 	}
 	return nil
 }
@@ -162,9 +149,9 @@ func (t *tx) InsertRun(ctx context.Context, r store.Run) error {
 func (t *tx) GetRunForUpdate(ctx context.Context, tenantID, runID string) (store.Run, error) {
 	r, err := t.q.GetRunForUpdate(ctx, tenantID, runID)
 	if err != nil {
-		return store.Run{}, fmt.Errorf("get run %s for update: %w", runID, dbErr(err))
+		return store.Run{}, mapErr(err, "get run %s for update", runID)
 	}
-	return fromRun(r)
+	return runFromRow(r)
 }
 
 func (t *tx) UpdateRun(ctx context.Context, r store.Run) error {
@@ -174,16 +161,10 @@ func (t *tx) UpdateRun(ctx context.Context, r store.Run) error {
 		Status:     string(r.Status),
 		Output:     r.Output,
 		Error:      r.Error,
-		StartedAt:  micros(r.StartedAt),
-		FinishedAt: micros(r.FinishedAt),
+		StartedAt:  toMicros(r.StartedAt),
+		FinishedAt: toMicros(r.FinishedAt),
 	})
-	if err != nil {
-		return fmt.Errorf("update run %s: %w", r.ID, dbErr(err))
-	}
-	if n == 0 {
-		return errNotFound("update run %s", r.ID)
-	}
-	return nil
+	return notFoundIfNone(n, err, "update run %s", r.ID)
 }
 
 // InsertStepRuns sends one INSERT per step, pipelined in one batch (one
@@ -209,13 +190,13 @@ func (t *tx) InsertStepRuns(ctx context.Context, steps []store.StepRun) error {
 			TimeoutMs:   s.TimeoutMs,
 			WorkerID:    s.WorkerID,
 			StreamSeq:   s.StreamSeq,
-			AvailableAt: micros(s.AvailableAt),
-			TimeoutAt:   micros(s.TimeoutAt),
+			AvailableAt: toMicros(s.AvailableAt),
+			TimeoutAt:   toMicros(s.TimeoutAt),
 			Output:      s.Output,
 			Error:       s.Error,
-			CreatedAt:   micros(s.CreatedAt),
-			StartedAt:   micros(s.StartedAt),
-			FinishedAt:  micros(s.FinishedAt),
+			CreatedAt:   toMicros(s.CreatedAt),
+			StartedAt:   toMicros(s.StartedAt),
+			FinishedAt:  toMicros(s.FinishedAt),
 		}
 	}
 	var firstErr error
@@ -229,7 +210,7 @@ func (t *tx) InsertStepRuns(ctx context.Context, steps []store.StepRun) error {
 			firstErr = errConflict("insert step run %s (%s)", s.ID, s.Step)
 			return
 		}
-		firstErr = fmt.Errorf("insert step run %s (%s): %w", s.ID, s.Step, dbErr(err))
+		firstErr = mapErr(err, "insert step run %s (%s)", s.ID, s.Step)
 	})
 	return firstErr
 }
@@ -237,17 +218,17 @@ func (t *tx) InsertStepRuns(ctx context.Context, steps []store.StepRun) error {
 func (t *tx) GetStepRunForUpdate(ctx context.Context, stepRunID string) (store.StepRun, error) {
 	r, err := t.q.GetStepRunForUpdate(ctx, stepRunID)
 	if err != nil {
-		return store.StepRun{}, fmt.Errorf("get step run %s for update: %w", stepRunID, dbErr(err))
+		return store.StepRun{}, mapErr(err, "get step run %s for update", stepRunID)
 	}
-	return fromStepRun(r)
+	return stepRunFromRow(r)
 }
 
 func (t *tx) ListStepRunsForUpdate(ctx context.Context, runID string) ([]store.StepRun, error) {
 	rows, err := t.q.ListStepRunsForUpdate(ctx, runID)
 	if err != nil {
-		return nil, fmt.Errorf("list step runs of run %s for update: %w", runID, dbErr(err))
+		return nil, mapErr(err, "list step runs of run %s for update", runID)
 	}
-	return fromStepRuns(rows)
+	return stepRunsFromRows(rows)
 }
 
 func (t *tx) UpdateStepRun(ctx context.Context, s store.StepRun) error {
@@ -261,46 +242,14 @@ func (t *tx) UpdateStepRun(ctx context.Context, s store.StepRun) error {
 		TimeoutMs:   s.TimeoutMs,
 		WorkerID:    s.WorkerID,
 		StreamSeq:   s.StreamSeq,
-		AvailableAt: micros(s.AvailableAt),
-		TimeoutAt:   micros(s.TimeoutAt),
+		AvailableAt: toMicros(s.AvailableAt),
+		TimeoutAt:   toMicros(s.TimeoutAt),
 		Output:      s.Output,
 		Error:       s.Error,
-		StartedAt:   micros(s.StartedAt),
-		FinishedAt:  micros(s.FinishedAt),
+		StartedAt:   toMicros(s.StartedAt),
+		FinishedAt:  toMicros(s.FinishedAt),
 	})
-	if err != nil {
-		return fmt.Errorf("update step run %s: %w", s.ID, dbErr(err))
-	}
-	if n == 0 {
-		return errNotFound("update step run %s", s.ID)
-	}
-	return nil
-}
-
-func (t *tx) ClaimStepRuns(ctx context.Context, p store.ClaimParams) ([]store.StepRun, error) {
-	if p.Limit <= 0 || len(p.Workflows) == 0 {
-		return nil, nil
-	}
-	rows, err := t.q.ClaimStepRuns(ctx, dbsqlc.ClaimStepRunsParams{
-		WorkerID:   p.WorkerID,
-		Now:        micros(p.Now),
-		TenantID:   p.TenantID,
-		Workflows:  p.Workflows,
-		ClaimLimit: clampLimit(p.Limit),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("claim step runs for worker %s: %w", p.WorkerID, dbErr(err))
-	}
-	out := make([]store.StepRun, 0, len(rows))
-	for _, r := range rows {
-		// The CTE's row type has the table's columns: same struct.
-		s, err := fromStepRun(dbsqlc.StepRun(r))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
+	return notFoundIfNone(n, err, "update step run %s", s.ID)
 }
 
 func (t *tx) ListClaimableStepRuns(ctx context.Context, p store.ClaimParams) ([]store.StepRun, error) {
@@ -310,32 +259,32 @@ func (t *tx) ListClaimableStepRuns(ctx context.Context, p store.ClaimParams) ([]
 	rows, err := t.q.ListClaimableStepRuns(ctx, dbsqlc.ListClaimableStepRunsParams{
 		TenantID:  p.TenantID,
 		Workflows: p.Workflows,
-		Now:       micros(p.Now),
+		Now:       toMicros(p.Now),
 		RowLimit:  clampLimit(p.Limit),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list claimable step runs: %w", dbErr(err))
+		return nil, mapErr(err, "list claimable step runs")
 	}
-	return fromStepRuns(rows)
+	return stepRunsFromRows(rows)
 }
 
 func (t *tx) ClaimStepRun(ctx context.Context, p store.ClaimStepRunParams) (store.StepRun, bool, error) {
 	r, err := t.q.ClaimStepRun(ctx, dbsqlc.ClaimStepRunParams{
 		WorkerID:  p.WorkerID,
-		Now:       micros(p.Now),
-		TimeoutAt: micros(p.TimeoutAt),
+		Now:       toMicros(p.Now),
+		TimeoutAt: toMicros(p.TimeoutAt),
 		ID:        p.StepRunID,
 	})
 	if err == nil {
-		s, err := fromStepRun(r)
+		s, err := stepRunFromRow(r)
 		return s, err == nil, err
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return store.StepRun{}, false, fmt.Errorf("claim step run %s: %w", p.StepRunID, dbErr(err))
+		return store.StepRun{}, false, mapErr(err, "claim step run %s", p.StepRunID)
 	}
 	// Nothing updated: no longer queued (false, no error), or unknown.
 	if _, err := t.q.GetStepRun(ctx, p.StepRunID); err != nil {
-		return store.StepRun{}, false, fmt.Errorf("claim step run %s: %w", p.StepRunID, dbErr(err))
+		return store.StepRun{}, false, mapErr(err, "claim step run %s", p.StepRunID)
 	}
 	return store.StepRun{}, false, nil
 }
@@ -344,19 +293,19 @@ func (t *tx) ListTimedOutStepRuns(ctx context.Context, now time.Time, limit int)
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := t.q.ListTimedOutStepRuns(ctx, micros(now), clampLimit(limit))
+	rows, err := t.q.ListTimedOutStepRuns(ctx, toMicros(now), clampLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("list timed-out step runs: %w", dbErr(err))
+		return nil, mapErr(err, "list timed-out step runs")
 	}
-	return fromStepRuns(rows)
+	return stepRunsFromRows(rows)
 }
 
 func (t *tx) ListStepRunsOfWorker(ctx context.Context, workerID string) ([]store.StepRun, error) {
 	rows, err := t.q.ListStepRunsOfWorker(ctx, workerID)
 	if err != nil {
-		return nil, fmt.Errorf("list step runs of worker %s: %w", workerID, dbErr(err))
+		return nil, mapErr(err, "list step runs of worker %s", workerID)
 	}
-	return fromStepRuns(rows)
+	return stepRunsFromRows(rows)
 }
 
 func (t *tx) UpsertStepAttempt(ctx context.Context, a store.StepAttempt) error {
@@ -366,16 +315,10 @@ func (t *tx) UpsertStepAttempt(ctx context.Context, a store.StepAttempt) error {
 		Status:     string(a.Status),
 		WorkerID:   a.WorkerID,
 		Error:      a.Error,
-		StartedAt:  micros(a.StartedAt),
-		FinishedAt: micros(a.FinishedAt),
+		StartedAt:  toMicros(a.StartedAt),
+		FinishedAt: toMicros(a.FinishedAt),
 	})
-	if err != nil {
-		return fmt.Errorf("upsert attempt %d of step run %s: %w", a.Attempt, a.StepRunID, dbErr(err))
-	}
-	if n == 0 {
-		return errNotFound("upsert attempt %d of step run %s", a.Attempt, a.StepRunID)
-	}
-	return nil
+	return notFoundIfNone(n, err, "upsert attempt %d of step run %s", a.Attempt, a.StepRunID)
 }
 
 func (t *tx) InsertWorker(ctx context.Context, w store.Worker) error {
@@ -387,12 +330,12 @@ func (t *tx) InsertWorker(ctx context.Context, w store.Worker) error {
 		Workflows:   encodeList(w.Workflows),
 		Slots:       int64(w.Slots),
 		Alive:       w.Alive,
-		HeartbeatAt: micros(w.HeartbeatAt),
-		CreatedAt:   micros(w.CreatedAt),
+		HeartbeatAt: toMicros(w.HeartbeatAt),
+		CreatedAt:   toMicros(w.CreatedAt),
 		PreviousID:  w.PreviousID,
 	})
 	if err != nil {
-		return fmt.Errorf("insert worker %s: %w", w.ID, dbErr(err))
+		return mapErr(err, "insert worker %s", w.ID)
 	}
 	if n == 0 {
 		return errConflict("insert worker %s", w.ID)
@@ -403,22 +346,22 @@ func (t *tx) InsertWorker(ctx context.Context, w store.Worker) error {
 func (t *tx) GetWorkerForUpdate(ctx context.Context, workerID string) (store.Worker, error) {
 	r, err := t.q.GetWorkerForUpdate(ctx, workerID)
 	if err != nil {
-		return store.Worker{}, fmt.Errorf("get worker %s for update: %w", workerID, dbErr(err))
+		return store.Worker{}, mapErr(err, "get worker %s for update", workerID)
 	}
-	return fromWorker(r)
+	return workerFromRow(r)
 }
 
 func (t *tx) MarkWorkerDead(ctx context.Context, workerID string) (bool, error) {
 	n, err := t.q.MarkWorkerDead(ctx, workerID)
 	if err != nil {
-		return false, fmt.Errorf("mark worker %s dead: %w", workerID, dbErr(err))
+		return false, mapErr(err, "mark worker %s dead", workerID)
 	}
 	if n > 0 {
 		return true, nil
 	}
 	// Nothing updated: already dead (false, no error), or unknown.
 	if _, err := t.q.GetWorkerForUpdate(ctx, workerID); err != nil {
-		return false, fmt.Errorf("mark worker %s dead: %w", workerID, dbErr(err))
+		return false, mapErr(err, "mark worker %s dead", workerID)
 	}
 	return false, nil
 }
@@ -427,13 +370,13 @@ func (t *tx) ListDeadWorkers(ctx context.Context, heartbeatBefore time.Time, lim
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := t.q.ListDeadWorkers(ctx, micros(heartbeatBefore), clampLimit(limit))
+	rows, err := t.q.ListDeadWorkers(ctx, toMicros(heartbeatBefore), clampLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("list dead workers: %w", dbErr(err))
+		return nil, mapErr(err, "list dead workers")
 	}
 	out := make([]store.Worker, 0, len(rows))
 	for _, r := range rows {
-		w, err := fromWorker(r)
+		w, err := workerFromRow(r)
 		if err != nil {
 			return nil, err
 		}

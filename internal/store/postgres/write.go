@@ -77,7 +77,7 @@ func retryDelay(attempt int) time.Duration {
 func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store.Event, error) {
 	pgtx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
-		return nil, fmt.Errorf("write: begin: %w", dbErr(err))
+		return nil, mapErr(err, "write: begin")
 	}
 	committed := false
 	defer func() {
@@ -101,12 +101,12 @@ func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store
 		last := t.appended[len(t.appended)-1].Position
 		err := t.q.NotifyEvents(ctx, t.channel, strconv.FormatInt(last, 10))
 		if err != nil {
-			return nil, fmt.Errorf("write: notify %s: %w", t.channel, dbErr(err))
+			return nil, mapErr(err, "write: notify %s", t.channel)
 		}
 	}
 	committed = true // whatever Commit returns, the transaction is over
 	if err := pgtx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("write: commit: %w", dbErr(err))
+		return nil, mapErr(err, "write: commit")
 	}
 	return t.appended, nil
 }
@@ -138,15 +138,15 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 	}
 	last, err := t.q.BumpLogHead(ctx, int64(n))
 	if err != nil {
-		return fmt.Errorf("append %d events: take positions: %w", n, dbErr(err))
+		return mapErr(err, "append %d events: take positions", n)
 	}
 	first := last - int64(n) + 1
 	// At the precision stored, so the caller's copy equals what is read back.
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	stamp := now()
 	for i := range events {
 		events[i].Position = first + int64(i)
 		if events[i].CreatedAt.IsZero() {
-			events[i].CreatedAt = now
+			events[i].CreatedAt = stamp
 		}
 	}
 	if n <= copyThreshold {
@@ -155,7 +155,7 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 		err = t.copyEvents(ctx, events)
 	}
 	if err != nil {
-		return fmt.Errorf("append %d events at %d: %w", n, first, dbErr(err))
+		return mapErr(err, "append %d events at %d", n, first)
 	}
 	t.appended = append(t.appended, events...)
 	return nil
@@ -175,7 +175,7 @@ func (t *tx) insertEvents(ctx context.Context, events []store.Event) error {
 			Attempt:   int64(e.Attempt),
 			Payload:   e.Payload,
 			Data:      e.Data,
-			CreatedAt: micros(e.CreatedAt),
+			CreatedAt: toMicros(e.CreatedAt),
 		}
 	}
 	var firstErr error
@@ -201,7 +201,7 @@ func (t *tx) copyEvents(ctx context.Context, events []store.Event) error {
 			Attempt:   int64(e.Attempt),
 			Payload:   e.Payload,
 			Data:      e.Data,
-			CreatedAt: micros(e.CreatedAt),
+			CreatedAt: toMicros(e.CreatedAt),
 		}
 	}
 	copied, err := t.q.CopyEvents(ctx, params)

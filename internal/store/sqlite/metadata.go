@@ -11,11 +11,7 @@ import (
 // the gap-free guarantee of the contract needs); see the ReadMetadataEvents
 // query for how it is found without scanning the log.
 func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEventsParams) ([]store.Event, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultReadEventsLimit
-	}
-	limit = min(limit, maxReadEventsLimit)
+	limit := p.PageLimit()
 	rows, err := s.read.ReadMetadataEvents(ctx, dbsqlc.ReadMetadataEventsParams{
 		TenantID:  p.TenantID,
 		Key:       p.Key,

@@ -20,11 +20,6 @@ func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (store.Run, 
 	return runFromRow(r)
 }
 
-const (
-	defaultListRunsLimit = 50
-	maxListRunsLimit     = 1000
-)
-
 // runColumns is the column list of runs in the order dbsqlc.Run has them.
 const runColumns = `r.id, r.tenant_id, r.workflow, r.status, r.input, r.output, r.error, r.metadata,
 	r.parent_run_id, r.parent_step_run_id, r.created_at, r.started_at, r.finished_at, r.spawn_key`
@@ -34,11 +29,7 @@ const runColumns = `r.id, r.tenant_id, r.workflow, r.status, r.input, r.output, 
 // Before and run_metadata_pair for the metadata pair (one static query with
 // "(param is empty OR condition)" terms would defeat both).
 func (s *Store) ListRuns(ctx context.Context, p store.ListRunsParams) ([]store.Run, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultListRunsLimit
-	}
-	limit = min(limit, maxListRunsLimit)
+	limit := p.PageLimit()
 
 	var q strings.Builder
 	q.WriteString("SELECT " + runColumns + " FROM runs r WHERE r.tenant_id = ?")
@@ -203,19 +194,10 @@ func (s *Store) TouchWorker(ctx context.Context, tenantID, workerID string, now 
 	})
 }
 
-const (
-	defaultReadEventsLimit = 1000
-	maxReadEventsLimit     = 10000
-)
-
 // ReadEvents reads one page in one query; see the ReadEvents query for how
 // MaxBytes is applied without loading the payloads past it.
 func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]store.Event, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = defaultReadEventsLimit
-	}
-	limit = min(limit, maxReadEventsLimit)
+	limit := p.PageLimit()
 	rows, err := s.read.ReadEvents(ctx, dbsqlc.ReadEventsParams{
 		TenantID:  p.TenantID,
 		RunID:     p.RunID,

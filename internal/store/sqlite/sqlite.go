@@ -69,7 +69,7 @@ type Store struct {
 	hook     store.CommitHook
 	logID    string
 
-	// writeSem is held by the goroutine writing a batch (see batch.go). The
+	// writeSem is held by the goroutine writing a batch (see write.go). The
 	// writer pool has one connection, so writes are serialised anyway;
 	// holding this semaphore through commit and the commit hook as well
 	// makes hooks run in commit (and so position) order.
@@ -239,32 +239,4 @@ func (s *Store) Close() error {
 // LogID returns the log ID chosen when the database was created.
 func (s *Store) LogID(ctx context.Context) (string, error) {
 	return s.logID, nil
-}
-
-const (
-	// maxWriteAttempts bounds how often Write runs fn when it keeps losing
-	// to another process holding the lock beyond the busy timeout.
-	maxWriteAttempts = 5
-	retryBackoff     = 10 * time.Millisecond
-)
-
-// Write runs fn in one IMMEDIATE transaction on the writer connection, and
-// then the commit hook, both while holding the store's single write slot:
-// neither may call Write (it would wait for itself).
-func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := s.writeOnce(ctx, fn)
-		if err == nil || !errors.Is(err, store.ErrRetry) || attempt == maxWriteAttempts {
-			return err
-		}
-		// Locks here are held by other processes (this one has a single
-		// writer), so give them a moment rather than spinning.
-		t := time.NewTimer(time.Duration(attempt) * retryBackoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("write: %w (after %v)", ctx.Err(), err)
-		case <-t.C:
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -34,7 +33,7 @@ func newTx(prepared *dbsqlc.Queries, sqlTx *sql.Tx) *tx {
 
 // ctx is the context for a statement of the transaction: the caller's
 // values without its cancellation, since an interrupted statement rolls the
-// whole transaction back, other writes of its batch included (batch.go).
+// whole transaction back, other writes of its batch included (write.go).
 func (t *tx) ctx(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func (t *tx) CreateTenant(ctx context.Context, tn store.Tenant) error {
@@ -223,31 +222,6 @@ func (t *tx) UpdateStepRun(ctx context.Context, s store.StepRun) error {
 		ID:          s.ID,
 	})
 	return notFoundIfNone(n, err, "update step run %s", s.ID)
-}
-
-func (t *tx) ClaimStepRuns(ctx context.Context, p store.ClaimParams) ([]store.StepRun, error) {
-	if p.Limit <= 0 || len(p.Workflows) == 0 {
-		return nil, nil
-	}
-	rows, err := t.q.ClaimStepRuns(t.ctx(ctx), dbsqlc.ClaimStepRunsParams{
-		WorkerID:   p.WorkerID,
-		Now:        toMicros(p.Now),
-		TenantID:   p.TenantID,
-		Workflows:  encodeList(p.Workflows),
-		ClaimLimit: int64(p.Limit),
-	})
-	if err != nil {
-		return nil, mapErr(err, "claim step runs for worker %s", p.WorkerID)
-	}
-	out, err := stepRunsFromRows(rows)
-	if err != nil {
-		return nil, err
-	}
-	// RETURNING comes in no particular order; the contract is oldest first.
-	slices.SortFunc(out, func(a, b store.StepRun) int {
-		return cmp.Or(a.AvailableAt.Compare(b.AvailableAt), cmp.Compare(a.ID, b.ID))
-	})
-	return out, nil
 }
 
 func (t *tx) ListClaimableStepRuns(ctx context.Context, p store.ClaimParams) ([]store.StepRun, error) {

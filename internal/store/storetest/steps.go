@@ -129,7 +129,7 @@ func testStepRuns(t *testing.T, open Opener) {
 	require.Empty(t, got)
 }
 
-func testClaimStepRuns(t *testing.T, open Opener) {
+func testListClaimableStepRuns(t *testing.T, open Opener) {
 	s := open(t, nil)
 	ctx := t.Context()
 	f := newFixture(t, s)
@@ -167,74 +167,40 @@ func testClaimStepRuns(t *testing.T, open Opener) {
 	insertSteps(t, s, old2, old1, same, wf2, exact, future, pending, running, done, unlisted)
 	insertSteps(t, s, otherTenant)
 
-	claim := func(worker string, limit int, now time.Time, wfs ...string) []store.StepRun {
+	list := func(limit int, now time.Time, wfs ...string) []store.StepRun {
 		t.Helper()
 		var got []store.StepRun
 		write(t, s, func(tx store.Tx) error {
 			var err error
-			got, err = tx.ClaimStepRuns(ctx, store.ClaimParams{TenantID: f.tenant.ID, WorkerID: worker, Workflows: wfs, Now: now, Limit: limit})
+			got, err = tx.ListClaimableStepRuns(ctx, store.ClaimParams{TenantID: f.tenant.ID, Workflows: wfs, Now: now, Limit: limit})
 			return err
 		})
-		return norm(got)
-	}
-	claimed := func(st store.StepRun, worker string, now time.Time) store.StepRun {
-		st.Status = store.StepRunning
-		st.WorkerID = worker
-		st.Attempt++
-		st.StartedAt = now
-		st.FinishedAt = time.Time{}
-		st.StreamSeq = 0
-		st.Error = ""
-		return st
+		return got
 	}
 
-	// ListClaimableStepRuns shows the same candidates, without taking them.
-	write(t, s, func(tx store.Tx) error {
-		got, err := tx.ListClaimableStepRuns(ctx, store.ClaimParams{TenantID: f.tenant.ID, Workflows: []string{"wf", "wf2"}, Now: now, Limit: 10})
-		require.NoError(t, err)
-		require.Equal(t, []string{old2.ID, old1.ID, same.ID, wf2.ID, exact.ID}, ids(got, stepID))
-		require.Equal(t, old1, norm(got[1]))
-		got, err = tx.ListClaimableStepRuns(ctx, store.ClaimParams{TenantID: f.tenant.ID, Workflows: []string{"wf"}, Now: now, Limit: 2})
-		require.NoError(t, err)
-		require.Equal(t, []string{old2.ID, old1.ID}, ids(got, stepID))
-		return nil
-	})
+	got := list(10, now, "wf", "wf2")
+	require.Equal(t, []string{old2.ID, old1.ID, same.ID, wf2.ID, exact.ID}, ids(got, stepID))
+	require.Equal(t, old1, norm(got[1]))
+	require.Equal(t, []string{old2.ID, old1.ID}, ids(list(2, now, "wf"), stepID))
+	require.Empty(t, list(10, now), "no workflows")
+	require.Empty(t, list(10, now, "nope"))
+	require.Empty(t, list(0, now, "wf"), "limit 0")
 
-	require.Empty(t, claim("w0", 10, now), "no workflows")
-	require.Empty(t, claim("w0", 10, now, "nope"))
-
-	got := claim("w1", 2, now, "wf", "wf2")
-	require.Equal(t, []store.StepRun{claimed(old2, "w1", now), claimed(old1, "w1", now)}, got)
-	require.Equal(t, 2, got[1].Attempt)
-	require.Equal(t, 1, got[1].Failures, "failures are the caller's")
-
-	got = claim("w2", 10, now, "wf2", "wf")
-	require.Equal(t, []store.StepRun{claimed(same, "w2", now), claimed(wf2, "w2", now), claimed(exact, "w2", now)}, got)
-
-	require.Empty(t, claim("w3", 10, now, "wf", "wf2"), "everything available is taken")
-
-	// The claims are stored.
-	for _, want := range []store.StepRun{claimed(old2, "w1", now), claimed(old1, "w1", now), claimed(same, "w2", now)} {
-		st, err := s.GetStepRun(ctx, want.ID)
-		require.NoError(t, err)
-		require.Equal(t, want, norm(st))
-	}
-	// Untouched rows stay as they were.
-	for _, want := range []store.StepRun{future, pending, running, done, unlisted, otherTenant} {
+	// Listing takes nothing: every row stays as it was.
+	for _, want := range []store.StepRun{old2, old1, same, wf2, exact, future, pending, running, done, unlisted, otherTenant} {
 		st, err := s.GetStepRun(ctx, want.ID)
 		require.NoError(t, err)
 		require.Equal(t, want, norm(st))
 	}
 
 	// Later, the future one becomes available.
-	later := at(200)
-	got = claim("w4", 10, later, "wf", "wf3")
-	require.Equal(t, []store.StepRun{claimed(unlisted, "w4", later), claimed(future, "w4", later)}, got)
-	require.Empty(t, claim("w4", 0, later, "wf"), "limit 0")
+	got = list(10, at(200), "wf3", "wf")
+	require.Equal(t, []string{unlisted.ID, old2.ID, old1.ID, same.ID, exact.ID, future.ID}, ids(got, stepID))
 }
 
 // testClaimStepRunsConcurrently has several claimers race for the same
-// queue: every step run is claimed exactly once.
+// queue, as engine nodes do (ListClaimableStepRuns, then ClaimStepRun on
+// each candidate): every step run is claimed exactly once.
 func testClaimStepRunsConcurrently(t *testing.T, open Opener) {
 	s := open(t, nil)
 	ctx := t.Context()
@@ -259,13 +225,26 @@ func testClaimStepRunsConcurrently(t *testing.T, open Opener) {
 		worker := fmt.Sprintf("w%d", w)
 		wg.Go(func() {
 			for {
-				var claimed []store.StepRun
+				var cands, claimed []store.StepRun
 				err := s.Write(ctx, func(tx store.Tx) error {
+					claimed = claimed[:0]
 					var err error
-					claimed, err = tx.ClaimStepRuns(ctx, store.ClaimParams{TenantID: f.tenant.ID, WorkerID: worker, Workflows: []string{"wf"}, Now: at(1000), Limit: 3})
-					return err
+					cands, err = tx.ListClaimableStepRuns(ctx, store.ClaimParams{TenantID: f.tenant.ID, Workflows: []string{"wf"}, Now: at(1000), Limit: 3})
+					if err != nil {
+						return err
+					}
+					for _, c := range cands {
+						sr, ok, err := tx.ClaimStepRun(ctx, store.ClaimStepRunParams{StepRunID: c.ID, WorkerID: worker, Now: at(1000)})
+						if err != nil {
+							return err
+						}
+						if ok {
+							claimed = append(claimed, sr)
+						}
+					}
+					return nil
 				})
-				if !assertNoError(t, err) || len(claimed) == 0 {
+				if !assertNoError(t, err) || len(cands) == 0 {
 					return
 				}
 				mu.Lock()

@@ -39,7 +39,7 @@ func Exercise(t *testing.T, open func(t *testing.T, hook store.CommitHook) store
 		{"RunMetadata", testRunMetadata},
 		{"TenantIsolation", testTenantIsolation},
 		{"StepRuns", testStepRuns},
-		{"ClaimStepRuns", testClaimStepRuns},
+		{"ListClaimableStepRuns", testListClaimableStepRuns},
 		{"ClaimStepRunsConcurrently", testClaimStepRunsConcurrently},
 		{"ClaimStepRun", testClaimStepRun},
 		{"ListTimedOutStepRuns", testListTimedOutStepRuns},

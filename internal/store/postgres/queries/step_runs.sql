@@ -38,33 +38,6 @@ SET status = $2, attempt = $3, failures = $4, retries = $5, backoff_ms = $6,
     finished_at = $15
 WHERE id = $1;
 
--- name: ClaimStepRuns :many
--- SKIP LOCKED: rows another transaction is claiming or finishing are passed
--- over instead of waited for, so concurrent claimers never queue behind one
--- another. UPDATE ... RETURNING has no order, hence the outer ORDER BY.
-WITH claimed AS (
-    UPDATE step_runs
-    SET status = 'running',
-        worker_id = sqlc.arg(worker_id),
-        attempt = attempt + 1,
-        started_at = sqlc.arg(now),
-        finished_at = 0,
-        stream_seq = 0,
-        error = ''
-    WHERE id IN (
-        SELECT q.id FROM step_runs q
-        WHERE q.status = 'queued'
-          AND q.tenant_id = sqlc.arg(tenant_id)
-          AND q.workflow = ANY (sqlc.arg(workflows)::text[])
-          AND q.available_at <= sqlc.arg(now)
-        ORDER BY q.available_at, q.id
-        LIMIT sqlc.arg(claim_limit)
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING *
-)
-SELECT * FROM claimed ORDER BY available_at, id;
-
 -- name: ListClaimableStepRuns :many
 -- Candidates for ClaimStepRun, read without locks: the engine locks each
 -- one's run first, then claims the step run if it is still queued.

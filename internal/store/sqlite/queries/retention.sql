@@ -31,7 +31,7 @@ LIMIT @row_limit;
 -- name: DeleteRunEvents :execrows
 -- Events have no foreign key to runs (the log is append-only and
 -- position-ordered), so they are deleted by run_id, off events_run_sized. run_ids
--- is a JSON array, as in ClaimStepRuns: one statement whatever the batch.
+-- is a JSON array, as in ListClaimableStepRuns: one statement whatever the batch.
 DELETE FROM events WHERE run_id IN (SELECT value FROM json_each(CAST(@run_ids AS TEXT)));
 
 -- name: DeleteRuns :execrows

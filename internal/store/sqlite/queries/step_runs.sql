@@ -37,32 +37,6 @@ UPDATE step_runs SET
     finished_at  = @finished_at
 WHERE id = @id;
 
--- name: ClaimStepRuns :many
--- The single writer makes select-then-update atomic, so there is nothing to
--- skip (PostgreSQL uses FOR UPDATE SKIP LOCKED here). RETURNING has no order,
--- so the caller sorts the claimed rows. workflows is a JSON array of names:
--- sqlc.slice expands to plain ? placeholders, which SQLite numbers after the
--- highest ?N so far, so the ?N that follow it (the limit) would bind the
--- wrong values.
-UPDATE step_runs SET
-    status      = 'running',
-    worker_id   = @worker_id,
-    attempt     = attempt + 1,
-    started_at  = @now,
-    finished_at = 0,
-    stream_seq  = 0,
-    error       = ''
-WHERE id IN (
-    SELECT q.id FROM step_runs q
-    WHERE q.status = 'queued'
-      AND q.tenant_id = @tenant_id
-      AND q.workflow IN (SELECT value FROM json_each(CAST(@workflows AS TEXT)))
-      AND q.available_at <= @now
-    ORDER BY q.available_at, q.id
-    LIMIT @claim_limit
-)
-RETURNING *;
-
 -- name: ListClaimableStepRuns :many
 -- Candidates for ClaimStepRun; the caller locks each one's run, then claims
 -- the step run if it is still queued.

@@ -33,9 +33,6 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.claimStepRunStmt, err = db.PrepareContext(ctx, claimStepRun); err != nil {
 		return nil, fmt.Errorf("error preparing query ClaimStepRun: %w", err)
 	}
-	if q.claimStepRunsStmt, err = db.PrepareContext(ctx, claimStepRuns); err != nil {
-		return nil, fmt.Errorf("error preparing query ClaimStepRuns: %w", err)
-	}
 	if q.countActiveRunsStmt, err = db.PrepareContext(ctx, countActiveRuns); err != nil {
 		return nil, fmt.Errorf("error preparing query CountActiveRuns: %w", err)
 	}
@@ -195,11 +192,6 @@ func (q *Queries) Close() error {
 	if q.claimStepRunStmt != nil {
 		if cerr := q.claimStepRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing claimStepRunStmt: %w", cerr)
-		}
-	}
-	if q.claimStepRunsStmt != nil {
-		if cerr := q.claimStepRunsStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing claimStepRunsStmt: %w", cerr)
 		}
 	}
 	if q.countActiveRunsStmt != nil {
@@ -479,7 +471,6 @@ type Queries struct {
 	appendEventStmt           *sql.Stmt
 	bumpLogHeadStmt           *sql.Stmt
 	claimStepRunStmt          *sql.Stmt
-	claimStepRunsStmt         *sql.Stmt
 	countActiveRunsStmt       *sql.Stmt
 	countTenantsStmt          *sql.Stmt
 	createTenantStmt          *sql.Stmt
@@ -536,7 +527,6 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		appendEventStmt:           q.appendEventStmt,
 		bumpLogHeadStmt:           q.bumpLogHeadStmt,
 		claimStepRunStmt:          q.claimStepRunStmt,
-		claimStepRunsStmt:         q.claimStepRunsStmt,
 		countActiveRunsStmt:       q.countActiveRunsStmt,
 		countTenantsStmt:          q.countTenantsStmt,
 		createTenantStmt:          q.createTenantStmt,

@@ -15,7 +15,7 @@ DELETE FROM events WHERE run_id IN (SELECT value FROM json_each(CAST(?1 AS TEXT)
 
 // Events have no foreign key to runs (the log is append-only and
 // position-ordered), so they are deleted by run_id, off events_run_sized. run_ids
-// is a JSON array, as in ClaimStepRuns: one statement whatever the batch.
+// is a JSON array, as in ListClaimableStepRuns: one statement whatever the batch.
 func (q *Queries) DeleteRunEvents(ctx context.Context, runIds string) (int64, error) {
 	result, err := q.exec(ctx, q.deleteRunEventsStmt, deleteRunEvents, runIds)
 	if err != nil {

@@ -5,9 +5,38 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/runnel-dev/runnel/internal/store"
 )
+
+const (
+	// maxWriteAttempts bounds how often Write runs fn when it keeps losing
+	// to another process holding the lock beyond the busy timeout.
+	maxWriteAttempts = 5
+	retryBackoff     = 10 * time.Millisecond
+)
+
+// Write runs fn in one IMMEDIATE transaction on the writer connection, and
+// then the commit hook, both while holding the store's single write slot:
+// neither may call Write (it would wait for itself).
+func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.writeOnce(ctx, fn)
+		if err == nil || !errors.Is(err, store.ErrRetry) || attempt == maxWriteAttempts {
+			return err
+		}
+		// Locks here are held by other processes (this one has a single
+		// writer), so give them a moment rather than spinning.
+		t := time.NewTimer(time.Duration(attempt) * retryBackoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("write: %w (after %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
 
 // Writes are group-committed. SQLite has one writer, so concurrent Write
 // calls queue for it anyway; rather than commit each on its own (every
