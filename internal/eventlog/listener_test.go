@@ -3,6 +3,7 @@ package eventlog_test
 import (
 	"context"
 	"errors"
+	"github.com/runnel-dev/runnel/internal/store"
 	"testing"
 	"time"
 
@@ -18,16 +19,16 @@ type fakeNotifier struct {
 	exited chan struct{}
 }
 
-func (n *fakeNotifier) Listen(ctx context.Context, wake func(), onError func(error)) {
+func (n *fakeNotifier) Listen(ctx context.Context, h store.Notifications) {
 	defer close(n.exited)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.wakes:
-			wake()
+			h.Events()
 		case err := <-n.errs:
-			onError(err)
+			h.Error(err)
 		}
 	}
 }

@@ -35,7 +35,7 @@ func storeBrowserToken(t *testing.T, n *node, tok store.Token) string {
 	ctx := context.Background()
 	secret := "rnl_test_" + hex.EncodeToString([]byte(t.Name() + tok.MetaKey + tok.RunID))[:20]
 	sum := sha256.Sum256([]byte(secret))
-	err := n.srv.Engine().Store().Write(ctx, func(tx store.Tx) error {
+	err := n.srv.Store().Write(ctx, func(tx store.Tx) error {
 		tenant, err := tx.GetTenantByName(ctx, "default")
 		if err != nil {
 			return err
