@@ -1,5 +1,4 @@
-import type { Client } from "@connectrpc/connect";
-import type { RunService, Run as RunMessage } from "./gen/runnel/v1/runnel_pb.js";
+import type { Run as RunMessage } from "./gen/runnel/v1/runnel_pb.js";
 import { toRunnelError, RunnelError } from "./errors.js";
 import { decodeJSON, encodeJSON, micros } from "./json.js";
 import type { Connection } from "./connection.js";
@@ -88,12 +87,10 @@ export interface BrowserToken {
 /** Triggers, inspects and cancels runs; mints browser tokens. Use `runnel.admin`. */
 export class Admin {
   readonly #conn: Connection;
-  readonly #run: Client<typeof RunService>;
 
   /** @internal */
   constructor(conn: Connection) {
     this.#conn = conn;
-    this.#run = conn.run;
   }
 
   /**
@@ -105,8 +102,14 @@ export class Admin {
   async runWorkflow(workflow: string, input?: unknown, options: RunOptions = {}): Promise<string> {
     const what = `run workflow ${JSON.stringify(workflow)}`;
     const data = encodeJSON(input, "input");
+    const rpc = this.#conn.rpc;
+    if (!rpc) {
+      const body = { input: JSON.parse(utf8.decode(data)), additionalMetadata: options.additionalMetadata ?? {} };
+      const res = (await this.#conn.http("POST", `/api/v1/workflows/${encodeURIComponent(workflow)}/runs`, body, options.signal, what)) as { runId: string };
+      return res.runId;
+    }
     try {
-      const res = await this.#run.triggerRun(
+      const res = await rpc.run.triggerRun(
         { workflow, input: data, additionalMetadata: options.additionalMetadata ?? {} },
         { signal: options.signal },
       );
@@ -122,8 +125,12 @@ export class Admin {
    * @throws RunnelError `not_found` when no such run is visible to the token.
    */
   async getRun(runId: string, options: { signal?: AbortSignal } = {}): Promise<Run> {
+    const rpc = this.#conn.rpc;
+    if (!rpc) {
+      return fromRunJSON(await this.#conn.http("GET", `/api/v1/runs/${encodeURIComponent(runId)}`, undefined, options.signal, `get run ${runId}`));
+    }
     try {
-      const res = await this.#run.getRun({ runId }, { signal: options.signal });
+      const res = await rpc.run.getRun({ runId }, { signal: options.signal });
       if (!res.run) throw new RunnelError("internal", "the engine returned no run");
       return toRun(res.run);
     } catch (err) {
@@ -133,8 +140,19 @@ export class Admin {
 
   /** Lists runs, newest first. */
   async listRuns(options: ListRunsOptions = {}): Promise<Run[]> {
+    const rpc = this.#conn.rpc;
+    if (!rpc) {
+      const q = new URLSearchParams();
+      if (options.workflow) q.set("workflow", options.workflow);
+      if (options.status) q.set("status", options.status);
+      if (options.metadata) q.set("meta", `${options.metadata.key}:${options.metadata.value}`);
+      if (options.limit) q.set("limit", String(options.limit));
+      if (options.before) q.set("before", options.before);
+      const res = (await this.#conn.http("GET", `/api/v1/runs?${q}`, undefined, options.signal, "list runs")) as { runs: unknown[] };
+      return res.runs.map(fromRunJSON);
+    }
     try {
-      const res = await this.#run.listRuns(
+      const res = await rpc.run.listRuns(
         {
           workflow: options.workflow ?? "",
           status: options.status ?? "",
@@ -156,8 +174,13 @@ export class Admin {
    * run is not an error.
    */
   async cancelRun(runId: string, options: { signal?: AbortSignal } = {}): Promise<RunStatus> {
+    const rpc = this.#conn.rpc;
+    if (!rpc) {
+      const res = (await this.#conn.http("POST", `/api/v1/runs/${encodeURIComponent(runId)}/cancel`, undefined, options.signal, `cancel run ${runId}`)) as { status: RunStatus };
+      return res.status;
+    }
     try {
-      const res = await this.#run.cancelRun({ runId }, { signal: options.signal });
+      const res = await rpc.run.cancelRun({ runId }, { signal: options.signal });
       return res.status as RunStatus;
     } catch (err) {
       throw toRunnelError(err, `cancel run ${runId}`);
@@ -166,8 +189,15 @@ export class Admin {
 
   /** Lists the workflows registered in the token's tenant. */
   async listWorkflows(options: { signal?: AbortSignal } = {}): Promise<{ name: string; steps: string[]; onEvents: string[] }[]> {
+    const rpc = this.#conn.rpc;
+    if (!rpc) {
+      const res = (await this.#conn.http("GET", "/api/v1/workflows", undefined, options.signal, "list workflows")) as {
+        workflows: { name: string; steps?: { name: string }[]; onEvents?: string[] }[];
+      };
+      return res.workflows.map((w) => ({ name: w.name, steps: (w.steps ?? []).map((s) => s.name), onEvents: w.onEvents ?? [] }));
+    }
     try {
-      const res = await this.#run.listWorkflows({}, { signal: options.signal });
+      const res = await rpc.run.listWorkflows({}, { signal: options.signal });
       return res.workflows.map((w) => ({ name: w.name, steps: w.steps.map((s) => s.name), onEvents: w.onEvents }));
     } catch (err) {
       throw toRunnelError(err, "list workflows");
@@ -192,11 +222,11 @@ export class Admin {
 
 /** Pushes events that trigger workflows registered `onEvents`. Use `runnel.events`. */
 export class Events {
-  readonly #run: Client<typeof RunService>;
+  readonly #conn: Connection;
 
   /** @internal */
   constructor(conn: Connection) {
-    this.#run = conn.run;
+    this.#conn = conn;
   }
 
   /**
@@ -206,8 +236,14 @@ export class Events {
    */
   async push(key: string, payload?: unknown, options: RunOptions = {}): Promise<string[]> {
     const data = encodeJSON(payload, "payload");
+    const rpc = this.#conn.rpc;
+    if (!rpc) {
+      const body = { key, payload: JSON.parse(utf8.decode(data)), additionalMetadata: options.additionalMetadata ?? {} };
+      const res = (await this.#conn.http("POST", "/api/v1/events", body, options.signal, `push event ${JSON.stringify(key)}`)) as { runIds?: string[] };
+      return res.runIds ?? [];
+    }
     try {
-      const res = await this.#run.pushEvent(
+      const res = await rpc.run.pushEvent(
         { key, payload: data, additionalMetadata: options.additionalMetadata ?? {} },
         { signal: options.signal },
       );
@@ -216,6 +252,48 @@ export class Events {
       throw toRunnelError(err, `push event ${JSON.stringify(key)}`);
     }
   }
+}
+
+const utf8 = new TextDecoder();
+
+const date = (v: unknown): Date | null => (typeof v === "string" && v ? new Date(v) : null);
+
+/** fromRunJSON reads a run of the JSON API. */
+function fromRunJSON(v: unknown): Run {
+  const r = v as Record<string, any>;
+  return {
+    id: r["runId"],
+    workflow: r["workflow"],
+    status: r["status"],
+    input: r["input"],
+    output: r["output"],
+    error: r["error"] ?? "",
+    additionalMetadata: r["additionalMetadata"] ?? {},
+    parentRunId: r["parentRunId"] ?? "",
+    parentStepRunId: r["parentStepRunId"] ?? "",
+    createdAt: date(r["createdAt"]),
+    startedAt: date(r["startedAt"]),
+    finishedAt: date(r["finishedAt"]),
+    steps: ((r["steps"] ?? []) as Record<string, any>[]).map((s) => ({
+      id: s["stepRunId"],
+      step: s["step"],
+      parents: s["parents"] ?? [],
+      status: s["status"],
+      attempt: s["attempt"] ?? 0,
+      output: s["output"],
+      error: s["error"] ?? "",
+      startedAt: date(s["startedAt"]),
+      finishedAt: date(s["finishedAt"]),
+      attempts: ((s["attempts"] ?? []) as Record<string, any>[]).map((a) => ({
+        attempt: a["attempt"],
+        status: a["status"],
+        workerId: a["workerId"] ?? "",
+        error: a["error"] ?? "",
+        startedAt: date(a["startedAt"]),
+        finishedAt: date(a["finishedAt"]),
+      })),
+    })),
+  };
 }
 
 function toRun(r: RunMessage): Run {

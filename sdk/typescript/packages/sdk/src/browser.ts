@@ -14,7 +14,6 @@
  *
  * @module
  */
-import { createConnectTransport } from "@connectrpc/connect-web";
 import { ClientCore, type RunnelOptions } from "./client.js";
 import { DEFAULT_HOST } from "./connection.js";
 
@@ -30,13 +29,12 @@ export { DEFAULT_HOST } from "./connection.js";
 
 /**
  * A client of a Runnel engine in a browser. `host` defaults to the page's
- * origin; the listener uses SSE unless `streamVia: "rpc"`.
+ * origin. It speaks the engine's JSON and SSE API over fetch (no protobuf
+ * runtime in the bundle), so a read-only browser token can follow runs.
  */
 export class Runnel extends ClientCore {
   constructor(options: RunnelOptions = {}) {
     const origin = (globalThis as { location?: Location }).location?.origin;
-    super(options.host ?? origin ?? DEFAULT_HOST, options, "sse", (baseUrl, interceptors) =>
-      createConnectTransport({ baseUrl, useBinaryFormat: true, interceptors }),
-    );
+    super(options.host ?? origin ?? DEFAULT_HOST, { ...options, streamVia: "sse" }, "sse", undefined);
   }
 }

@@ -1,6 +1,5 @@
-import type { Interceptor, Transport } from "@connectrpc/connect";
 import { Admin, Events } from "./admin.js";
-import { Connection, parseHosts, type TokenSource } from "./connection.js";
+import { Connection, parseHosts, type Rpc, type TokenSource } from "./connection.js";
 import { Listener, type StreamVia } from "./listener.js";
 
 /** Options of `new Runnel(...)`. */
@@ -20,8 +19,8 @@ export interface RunnelOptions {
   token?: TokenSource;
   /**
    * How the listener follows streams: `"rpc"` (Connect RPC; Node's
-   * default) or `"sse"` (the HTTP API's Server-Sent Events; the browsers'
-   * default, and what a browser token may use).
+   * default) or `"sse"` (the HTTP API's Server-Sent Events; what the
+   * browser build always uses, with a browser token).
    */
   streamVia?: StreamVia;
   /** The fetch used for the JSON and SSE API (default: globalThis.fetch). */
@@ -44,9 +43,9 @@ export class ClientCore {
     host: string,
     options: RunnelOptions,
     defaultVia: StreamVia,
-    transport: (host: string, interceptors: Interceptor[]) => Transport,
+    rpc: Rpc | undefined,
   ) {
-    this.connection = new Connection({ hosts: parseHosts(host), token: options.token ?? "", transport, fetch: options.fetch });
+    this.connection = new Connection({ hosts: parseHosts(host), token: options.token ?? "", rpc, fetch: options.fetch });
     this.admin = new Admin(this.connection);
     this.events = new Events(this.connection);
     this.listener = new Listener(this.connection, options.streamVia ?? defaultVia);

@@ -1,6 +1,21 @@
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { RunService, WorkerService } from "./gen/runnel/v1/runnel_pb.js";
+import type { Client, Interceptor, Transport } from "@connectrpc/connect";
+import type { RunService, WorkerService } from "./gen/runnel/v1/runnel_pb.js";
 import { RunnelError, type ErrorCode } from "./errors.js";
+
+/** The generated RPC clients, over one transport. */
+export interface RpcClients {
+  run: Client<typeof RunService>;
+  worker: Client<typeof WorkerService>;
+}
+
+/**
+ * How a client speaks Connect RPC. The browser build has none: it uses the
+ * JSON and SSE API, so that no protobuf runtime lands in a page's bundle.
+ */
+export interface Rpc {
+  transport: (host: string, interceptors: Interceptor[]) => Transport;
+  clients: (transport: Transport) => RpcClients;
+}
 
 /** The engine's address when neither the options nor RUNNEL_HOST name one. */
 export const DEFAULT_HOST = "http://127.0.0.1:7077";
@@ -39,13 +54,13 @@ export function parseHosts(raw: string): string[] {
  */
 export class Connection {
   readonly hosts: readonly string[];
-  readonly run: Client<typeof RunService>;
-  readonly worker: Client<typeof WorkerService>;
+  /** The RPC clients; undefined in browsers (the JSON API serves them). */
+  readonly rpc: RpcClients | undefined;
   readonly #token: TokenSource;
   readonly #fetch: typeof fetch;
   #current = 0;
 
-  constructor(opts: { hosts: string[]; token: TokenSource; transport: (host: string, interceptors: Interceptor[]) => Transport; fetch?: typeof fetch }) {
+  constructor(opts: { hosts: string[]; token: TokenSource; rpc?: Rpc | undefined; fetch?: typeof fetch | undefined }) {
     this.hosts = opts.hosts;
     this.#token = opts.token;
     this.#fetch = opts.fetch ?? ((...args: Parameters<typeof fetch>) => globalThis.fetch(...args));
@@ -54,10 +69,22 @@ export class Connection {
       if (t) req.header.set("Authorization", `Bearer ${t}`);
       return next(req);
     };
-    const transports = opts.hosts.map((h) => opts.transport(h, [auth]));
-    const transport = transports.length === 1 ? transports[0]! : this.#failover(transports);
-    this.run = createClient(RunService, transport);
-    this.worker = createClient(WorkerService, transport);
+    const rpc = opts.rpc;
+    if (rpc) {
+      const transports = opts.hosts.map((h) => rpc.transport(h, [auth]));
+      this.rpc = rpc.clients(transports.length === 1 ? transports[0]! : this.#failover(transports));
+    }
+  }
+
+  /** The RPC clients, or an error saying this build has none. */
+  get run(): RpcClients["run"] {
+    if (!this.rpc) throw new RunnelError("unimplemented", "this build of @runnel/sdk has no RPC transport");
+    return this.rpc.run;
+  }
+
+  get worker(): RpcClients["worker"] {
+    if (!this.rpc) throw new RunnelError("unimplemented", "this build of @runnel/sdk has no RPC transport");
+    return this.rpc.worker;
   }
 
   /** The host calls go to now. */

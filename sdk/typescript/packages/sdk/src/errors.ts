@@ -1,4 +1,3 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 
 /**
  * The engine's error codes, as its JSON API names them
@@ -22,24 +21,38 @@ export type ErrorCode =
   | "data_loss"
   | "unauthenticated";
 
-const codeNames: Record<Code, ErrorCode> = {
-  [Code.Canceled]: "canceled",
-  [Code.Unknown]: "unknown",
-  [Code.InvalidArgument]: "invalid_argument",
-  [Code.DeadlineExceeded]: "deadline_exceeded",
-  [Code.NotFound]: "not_found",
-  [Code.AlreadyExists]: "already_exists",
-  [Code.PermissionDenied]: "permission_denied",
-  [Code.ResourceExhausted]: "resource_exhausted",
-  [Code.FailedPrecondition]: "failed_precondition",
-  [Code.Aborted]: "aborted",
-  [Code.OutOfRange]: "out_of_range",
-  [Code.Unimplemented]: "unimplemented",
-  [Code.Internal]: "internal",
-  [Code.Unavailable]: "unavailable",
-  [Code.DataLoss]: "data_loss",
-  [Code.Unauthenticated]: "unauthenticated",
-};
+// Connect's numeric codes (1 to 16), in order. Kept here rather than
+// imported so that the browser build carries no Connect runtime.
+const codeNames: readonly ErrorCode[] = [
+  "canceled",
+  "unknown",
+  "invalid_argument",
+  "deadline_exceeded",
+  "not_found",
+  "already_exists",
+  "permission_denied",
+  "resource_exhausted",
+  "failed_precondition",
+  "aborted",
+  "out_of_range",
+  "unimplemented",
+  "internal",
+  "unavailable",
+  "data_loss",
+  "unauthenticated",
+];
+
+/** The shape of @connectrpc/connect's ConnectError. */
+interface ConnectErrorLike {
+  name: "ConnectError";
+  code: number;
+  rawMessage: string;
+  metadata: Headers;
+}
+
+function isConnectError(err: unknown): err is ConnectErrorLike {
+  return err instanceof Error && err.name === "ConnectError" && typeof (err as { code?: unknown }).code === "number";
+}
 
 /**
  * An error from the engine, or from talking to it. `code` is the engine's
@@ -81,14 +94,14 @@ export class RunnelError extends Error {
 export function toRunnelError(err: unknown, context: string): unknown {
   if (err instanceof RunnelError) return err;
   if (isAbortError(err)) return err;
-  if (err instanceof ConnectError) {
+  if (isConnectError(err)) {
     // A broken connection or an unreachable engine is reported as
     // unavailable, unknown, internal or canceled without the engine having
     // said so; an error decoded from the engine's response carries the
     // response's headers.
     let remote = false;
     err.metadata.forEach(() => { remote = true; });
-    return new RunnelError(codeNames[err.code] ?? "unknown", err.rawMessage, { cause: err, remote, context });
+    return new RunnelError(codeNames[err.code - 1] ?? "unknown", err.rawMessage, { cause: err, remote, context });
   }
   const message = err instanceof Error ? err.message : String(err);
   return new RunnelError("unavailable", message, { cause: err, context });

@@ -14,7 +14,9 @@
  *
  * @module
  */
+import { createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
+import { RunService, WorkerService } from "./gen/runnel/v1/runnel_pb.js";
 import { ClientCore, type RunnelOptions } from "./client.js";
 import { DEFAULT_HOST } from "./connection.js";
 import { Worker, type WorkerOptions } from "./worker/worker.js";
@@ -49,23 +51,26 @@ export class Runnel extends ClientCore {
     const host = options.host ?? env["RUNNEL_HOST"] ?? DEFAULT_HOST;
     const token = options.token ?? env["RUNNEL_TOKEN"] ?? "";
     const sessions: Http2SessionManager[] = [];
-    super(host || DEFAULT_HOST, { ...options, token }, "rpc", (baseUrl, interceptors) => {
-      // HTTP/2 (h2c for http://) multiplexes a worker's session, heartbeats
-      // and puts on one connection; pings notice a dead engine.
-      const sessionManager = new Http2SessionManager(baseUrl, {
-        pingIntervalMs: 15_000,
-        pingTimeoutMs: 10_000,
-        idleConnectionTimeoutMs: 60_000,
-      });
-      sessions.push(sessionManager);
-      return createConnectTransport({
-        baseUrl,
-        httpVersion: "2",
-        sessionManager,
-        interceptors,
-        readMaxBytes: READ_MAX,
-        writeMaxBytes: WRITE_MAX,
-      });
+    super(host || DEFAULT_HOST, { ...options, token }, "rpc", {
+      transport: (baseUrl, interceptors) => {
+        // HTTP/2 (h2c for http://) multiplexes a worker's session,
+        // heartbeats and puts on one connection; pings notice a dead engine.
+        const sessionManager = new Http2SessionManager(baseUrl, {
+          pingIntervalMs: 15_000,
+          pingTimeoutMs: 10_000,
+          idleConnectionTimeoutMs: 60_000,
+        });
+        sessions.push(sessionManager);
+        return createConnectTransport({
+          baseUrl,
+          httpVersion: "2",
+          sessionManager,
+          interceptors,
+          readMaxBytes: READ_MAX,
+          writeMaxBytes: WRITE_MAX,
+        });
+      },
+      clients: (transport) => ({ run: createClient(RunService, transport), worker: createClient(WorkerService, transport) }),
     });
     this.#sessions = sessions;
   }

@@ -192,7 +192,7 @@ async function* follow(
       let progressed = false;
       let err: unknown;
       try {
-        const source = via === "sse" ? sse(conn, target, from, types, ctl.signal) : target.rpc(conn, from, types, ctl.signal);
+        const source = via === "sse" || !conn.rpc ? sse(conn, target, from, types, ctl.signal) : target.rpc(conn, from, types, ctl.signal);
         for await (const batch of source) {
           progressed = true;
           for (const ev of batch.events) {
