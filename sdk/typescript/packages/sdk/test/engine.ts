@@ -46,15 +46,17 @@ export class Proc {
 
   constructor(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
     this.child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
-    const onData = (buf: Buffer) => {
-      for (const line of buf.toString().split("\n")) {
-        if (!line) continue;
-        this.lines.push(line);
-      }
-      this.#check();
+    const reader = () => {
+      let partial = "";
+      return (buf: Buffer) => {
+        const parts = (partial + buf.toString()).split("\n");
+        partial = parts.pop()!;
+        for (const line of parts) if (line) this.lines.push(line);
+        this.#check();
+      };
     };
-    this.child.stdout!.on("data", onData);
-    this.child.stderr!.on("data", onData);
+    this.child.stdout!.on("data", reader());
+    this.child.stderr!.on("data", reader());
     this.exited = new Promise((res) => this.child.on("exit", (code) => {
       for (const w of this.#waiters) w.reject(new Error(`${cmd} ${args.join(" ")} exited (${code}) before printing ${JSON.stringify(w.s)}:\n${this.lines.slice(-30).join("\n")}`));
       this.#waiters = [];
