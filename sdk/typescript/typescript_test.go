@@ -8,12 +8,24 @@
 package typescript_test
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/runnel-dev/runnel/internal/browsertest"
 )
+
+func TestMain(m *testing.M) { browsertest.Main(m) }
 
 // requireNode returns the npm binary, or skips (fails under
 // RUNNEL_TEST_REQUIRE_NODE=1) when Node or node_modules are missing.
@@ -68,11 +80,129 @@ func run(t *testing.T, bin, dir string, name string, args ...string) {
 	}
 }
 
-// TestNPMTest runs the SDK's suite: real engine processes, Node listeners
-// and workers (see packages/sdk/test).
-func TestNPMTest(t *testing.T) {
+// TestTypeScript runs the SDK's suite (real engine processes, Node
+// listeners and workers, the Node examples: see packages/sdk/test), then
+// the browser example in Chromium with what the suite built. The two share
+// build outputs, so they run one after the other.
+func TestTypeScript(t *testing.T) {
 	t.Parallel()
 	npm := requireNode(t)
 	bin := buildEngine(t)
 	run(t, bin, filepath.Join("packages", "sdk"), npm, "test")
+	t.Run("BrowserExample", func(t *testing.T) { browserExample(t, bin) })
+}
+
+// process is a started program whose output lines can be waited for.
+type process struct {
+	cmd   *exec.Cmd
+	lines chan string
+	all   *strings.Builder
+}
+
+func startProcess(t *testing.T, env []string, name string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(name, args...), lines: make(chan string, 1024), all: new(strings.Builder)}
+	p.cmd.Env = append(os.Environ(), env...)
+	r, w := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			select {
+			case p.lines <- sc.Text():
+			default: // nobody waits: drop
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		_ = w.Close()
+	})
+	return p
+}
+
+// waitFor waits for an output line containing s.
+func (p *process) waitFor(t *testing.T, s string) {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case line := <-p.lines:
+			p.all.WriteString(line + "\n")
+			if strings.Contains(line, s) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("%s: no line with %q:\n%s", p.cmd.Path, s, p.all.String())
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// browserExample runs examples/typescript/browser as its README says: the
+// engine (allowing the page's origin), the example worker, the example
+// backend; the page starts a run, is reloaded mid-run, and ends showing the
+// whole text once.
+func browserExample(t *testing.T, bin string) {
+	tab := browsertest.NewTab(t, 2*time.Minute)
+	examples := filepath.Join("..", "..", "examples", "typescript")
+	dataDir, engineAddr, siteAddr := t.TempDir(), freeAddr(t), freeAddr(t)
+	engine := startProcess(t, nil, bin, "server", "--addr", engineAddr, "--data-dir", dataDir, "--cors-origin", "http://"+siteAddr)
+	engine.waitFor(t, "engine listening")
+	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"RUNNEL_HOST=http://" + engineAddr, "RUNNEL_TOKEN=" + strings.TrimSpace(string(token))}
+	worker := startProcess(t, env, "node", filepath.Join(examples, "dist", "worker.js"))
+	worker.waitFor(t, "worker ready")
+	_, port, _ := net.SplitHostPort(siteAddr)
+	site := startProcess(t, append(env, "PORT="+port), "node", filepath.Join(examples, "dist", "browser", "server.js"))
+	site.waitFor(t, "page at")
+	want, err := exec.Command("node", "--input-type=module", "-e",
+		fmt.Sprintf("import { TEXT } from %q; process.stdout.write(TEXT)", "./"+filepath.ToSlash(filepath.Join(examples, "dist", "text.js")))).Output()
+	if err != nil {
+		t.Fatalf("read the example's text: %v", err)
+	}
+
+	if err := chromedp.Do(tab.Ctx, chromedp.Navigate("http://"+siteAddr+"/"), chromedp.Click("#start")); err != nil {
+		t.Fatal(err)
+	}
+	// Reload once a few words are shown: the page resumes after the last
+	// position it remembered, so nothing is lost or shown twice.
+	if _, err := chromedp.Run(tab.Ctx, chromedp.Poll[bool](`document.getElementById("output").textContent.split(" ").length > 5`,
+		chromedp.WithPollingInterval(10*time.Millisecond))); err != nil {
+		t.Fatalf("no text: %v; problems: %v", err, tab.Problems())
+	}
+	if before, _ := chromedp.Run(tab.Ctx, chromedp.TextContent("#status")); before != "live" {
+		t.Fatalf("page status %q before the reload, want live (the run should still stream)", before)
+	}
+	if err := chromedp.Do(tab.Ctx, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = chromedp.Run(tab.Ctx,
+		chromedp.Poll[bool](`(s => s === "ended" || s.startsWith("error"))(document.getElementById("status").textContent)`,
+			chromedp.WithPollingInterval(20*time.Millisecond)))
+	status, _ := chromedp.Run(tab.Ctx, chromedp.TextContent("#status"))
+	output, _ := chromedp.Run(tab.Ctx, chromedp.TextContent("#output"))
+	if err != nil || status != "ended" {
+		t.Fatalf("page status %q (%v); problems: %v", status, err, tab.Problems())
+	}
+	if output != string(want) {
+		t.Fatalf("page shows\n%q\nwant\n%q", output, want)
+	}
+	tab.CheckNoProblems(t)
 }
