@@ -92,6 +92,32 @@ func TestTypeScript(t *testing.T) {
 	t.Run("BrowserExample", func(t *testing.T) { browserExample(t, bin) })
 }
 
+// TestBrowserModuleUpToDate: the engine's /sdk/runnel.js
+// (internal/browsersdk/runnel.js) is the SDK's browser build as the
+// committed sources produce it.
+func TestBrowserModuleUpToDate(t *testing.T) {
+	t.Parallel()
+	npm := requireNode(t)
+	out := filepath.Join(t.TempDir(), "runnel.js")
+	cmd := exec.Command(npm, "run", "build:module")
+	cmd.Dir = filepath.Join("packages", "sdk")
+	cmd.Env = append(os.Environ(), "RUNNEL_MODULE_OUT="+out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm run build:module: %v\n%s", err, b)
+	}
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join("..", "..", "internal", "browsersdk", "runnel.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("internal/browsersdk/runnel.js is stale: run `go generate ./internal/browsersdk` (or `npm run build:module` in sdk/typescript/packages/sdk) and commit it")
+	}
+}
+
 // process is a started program whose output lines can be waited for.
 type process struct {
 	cmd   *exec.Cmd

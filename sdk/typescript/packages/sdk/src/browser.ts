@@ -26,6 +26,8 @@ export type { Listener, StreamOptions, StreamVia, Subscription } from "./listene
 export type { RunnelOptions } from "./client.js";
 export type { TokenSource } from "./connection.js";
 export { DEFAULT_HOST } from "./connection.js";
+// The callback client the engine's /sdk/runnel.js has always offered.
+export { subscribe } from "./subscribe.js";
 
 /**
  * A client of a Runnel engine in a browser. `host` defaults to the page's

@@ -35,6 +35,7 @@ export * from "./worker/index.js";
 // One message may carry several 4 MiB stream payloads.
 const READ_MAX = 64 << 20;
 const WRITE_MAX = 16 << 20;
+const WINDOW = 8 << 20;
 
 /**
  * A client of a Runnel engine. Create one per process and share it.
@@ -55,11 +56,13 @@ export class Runnel extends ClientCore {
       transport: (baseUrl, interceptors) => {
         // HTTP/2 (h2c for http://) multiplexes a worker's session,
         // heartbeats and puts on one connection; pings notice a dead engine.
-        const sessionManager = new Http2SessionManager(baseUrl, {
-          pingIntervalMs: 15_000,
-          pingTimeoutMs: 10_000,
-          idleConnectionTimeoutMs: 60_000,
-        });
+        // A large receive window lets the engine send a replay without
+        // waiting for window updates (Node's default is 64 KiB).
+        const sessionManager = new Http2SessionManager(
+          baseUrl,
+          { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, idleConnectionTimeoutMs: 60_000 },
+          { settings: { initialWindowSize: WINDOW } },
+        );
         sessions.push(sessionManager);
         return createConnectTransport({
           baseUrl,

@@ -261,12 +261,13 @@ async function* sse(conn: Connection, target: Target, from: string, types: strin
       const { value, done } = await reader.read();
       if (done) return;
       buf += value;
-      let nl: number;
       const out: RunnelEvent[] = [];
       let ended = false;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        let line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
+      let start = 0;
+      let nl: number;
+      while ((nl = buf.indexOf("\n", start)) >= 0) {
+        let line = buf.slice(start, nl);
+        start = nl + 1;
         if (line.endsWith("\r")) line = line.slice(0, -1);
         if (line === "") {
           if (type === "end") ended = true;
@@ -274,15 +275,16 @@ async function* sse(conn: Connection, target: Target, from: string, types: strin
           type = data = "";
           continue;
         }
-        if (line.startsWith(":")) continue;
+        if (line.charCodeAt(0) === 58 /* : */) continue;
         const colon = line.indexOf(":");
         const field = colon < 0 ? line : line.slice(0, colon);
         let val = colon < 0 ? "" : line.slice(colon + 1);
-        if (val.startsWith(" ")) val = val.slice(1);
+        if (val.charCodeAt(0) === 32) val = val.slice(1);
         if (field === "id") id = val;
         else if (field === "event") type = val;
         else if (field === "data") data = data ? data + "\n" + val : val;
       }
+      buf = buf.slice(start);
       if (out.length || ended) yield { events: out, position: "", runEnded: ended };
       if (ended) return;
     }

@@ -9,7 +9,7 @@ import {
   workflow,
   type RunnelEvent,
 } from "../src/index.js";
-import { Engine, Proc } from "./engine.js";
+import { Engine, Proc, runnelBin } from "./engine.js";
 
 const workerProc = fileURLToPath(new URL("./fixtures/worker-proc.js", import.meta.url));
 
@@ -173,6 +173,25 @@ describe("worker", () => {
       sse.close();
     } finally {
       await w.kill();
+    }
+  });
+
+  it("mixed fleet: a Go worker's run reads the same through TypeScript RPC and SSE listeners", async () => {
+    const from = engine.proc.lines.length;
+    const goWorker = new Proc(runnelBin(), ["worker", "--slots", "2"], { env: { RUNNEL_HOST: engine.host, RUNNEL_TOKEN: engine.token } });
+    try {
+      await engine.proc.waitFor("worker registered", from);
+      const runId = await runnel.admin.runWorkflow("demo-text", { chunks: 30, intervalMs: 5 });
+      const sse = new Runnel({ host: engine.host, token: engine.token, streamVia: "sse" });
+      const [viaRpc, viaSse] = await Promise.all([collect(runnel.listener.stream(runId)), collect(sse.listener.stream(runId))]);
+      const stored = await collect(runnel.listener.stream(runId));
+      assert.equal(stored.at(-1)?.type, "run.completed");
+      assert.equal(stored.filter((e) => e.type === "step.stream").length, 30);
+      assert.deepEqual(viaRpc.map(key), stored.map(key));
+      assert.deepEqual(viaSse.map(key), stored.map(key));
+      sse.close();
+    } finally {
+      await goWorker.kill();
     }
   });
 });
