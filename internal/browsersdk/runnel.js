@@ -379,6 +379,10 @@ var Connection = class {
   get host() {
     return this.hosts[this.#current];
   }
+  /** refreshable: the token comes from a function, which may return a fresh one. */
+  get refreshable() {
+    return typeof this.#token === "function";
+  }
   async token() {
     return typeof this.#token === "function" ? await this.#token() : this.#token;
   }
@@ -719,6 +723,7 @@ async function* follow(conn, via, target, options, state, storage) {
   let from = remembered || options.after || (options.from === "now" ? "now" : "");
   const bo = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
   let emptyEnds = 0;
+  let authRetried = false;
   const ctl = new AbortController();
   const onAbort = () => ctl.abort(options.signal.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -732,6 +737,7 @@ async function* follow(conn, via, target, options, state, storage) {
         const source = via === "sse" || !conn.rpc ? sse(conn, target, from, types, ctl.signal) : target.rpc(conn, from, types, ctl.signal);
         for await (const batch of source) {
           progressed = true;
+          authRetried = false;
           for (const ev of batch.events) {
             if (ev.position) from = ev.position;
             if (!wanted || wanted.has(ev.type)) {
@@ -755,6 +761,9 @@ async function* follow(conn, via, target, options, state, storage) {
         else if (++emptyEnds >= MAX_EMPTY_ENDS) {
           throw new RunnelError("unavailable", `${err.message} ${emptyEnds} times in a row`, { context: `subscribe to ${target.what}` });
         }
+      } else if (conn.refreshable && !authRetried && err instanceof RunnelError && (err.code === "unauthenticated" || err.code === "permission_denied")) {
+        authRetried = true;
+        continue;
       } else if (!retryable(err)) {
         if (storage && remembered && from === remembered && err instanceof RunnelError && err.code === "invalid_argument") {
           storage.forget();

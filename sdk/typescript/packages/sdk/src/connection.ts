@@ -92,6 +92,11 @@ export class Connection {
     return this.hosts[this.#current]!;
   }
 
+  /** refreshable: the token comes from a function, which may return a fresh one. */
+  get refreshable(): boolean {
+    return typeof this.#token === "function";
+  }
+
   async token(): Promise<string> {
     return typeof this.#token === "function" ? await this.#token() : this.#token;
   }

@@ -182,6 +182,7 @@ async function* follow(
   let from = remembered || options.after || (options.from === "now" ? "now" : "");
   const bo = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
   let emptyEnds = 0;
+  let authRetried = false;
   const ctl = new AbortController();
   const onAbort = () => ctl.abort(options.signal!.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -195,6 +196,7 @@ async function* follow(
         const source = via === "sse" || !conn.rpc ? sse(conn, target, from, types, ctl.signal) : target.rpc(conn, from, types, ctl.signal);
         for await (const batch of source) {
           progressed = true;
+          authRetried = false;
           for (const ev of batch.events) {
             if (ev.position) from = ev.position;
             if (!wanted || wanted.has(ev.type)) {
@@ -222,6 +224,14 @@ async function* follow(
         else if (++emptyEnds >= MAX_EMPTY_ENDS) {
           throw new RunnelError("unavailable", `${err.message} ${emptyEnds} times in a row`, { context: `subscribe to ${target.what}` });
         }
+      } else if (
+        conn.refreshable && !authRetried && err instanceof RunnelError &&
+        (err.code === "unauthenticated" || err.code === "permission_denied")
+      ) {
+        // Perhaps the token expired: one more try with a fresh one from
+        // the token function (it is called before each connection).
+        authRetried = true;
+        continue;
       } else if (!retryable(err)) {
         if (storage && remembered && from === remembered && err instanceof RunnelError && err.code === "invalid_argument") {
           storage.forget(); // a remembered position the engine refuses

@@ -51,4 +51,38 @@ describe("client", () => {
     await assert.rejects(bad.admin.listRuns(), (err: unknown) => err instanceof RunnelError && err.code === "unauthenticated");
     bad.close();
   });
+
+  it("mints browser tokens that follow one run over SSE, refreshed by a token function", async () => {
+    const wf = workflow("ts-browser-token").step("s", async (ctx) => {
+      await ctx.putStream("visible");
+      return {};
+    });
+    const worker = runnel.worker("ts-token-worker", { handleSignals: false });
+    worker.register(wf);
+    const running = worker.start();
+    await worker.ready;
+    const runId = await runnel.admin.runWorkflow("ts-browser-token");
+    const { token, expiresAt } = await runnel.admin.createBrowserToken({ runId }, { ttlSeconds: 60 });
+    assert.ok(expiresAt.getTime() > Date.now());
+    // The first connection is refused (a stale token); the function is
+    // asked again and the subscription goes on.
+    const tokens = ["rnl_expired", token];
+    let calls = 0;
+    const page = new Runnel({ host: engine.host, token: () => tokens[Math.min(calls++, 1)]!, streamVia: "sse" });
+    const texts: string[] = [];
+    for await (const ev of page.listener.stream(runId)) if (ev.type === "step.stream") texts.push(ev.text());
+    assert.deepEqual(texts, ["visible"]);
+    assert.ok(calls >= 2);
+    // A browser token reads only its run, and cannot write.
+    const other = await runnel.admin.runWorkflow("ts-browser-token");
+    const scoped = new Runnel({ host: engine.host, token, streamVia: "sse" });
+    await assert.rejects(async () => {
+      for await (const _ of scoped.listener.stream(other)) void _;
+    }, (err: unknown) => err instanceof RunnelError && (err.code === "not_found" || err.code === "permission_denied"));
+    await assert.rejects(scoped.admin.runWorkflow("ts-browser-token"), (err: unknown) => err instanceof RunnelError && err.code === "permission_denied");
+    page.close();
+    scoped.close();
+    await worker.stop();
+    await running;
+  });
 });
