@@ -10,9 +10,11 @@ package typescript_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/browsertest"
 )
 
@@ -89,7 +92,7 @@ func TestTypeScript(t *testing.T) {
 	npm := requireNode(t)
 	bin := buildEngine(t)
 	run(t, bin, filepath.Join("packages", "sdk"), npm, "test")
-	t.Run("BrowserExample", func(t *testing.T) { browserExample(t, bin) })
+	t.Run("Examples", func(t *testing.T) { examples(t, bin) })
 }
 
 // TestBrowserModuleUpToDate: the engine's /sdk/runnel.js
@@ -178,12 +181,12 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// browserExample runs examples/typescript/browser as its README says: the
-// engine (allowing the page's origin), the example worker, the example
-// backend; the page starts a run, is reloaded mid-run, and ends showing the
-// whole text once.
-func browserExample(t *testing.T, bin string) {
-	tab := browsertest.NewTab(t, 2*time.Minute)
+// examples runs examples/typescript as its README says: the engine
+// (allowing the page's origin), the example TypeScript worker, the example
+// backend. A Go SDK listener and the SSE API read the TypeScript worker's
+// run identically; then, in Chromium, the page starts a run, is reloaded
+// mid-run, and ends showing the whole text once.
+func examples(t *testing.T, bin string) {
 	examples := filepath.Join("..", "..", "examples", "typescript")
 	dataDir, engineAddr, siteAddr := t.TempDir(), freeAddr(t), freeAddr(t)
 	engine := startProcess(t, nil, bin, "server", "--addr", engineAddr, "--data-dir", dataDir, "--cors-origin", "http://"+siteAddr)
@@ -204,6 +207,65 @@ func browserExample(t *testing.T, bin string) {
 		t.Fatalf("read the example's text: %v", err)
 	}
 
+	t.Run("GoListener", func(t *testing.T) {
+		c, err := runnel.NewClient(runnel.WithHost("http://"+engineAddr), runnel.WithToken(strings.TrimSpace(string(token))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		runID, err := c.Admin().RunWorkflow(ctx, "ts-stream-text", map[string]int{"delayMs": 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		collect := func() (keys []string, text string) {
+			for ev, err := range c.Listener().Stream(ctx, runID) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				keys = append(keys, fmt.Sprintf("%s %s %d %q", ev.Position, ev.Type, ev.Attempt, ev.Payload))
+				if ev.Type == runnel.EventStepStream {
+					text += string(ev.Payload)
+				}
+			}
+			return keys, text
+		}
+		live, text := collect()
+		stored, _ := collect()
+		if text != string(want) || strings.Join(live, "\n") != strings.Join(stored, "\n") {
+			t.Fatalf("Go listener: text %q (want %q); live and stored sequences equal: %v", text, want, strings.Join(live, "\n") == strings.Join(stored, "\n"))
+		}
+		// The SSE API: the same positions and types.
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+engineAddr+"/api/v1/runs/"+runID+"/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ids []string
+		sc := bufio.NewScanner(resp.Body)
+		var id string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				id = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "event: ") && line != "event: end":
+				ids = append(ids, id+" "+strings.TrimPrefix(line, "event: "))
+			}
+		}
+		if len(ids) != len(stored) {
+			t.Fatalf("SSE delivered %d events, the Go listener %d", len(ids), len(stored))
+		}
+		for i, k := range stored {
+			if !strings.HasPrefix(k, ids[i]+" ") {
+				t.Fatalf("event %d: SSE %q, Go listener %q", i, ids[i], k)
+			}
+		}
+	})
+
+	tab := browsertest.NewTab(t, 2*time.Minute)
 	if err := chromedp.Do(tab.Ctx, chromedp.Navigate("http://"+siteAddr+"/"), chromedp.Click("#start")); err != nil {
 		t.Fatal(err)
 	}
