@@ -720,7 +720,7 @@ async function* follow(conn, via, target, options, state, storage) {
     types = [.../* @__PURE__ */ new Set([...wanted, ...target.endsWithRun ? terminalEventTypes : []])];
   }
   const remembered = storage?.get() ?? "";
-  let from = remembered || options.after || (options.from === "now" ? "now" : "");
+  let from = remembered || state.position || options.after || (options.from === "now" ? "now" : "");
   const bo = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
   let emptyEnds = 0;
   let authRetried = false;

@@ -27,7 +27,7 @@ export interface RunnelOptions {
   fetch?: typeof fetch;
 }
 
-/** @internal The part of a client shared by Node and browsers. */
+/** The part of a client shared by Node and browsers. */
 export class ClientCore {
   /** Trigger, inspect and cancel runs; mint browser tokens. */
   readonly admin: Admin;

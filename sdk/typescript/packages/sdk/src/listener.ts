@@ -179,7 +179,8 @@ async function* follow(
     types = [...new Set<string>([...wanted, ...(target.endsWithRun ? terminalEventTypes : [])])];
   }
   const remembered = storage?.get() ?? "";
-  let from = remembered || options.after || (options.from === "now" ? "now" : "");
+  // Iterating a subscription again resumes after what it delivered.
+  let from = remembered || state.position || options.after || (options.from === "now" ? "now" : "");
   const bo = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
   let emptyEnds = 0;
   let authRetried = false;

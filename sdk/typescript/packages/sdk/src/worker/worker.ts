@@ -495,8 +495,14 @@ export class Worker {
   }
 }
 
+/**
+ * errorText is what the engine records of a failed attempt: the error's
+ * message (with its name unless it is a plain Error), as the Go worker
+ * sends err.Error(). Stacks stay in the worker's process: the error is
+ * shown to whoever follows the run, browsers included.
+ */
 function errorText(err: unknown): string {
-  let s = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
+  let s = err instanceof Error ? (err.name && err.name !== "Error" ? `${err.name}: ${err.message}` : err.message) : String(err);
   if (s.length > 32 << 10) s = s.slice(0, 32 << 10) + "… (truncated)";
   return s;
 }
