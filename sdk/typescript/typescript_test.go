@@ -189,7 +189,8 @@ func freeAddr(t *testing.T) string {
 func examples(t *testing.T, bin string) {
 	examples := filepath.Join("..", "..", "examples", "typescript")
 	dataDir, engineAddr, siteAddr := t.TempDir(), freeAddr(t), freeAddr(t)
-	engine := startProcess(t, nil, bin, "server", "--addr", engineAddr, "--data-dir", dataDir, "--cors-origin", "http://"+siteAddr)
+	engineArgs := []string{"server", "--addr", engineAddr, "--data-dir", dataDir, "--cors-origin", "http://" + siteAddr}
+	engine := startProcess(t, nil, bin, engineArgs...)
 	engine.waitFor(t, "engine listening")
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
@@ -292,5 +293,53 @@ func examples(t *testing.T, bin string) {
 	if output != string(want) {
 		t.Fatalf("page shows\n%q\nwant\n%q", output, want)
 	}
-	tab.CheckNoProblems(t)
+
+	// The engine is SIGKILLed and restarted while the page follows a second
+	// run: the page's listener resumes and ends showing exactly what the
+	// engine stored (the step may have run again as a second attempt: the
+	// page shows both attempts' streams, as the log holds them).
+	if err := chromedp.Do(tab.Ctx, chromedp.Click("#start")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(tab.Ctx, chromedp.Poll[bool](`document.getElementById("output").textContent.split(" ").length > 5`,
+		chromedp.WithPollingInterval(10*time.Millisecond))); err != nil {
+		t.Fatalf("no text: %v; problems: %v", err, tab.Problems())
+	}
+	if before, _ := chromedp.Run(tab.Ctx, chromedp.TextContent("#status")); before != "live" {
+		t.Fatalf("page status %q before the engine was killed, want live", before)
+	}
+	_ = engine.cmd.Process.Kill()
+	_ = engine.cmd.Wait()
+	engine = startProcess(t, nil, bin, engineArgs...)
+	engine.waitFor(t, "engine listening")
+	_, err = chromedp.Run(tab.Ctx,
+		chromedp.Poll[bool](`(s => s === "ended" || s.startsWith("error"))(document.getElementById("status").textContent)`,
+			chromedp.WithPollingInterval(20*time.Millisecond)))
+	status, _ = chromedp.Run(tab.Ctx, chromedp.TextContent("#status"))
+	output, _ = chromedp.Run(tab.Ctx, chromedp.TextContent("#output"))
+	runID, _ := chromedp.Run(tab.Ctx, chromedp.Evaluate[string](`JSON.parse(sessionStorage.getItem("run")).runId`))
+	if err != nil || status != "ended" || runID == "" {
+		t.Fatalf("after the engine restart: page status %q, run %q (%v)", status, runID, err)
+	}
+	c, err := runnel.NewClient(runnel.WithHost("http://"+engineAddr), runnel.WithToken(strings.TrimSpace(string(token))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stored string
+	for ev, err := range c.Listener().Stream(ctx, runID) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == runnel.EventStepStream {
+			stored += string(ev.Payload)
+		}
+	}
+	if output != stored {
+		t.Fatalf("after the engine restart the page shows\n%q\nthe engine stored\n%q", output, stored)
+	}
+	// The refused reconnections while the engine was down are in the
+	// network log, as they should be.
+	tab.CheckNoProblems(t, "log:network")
 }
