@@ -175,8 +175,10 @@ var Admin = class {
     }
   }
   /**
-   * Cancels a run and returns its status afterwards. Cancelling a finished
-   * run is not an error.
+   * Cancels a run: its running steps' signals abort and no further steps
+   * start. Returns the run's status afterwards.
+   *
+   * @throws RunnelError `failed_precondition` when the run already finished, `not_found`.
    */
   async cancelRun(runId, options = {}) {
     const rpc = this.#conn.rpc;

@@ -170,8 +170,10 @@ export class Admin {
   }
 
   /**
-   * Cancels a run and returns its status afterwards. Cancelling a finished
-   * run is not an error.
+   * Cancels a run: its running steps' signals abort and no further steps
+   * start. Returns the run's status afterwards.
+   *
+   * @throws RunnelError `failed_precondition` when the run already finished, `not_found`.
    */
   async cancelRun(runId: string, options: { signal?: AbortSignal } = {}): Promise<RunStatus> {
     const rpc = this.#conn.rpc;
