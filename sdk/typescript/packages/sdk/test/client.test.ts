@@ -1,7 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Runnel, RunnelError, workflow } from "../src/index.js";
-import { Engine } from "./engine.js";
+import { Engine, freePort } from "./engine.js";
 
 describe("client", () => {
   let engine: Engine;
@@ -84,5 +84,24 @@ describe("client", () => {
     scoped.close();
     await worker.stop();
     await running;
+  });
+
+  it("moves to the next host when one cannot be reached (worker and client)", async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`; // nothing listens there
+    const multi = new Runnel({ host: `${dead},${engine.host}`, token: engine.token });
+    assert.equal(multi.host, dead);
+    const wf = workflow("ts-failover").step("s", () => ({ ok: true }));
+    const worker = multi.worker("ts-failover-worker", { handleSignals: false, logger: { debug() {}, info() {}, warn() {}, error() {} } });
+    worker.register(wf);
+    const running = worker.start();
+    await worker.ready; // registered after moving on to the live node
+    assert.equal(multi.host, engine.host);
+    const runId = await multi.admin.runWorkflow("ts-failover");
+    const types: string[] = [];
+    for await (const ev of multi.listener.stream(runId)) types.push(ev.type);
+    assert.equal(types.at(-1), "run.completed");
+    await worker.stop();
+    await running;
+    multi.close();
   });
 });
