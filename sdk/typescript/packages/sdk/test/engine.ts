@@ -1,7 +1,7 @@
 // Real engine processes for the tests: the runnel binary (RUNNEL_BIN, or
-// built once from the repository with `go build`), started on a free port
-// with its own data directory.
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+// the one `npm test` built from this checkout), started on a free port with
+// its own data directory.
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -12,16 +12,10 @@ const here = fileURLToPath(new URL(".", import.meta.url));
 /** The repository's root (this file runs from dist-test/test). */
 export const repoRoot = resolve(here, "../../../../../..");
 
-let builtBin: string | undefined;
-
-/** runnelBin returns the engine binary, building it once if RUNNEL_BIN is unset. */
+/** runnelBin returns the engine binary: RUNNEL_BIN, or what `npm test` built (scripts/build-engine.mjs). */
 export function runnelBin(): string {
-  if (process.env["RUNNEL_BIN"]) return process.env["RUNNEL_BIN"];
-  if (builtBin) return builtBin;
-  const dir = mkdtempSync(join(tmpdir(), "runnel-ts-bin-"));
-  const bin = join(dir, "runnel");
-  execFileSync("go", ["build", "-o", bin, "./cmd/runnel"], { cwd: repoRoot, stdio: "inherit" });
-  process.env["RUNNEL_BIN"] = builtBin = bin;
+  const bin = process.env["RUNNEL_BIN"] || fileURLToPath(new URL("../bin/runnel", import.meta.url));
+  if (!existsSync(bin)) throw new Error(`no engine binary at ${bin}: run the tests with npm test, or set RUNNEL_BIN`);
   return bin;
 }
 
