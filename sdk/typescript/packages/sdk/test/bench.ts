@@ -2,9 +2,9 @@
 // throughput, a Node listener's receive throughput on a finished run, and
 // put → Node listener latency at a fixed rate. Each figure is the median of
 // REPEAT runs (default 5), each against a fresh engine (runnel server,
-// SQLite). Run after npm test has compiled it:
+// SQLite). Run after npm test has compiled it and built the engine:
 //
-//   RUNNEL_BIN=/path/to/runnel node dist-test/test/bench.js
+//   node dist-test/test/bench.js    (RUNNEL_BIN=… for another engine binary)
 import { Runnel, workflow, type RunnelEvent } from "../src/index.js";
 import { Engine } from "./engine.js";
 
