@@ -63,4 +63,8 @@
 // connect.CodeUnauthenticated and the like apart.
 package runnel
 
+// buf generate writes the Go code (internal/gen) and the TypeScript SDK's
+// (sdk/typescript/packages/sdk/src/gen), both committed. The TypeScript
+// plugin is the npm-pinned protoc-gen-es: run `npm ci` in sdk/typescript
+// first. Only regenerating needs Node; building and testing do not.
 //go:generate go tool buf generate

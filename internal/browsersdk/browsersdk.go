@@ -19,6 +19,12 @@ import (
 // Path is where the engine serves the module.
 const Path = "/sdk/runnel.js"
 
+// runnel.js is the browser build of the TypeScript SDK (@runnel/sdk in
+// sdk/typescript), bundled by esbuild and committed so that building the
+// engine needs no Node. Regenerating it does (npm ci in sdk/typescript
+// first); a test in sdk/typescript fails when it is stale.
+//
+//go:generate npm --prefix ../../sdk/typescript/packages/sdk run build:module
 //go:embed runnel.js
 var source []byte
 
