@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file runnel/v1/runnel.proto.
  */
 export const file_runnel_v1_runnel: GenFile = /*@__PURE__*/
-  fileDesc("ChZydW5uZWwvdjEvcnVubmVsLnByb3RvEglydW5uZWwudjEiaAoOU3RlcERlZmluaXRpb24SDAoEbmFtZRgBIAEoCRIPCgdwYXJlbnRzGAIgAygJEg8KB3JldHJpZXMYAyABKAUSEgoKYmFja29mZl9tcxgEIAEoAxISCgp0aW1lb3V0X21zGAUgASgDIl8KEldvcmtmbG93RGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEigKBXN0ZXBzGAIgAygLMhkucnVubmVsLnYxLlN0ZXBEZWZpbml0aW9uEhEKCW9uX2V2ZW50cxgDIAMoCSKuAQoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFc2xvdHMYAiABKAUSMAoJd29ya2Zsb3dzGAMgAygLMh0ucnVubmVsLnYxLldvcmtmbG93RGVmaW5pdGlvbhIaChJwcmV2aW91c193b3JrZXJfaWQYBCABKAkSKgoHcnVubmluZxgFIAMoCzIZLnJ1bm5lbC52MS5SdW5uaW5nQXR0ZW1wdCI2Cg5SdW5uaW5nQXR0ZW1wdBITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFInYKFlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USEQoJd29ya2VyX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoAxIqCgdyZXN1bWVkGAMgAygLMhkucnVubmVsLnYxLlJ1bm5pbmdBdHRlbXB0IiIKDUxpc3RlblJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIn0KDkxpc3RlblJlc3BvbnNlEi8KCmFzc2lnbm1lbnQYASABKAsyGS5ydW5uZWwudjEuU3RlcEFzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAiABKAsyGy5ydW5uZWwudjEuU3RlcENhbmNlbGxhdGlvbkgAQgUKA21zZyKQAwoOU3RlcEFzc2lnbm1lbnQSDgoGcnVuX2lkGAEgASgJEhMKC3N0ZXBfcnVuX2lkGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEgwKBHN0ZXAYBCABKAkSDwoHYXR0ZW1wdBgFIAEoBRINCgVpbnB1dBgGIAEoDBJOChNhZGRpdGlvbmFsX21ldGFkYXRhGAcgAygLMjEucnVubmVsLnYxLlN0ZXBBc3NpZ25tZW50LkFkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EkQKDnBhcmVudF9vdXRwdXRzGAggAygLMiwucnVubmVsLnYxLlN0ZXBBc3NpZ25tZW50LlBhcmVudE91dHB1dHNFbnRyeRISCgp0aW1lb3V0X21zGAkgASgDGjkKF0FkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaNAoSUGFyZW50T3V0cHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDDoCOAEiSAoQU3RlcENhbmNlbGxhdGlvbhITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBnJlYXNvbhgDIAEoCSIlChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSITChFIZWFydGJlYXRSZXNwb25zZSJdChBQdXRTdHJlYW1SZXF1ZXN0EhMKC3N0ZXBfcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEQoJZmlyc3Rfc2VxGAMgASgDEhAKCHBheWxvYWRzGAQgAygMIhMKEVB1dFN0cmVhbVJlc3BvbnNlIksKE0NvbXBsZXRlU3RlcFJlcXVlc3QSEwoLc3RlcF9ydW5faWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIOCgZvdXRwdXQYAyABKAwiFgoUQ29tcGxldGVTdGVwUmVzcG9uc2UiWAoPRmFpbFN0ZXBSZXF1ZXN0EhMKC3N0ZXBfcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDQoFZXJyb3IYAyABKAkSEAoIbm9fcmV0cnkYBCABKAgiEgoQRmFpbFN0ZXBSZXNwb25zZSLCAQoRVHJpZ2dlclJ1blJlcXVlc3QSEAoId29ya2Zsb3cYASABKAkSDQoFaW5wdXQYAiABKAwSUQoTYWRkaXRpb25hbF9tZXRhZGF0YRgDIAMoCzI0LnJ1bm5lbC52MS5UcmlnZ2VyUnVuUmVxdWVzdC5BZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRo5ChdBZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiQKElRyaWdnZXJSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkiHwoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucnVubmVsLnYxLlJ1biL9AgoDUnVuEgoKAmlkGAEgASgJEhAKCHdvcmtmbG93GAIgASgJEg4KBnN0YXR1cxgDIAEoCRINCgVpbnB1dBgEIAEoDBIOCgZvdXRwdXQYBSABKAwSDQoFZXJyb3IYBiABKAkSQwoTYWRkaXRpb25hbF9tZXRhZGF0YRgHIAMoCzImLnJ1bm5lbC52MS5SdW4uQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSFQoNcGFyZW50X3J1bl9pZBgIIAEoCRIaChJwYXJlbnRfc3RlcF9ydW5faWQYCSABKAkSFQoNY3JlYXRlZF9hdF91cxgKIAEoAxIVCg1zdGFydGVkX2F0X3VzGAsgASgDEhYKDmZpbmlzaGVkX2F0X3VzGAwgASgDEiEKBXN0ZXBzGA0gAygLMhIucnVubmVsLnYxLlN0ZXBSdW4aOQoXQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLNAQoHU3RlcFJ1bhIKCgJpZBgBIAEoCRIMCgRzdGVwGAIgASgJEg8KB3BhcmVudHMYAyADKAkSDgoGc3RhdHVzGAQgASgJEg8KB2F0dGVtcHQYBSABKAUSDgoGb3V0cHV0GAYgASgMEg0KBWVycm9yGAcgASgJEhUKDXN0YXJ0ZWRfYXRfdXMYCCABKAMSFgoOZmluaXNoZWRfYXRfdXMYCSABKAMSKAoIYXR0ZW1wdHMYCiADKAsyFi5ydW5uZWwudjEuU3RlcEF0dGVtcHQifwoLU3RlcEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIOCgZzdGF0dXMYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEg0KBWVycm9yGAQgASgJEhUKDXN0YXJ0ZWRfYXRfdXMYBSABKAMSFgoOZmluaXNoZWRfYXRfdXMYBiABKAMieAoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEg4KBnN0YXR1cxgCIAEoCRIQCghtZXRhX2tleRgDIAEoCRISCgptZXRhX3ZhbHVlGAQgASgJEg0KBWxpbWl0GAUgASgFEg4KBmJlZm9yZRgGIAEoCSIwChBMaXN0UnVuc1Jlc3BvbnNlEhwKBHJ1bnMYASADKAsyDi5ydW5uZWwudjEuUnVuIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIiMKEUNhbmNlbFJ1blJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCSIWChRMaXN0V29ya2Zsb3dzUmVxdWVzdCJJChVMaXN0V29ya2Zsb3dzUmVzcG9uc2USMAoJd29ya2Zsb3dzGAEgAygLMh0ucnVubmVsLnYxLldvcmtmbG93RGVmaW5pdGlvbiI/ChBTdWJzY3JpYmVSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRmcm9tGAIgASgJEg0KBXR5cGVzGAMgAygJIloKEVN1YnNjcmliZVJlc3BvbnNlEiAKBmV2ZW50cxgBIAMoCzIQLnJ1bm5lbC52MS5FdmVudBIQCghwb3NpdGlvbhgCIAEoCRIRCglydW5fZW5kZWQYAyABKAgirQEKBUV2ZW50EhAKCHBvc2l0aW9uGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRIQCgh3b3JrZmxvdxgDIAEoCRIMCgR0eXBlGAQgASgJEhMKC3N0ZXBfcnVuX2lkGAUgASgJEgwKBHN0ZXAYBiABKAkSDwoHYXR0ZW1wdBgHIAEoBRIPCgdwYXlsb2FkGAggASgMEgwKBGRhdGEYCSABKAwSDwoHdGltZV91cxgKIAEoAyIyChJDcmVhdGVUb2tlblJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBG5hbWUYAiABKAkiNwoTQ3JlYXRlVG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAki/wEKD1NwYXduUnVuUmVxdWVzdBIaChJwYXJlbnRfc3RlcF9ydW5faWQYASABKAkSFgoOcGFyZW50X2F0dGVtcHQYAiABKAUSEAoId29ya2Zsb3cYAyABKAkSDQoFaW5wdXQYBCABKAwSTwoTYWRkaXRpb25hbF9tZXRhZGF0YRgFIAMoCzIyLnJ1bm5lbC52MS5TcGF3blJ1blJlcXVlc3QuQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSCwoDa2V5GAYgASgJGjkKF0FkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiIgoQU3Bhd25SdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkiUwoYU3Vic2NyaWJlTWV0YWRhdGFSZXF1ZXN0EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCRIMCgRmcm9tGAMgASgJEg0KBXR5cGVzGAQgAygJIr0BChBQdXNoRXZlbnRSZXF1ZXN0EgsKA2tleRgBIAEoCRIPCgdwYXlsb2FkGAIgASgMElAKE2FkZGl0aW9uYWxfbWV0YWRhdGEYAyADKAsyMy5ydW5uZWwudjEuUHVzaEV2ZW50UmVxdWVzdC5BZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRo5ChdBZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiQKEVB1c2hFdmVudFJlc3BvbnNlEg8KB3J1bl9pZHMYASADKAkykgQKDVdvcmtlclNlcnZpY2USVQoOUmVnaXN0ZXJXb3JrZXISIC5ydW5uZWwudjEuUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0GiEucnVubmVsLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USPwoGTGlzdGVuEhgucnVubmVsLnYxLkxpc3RlblJlcXVlc3QaGS5ydW5uZWwudjEuTGlzdGVuUmVzcG9uc2UwARJGCglIZWFydGJlYXQSGy5ydW5uZWwudjEuSGVhcnRiZWF0UmVxdWVzdBocLnJ1bm5lbC52MS5IZWFydGJlYXRSZXNwb25zZRJGCglQdXRTdHJlYW0SGy5ydW5uZWwudjEuUHV0U3RyZWFtUmVxdWVzdBocLnJ1bm5lbC52MS5QdXRTdHJlYW1SZXNwb25zZRJPCgxDb21wbGV0ZVN0ZXASHi5ydW5uZWwudjEuQ29tcGxldGVTdGVwUmVxdWVzdBofLnJ1bm5lbC52MS5Db21wbGV0ZVN0ZXBSZXNwb25zZRJDCghGYWlsU3RlcBIaLnJ1bm5lbC52MS5GYWlsU3RlcFJlcXVlc3QaGy5ydW5uZWwudjEuRmFpbFN0ZXBSZXNwb25zZRJDCghTcGF3blJ1bhIaLnJ1bm5lbC52MS5TcGF3blJ1blJlcXVlc3QaGy5ydW5uZWwudjEuU3Bhd25SdW5SZXNwb25zZTKxBQoKUnVuU2VydmljZRJJCgpUcmlnZ2VyUnVuEhwucnVubmVsLnYxLlRyaWdnZXJSdW5SZXF1ZXN0Gh0ucnVubmVsLnYxLlRyaWdnZXJSdW5SZXNwb25zZRI9CgZHZXRSdW4SGC5ydW5uZWwudjEuR2V0UnVuUmVxdWVzdBoZLnJ1bm5lbC52MS5HZXRSdW5SZXNwb25zZRJDCghMaXN0UnVucxIaLnJ1bm5lbC52MS5MaXN0UnVuc1JlcXVlc3QaGy5ydW5uZWwudjEuTGlzdFJ1bnNSZXNwb25zZRJGCglDYW5jZWxSdW4SGy5ydW5uZWwudjEuQ2FuY2VsUnVuUmVxdWVzdBocLnJ1bm5lbC52MS5DYW5jZWxSdW5SZXNwb25zZRJSCg1MaXN0V29ya2Zsb3dzEh8ucnVubmVsLnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0GiAucnVubmVsLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZRJICglTdWJzY3JpYmUSGy5ydW5uZWwudjEuU3Vic2NyaWJlUmVxdWVzdBocLnJ1bm5lbC52MS5TdWJzY3JpYmVSZXNwb25zZTABEkwKC0NyZWF0ZVRva2VuEh0ucnVubmVsLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBoeLnJ1bm5lbC52MS5DcmVhdGVUb2tlblJlc3BvbnNlElgKEVN1YnNjcmliZU1ldGFkYXRhEiMucnVubmVsLnYxLlN1YnNjcmliZU1ldGFkYXRhUmVxdWVzdBocLnJ1bm5lbC52MS5TdWJzY3JpYmVSZXNwb25zZTABEkYKCVB1c2hFdmVudBIbLnJ1bm5lbC52MS5QdXNoRXZlbnRSZXF1ZXN0GhwucnVubmVsLnYxLlB1c2hFdmVudFJlc3BvbnNlQj5aPGdpdGh1Yi5jb20vcnVubmVsLWRldi9ydW5uZWwvaW50ZXJuYWwvZ2VuL3J1bm5lbC92MTtydW5uZWx2MWIGcHJvdG8z");
+  fileDesc("ChZydW5uZWwvdjEvcnVubmVsLnByb3RvEglydW5uZWwudjEiaAoOU3RlcERlZmluaXRpb24SDAoEbmFtZRgBIAEoCRIPCgdwYXJlbnRzGAIgAygJEg8KB3JldHJpZXMYAyABKAUSEgoKYmFja29mZl9tcxgEIAEoAxISCgp0aW1lb3V0X21zGAUgASgDIl8KEldvcmtmbG93RGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEigKBXN0ZXBzGAIgAygLMhkucnVubmVsLnYxLlN0ZXBEZWZpbml0aW9uEhEKCW9uX2V2ZW50cxgDIAMoCSKuAQoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFc2xvdHMYAiABKAUSMAoJd29ya2Zsb3dzGAMgAygLMh0ucnVubmVsLnYxLldvcmtmbG93RGVmaW5pdGlvbhIaChJwcmV2aW91c193b3JrZXJfaWQYBCABKAkSKgoHcnVubmluZxgFIAMoCzIZLnJ1bm5lbC52MS5SdW5uaW5nQXR0ZW1wdCI2Cg5SdW5uaW5nQXR0ZW1wdBITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFInYKFlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USEQoJd29ya2VyX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoAxIqCgdyZXN1bWVkGAMgAygLMhkucnVubmVsLnYxLlJ1bm5pbmdBdHRlbXB0IiIKDUxpc3RlblJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIn0KDkxpc3RlblJlc3BvbnNlEi8KCmFzc2lnbm1lbnQYASABKAsyGS5ydW5uZWwudjEuU3RlcEFzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAiABKAsyGy5ydW5uZWwudjEuU3RlcENhbmNlbGxhdGlvbkgAQgUKA21zZyKQAwoOU3RlcEFzc2lnbm1lbnQSDgoGcnVuX2lkGAEgASgJEhMKC3N0ZXBfcnVuX2lkGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEgwKBHN0ZXAYBCABKAkSDwoHYXR0ZW1wdBgFIAEoBRINCgVpbnB1dBgGIAEoDBJOChNhZGRpdGlvbmFsX21ldGFkYXRhGAcgAygLMjEucnVubmVsLnYxLlN0ZXBBc3NpZ25tZW50LkFkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EkQKDnBhcmVudF9vdXRwdXRzGAggAygLMiwucnVubmVsLnYxLlN0ZXBBc3NpZ25tZW50LlBhcmVudE91dHB1dHNFbnRyeRISCgp0aW1lb3V0X21zGAkgASgDGjkKF0FkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaNAoSUGFyZW50T3V0cHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDDoCOAEiSAoQU3RlcENhbmNlbGxhdGlvbhITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBnJlYXNvbhgDIAEoCSIlChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSITChFIZWFydGJlYXRSZXNwb25zZSJdChBQdXRTdHJlYW1SZXF1ZXN0EhMKC3N0ZXBfcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEQoJZmlyc3Rfc2VxGAMgASgDEhAKCHBheWxvYWRzGAQgAygMIhMKEVB1dFN0cmVhbVJlc3BvbnNlIksKE0NvbXBsZXRlU3RlcFJlcXVlc3QSEwoLc3RlcF9ydW5faWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIOCgZvdXRwdXQYAyABKAwiFgoUQ29tcGxldGVTdGVwUmVzcG9uc2UiWAoPRmFpbFN0ZXBSZXF1ZXN0EhMKC3N0ZXBfcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDQoFZXJyb3IYAyABKAkSEAoIbm9fcmV0cnkYBCABKAgiEgoQRmFpbFN0ZXBSZXNwb25zZSLCAQoRVHJpZ2dlclJ1blJlcXVlc3QSEAoId29ya2Zsb3cYASABKAkSDQoFaW5wdXQYAiABKAwSUQoTYWRkaXRpb25hbF9tZXRhZGF0YRgDIAMoCzI0LnJ1bm5lbC52MS5UcmlnZ2VyUnVuUmVxdWVzdC5BZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRo5ChdBZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiQKElRyaWdnZXJSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkiHwoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucnVubmVsLnYxLlJ1biL9AgoDUnVuEgoKAmlkGAEgASgJEhAKCHdvcmtmbG93GAIgASgJEg4KBnN0YXR1cxgDIAEoCRINCgVpbnB1dBgEIAEoDBIOCgZvdXRwdXQYBSABKAwSDQoFZXJyb3IYBiABKAkSQwoTYWRkaXRpb25hbF9tZXRhZGF0YRgHIAMoCzImLnJ1bm5lbC52MS5SdW4uQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSFQoNcGFyZW50X3J1bl9pZBgIIAEoCRIaChJwYXJlbnRfc3RlcF9ydW5faWQYCSABKAkSFQoNY3JlYXRlZF9hdF91cxgKIAEoAxIVCg1zdGFydGVkX2F0X3VzGAsgASgDEhYKDmZpbmlzaGVkX2F0X3VzGAwgASgDEiEKBXN0ZXBzGA0gAygLMhIucnVubmVsLnYxLlN0ZXBSdW4aOQoXQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLNAQoHU3RlcFJ1bhIKCgJpZBgBIAEoCRIMCgRzdGVwGAIgASgJEg8KB3BhcmVudHMYAyADKAkSDgoGc3RhdHVzGAQgASgJEg8KB2F0dGVtcHQYBSABKAUSDgoGb3V0cHV0GAYgASgMEg0KBWVycm9yGAcgASgJEhUKDXN0YXJ0ZWRfYXRfdXMYCCABKAMSFgoOZmluaXNoZWRfYXRfdXMYCSABKAMSKAoIYXR0ZW1wdHMYCiADKAsyFi5ydW5uZWwudjEuU3RlcEF0dGVtcHQifwoLU3RlcEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIOCgZzdGF0dXMYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEg0KBWVycm9yGAQgASgJEhUKDXN0YXJ0ZWRfYXRfdXMYBSABKAMSFgoOZmluaXNoZWRfYXRfdXMYBiABKAMieAoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEg4KBnN0YXR1cxgCIAEoCRIQCghtZXRhX2tleRgDIAEoCRISCgptZXRhX3ZhbHVlGAQgASgJEg0KBWxpbWl0GAUgASgFEg4KBmJlZm9yZRgGIAEoCSIwChBMaXN0UnVuc1Jlc3BvbnNlEhwKBHJ1bnMYASADKAsyDi5ydW5uZWwudjEuUnVuIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIiMKEUNhbmNlbFJ1blJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCSIWChRMaXN0V29ya2Zsb3dzUmVxdWVzdCJJChVMaXN0V29ya2Zsb3dzUmVzcG9uc2USMAoJd29ya2Zsb3dzGAEgAygLMh0ucnVubmVsLnYxLldvcmtmbG93RGVmaW5pdGlvbiI/ChBTdWJzY3JpYmVSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRmcm9tGAIgASgJEg0KBXR5cGVzGAMgAygJIloKEVN1YnNjcmliZVJlc3BvbnNlEiAKBmV2ZW50cxgBIAMoCzIQLnJ1bm5lbC52MS5FdmVudBIQCghwb3NpdGlvbhgCIAEoCRIRCglydW5fZW5kZWQYAyABKAgirQEKBUV2ZW50EhAKCHBvc2l0aW9uGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRIQCgh3b3JrZmxvdxgDIAEoCRIMCgR0eXBlGAQgASgJEhMKC3N0ZXBfcnVuX2lkGAUgASgJEgwKBHN0ZXAYBiABKAkSDwoHYXR0ZW1wdBgHIAEoBRIPCgdwYXlsb2FkGAggASgMEgwKBGRhdGEYCSABKAwSDwoHdGltZV91cxgKIAEoAyJYChJDcmVhdGVUb2tlblJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBG5hbWUYAiABKAkSFQoNZXhwaXJlc19pbl9tcxgDIAEoAxINCgVhZG1pbhgEIAEoCCJgChNDcmVhdGVUb2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIQCgh0b2tlbl9pZBgDIAEoCRIVCg1leHBpcmVzX2F0X3VzGAQgASgDIogBCglUb2tlbkluZm8SCgoCaWQYASABKAkSDgoGdGVuYW50GAIgASgJEgwKBGtpbmQYAyABKAkSDAoEbmFtZRgEIAEoCRIVCg1jcmVhdGVkX2F0X3VzGAUgASgDEhUKDWV4cGlyZXNfYXRfdXMYBiABKAMSFQoNcmV2b2tlZF9hdF91cxgHIAEoAyITChFMaXN0VG9rZW5zUmVxdWVzdCI6ChJMaXN0VG9rZW5zUmVzcG9uc2USJAoGdG9rZW5zGAEgAygLMhQucnVubmVsLnYxLlRva2VuSW5mbyImChJSZXZva2VUb2tlblJlcXVlc3QSEAoIdG9rZW5faWQYASABKAkiKgoTUmV2b2tlVG9rZW5SZXNwb25zZRITCgtyZXZva2VkX2lkcxgBIAMoCSL/AQoPU3Bhd25SdW5SZXF1ZXN0EhoKEnBhcmVudF9zdGVwX3J1bl9pZBgBIAEoCRIWCg5wYXJlbnRfYXR0ZW1wdBgCIAEoBRIQCgh3b3JrZmxvdxgDIAEoCRINCgVpbnB1dBgEIAEoDBJPChNhZGRpdGlvbmFsX21ldGFkYXRhGAUgAygLMjIucnVubmVsLnYxLlNwYXduUnVuUmVxdWVzdC5BZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRILCgNrZXkYBiABKAkaOQoXQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIiChBTcGF3blJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSJTChhTdWJzY3JpYmVNZXRhZGF0YVJlcXVlc3QSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJEgwKBGZyb20YAyABKAkSDQoFdHlwZXMYBCADKAkivQEKEFB1c2hFdmVudFJlcXVlc3QSCwoDa2V5GAEgASgJEg8KB3BheWxvYWQYAiABKAwSUAoTYWRkaXRpb25hbF9tZXRhZGF0YRgDIAMoCzIzLnJ1bm5lbC52MS5QdXNoRXZlbnRSZXF1ZXN0LkFkZGl0aW9uYWxNZXRhZGF0YUVudHJ5GjkKF0FkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiJAoRUHVzaEV2ZW50UmVzcG9uc2USDwoHcnVuX2lkcxgBIAMoCTKSBAoNV29ya2VyU2VydmljZRJVCg5SZWdpc3RlcldvcmtlchIgLnJ1bm5lbC52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaIS5ydW5uZWwudjEuUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRI/CgZMaXN0ZW4SGC5ydW5uZWwudjEuTGlzdGVuUmVxdWVzdBoZLnJ1bm5lbC52MS5MaXN0ZW5SZXNwb25zZTABEkYKCUhlYXJ0YmVhdBIbLnJ1bm5lbC52MS5IZWFydGJlYXRSZXF1ZXN0GhwucnVubmVsLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkYKCVB1dFN0cmVhbRIbLnJ1bm5lbC52MS5QdXRTdHJlYW1SZXF1ZXN0GhwucnVubmVsLnYxLlB1dFN0cmVhbVJlc3BvbnNlEk8KDENvbXBsZXRlU3RlcBIeLnJ1bm5lbC52MS5Db21wbGV0ZVN0ZXBSZXF1ZXN0Gh8ucnVubmVsLnYxLkNvbXBsZXRlU3RlcFJlc3BvbnNlEkMKCEZhaWxTdGVwEhoucnVubmVsLnYxLkZhaWxTdGVwUmVxdWVzdBobLnJ1bm5lbC52MS5GYWlsU3RlcFJlc3BvbnNlEkMKCFNwYXduUnVuEhoucnVubmVsLnYxLlNwYXduUnVuUmVxdWVzdBobLnJ1bm5lbC52MS5TcGF3blJ1blJlc3BvbnNlMsoGCgpSdW5TZXJ2aWNlEkkKClRyaWdnZXJSdW4SHC5ydW5uZWwudjEuVHJpZ2dlclJ1blJlcXVlc3QaHS5ydW5uZWwudjEuVHJpZ2dlclJ1blJlc3BvbnNlEj0KBkdldFJ1bhIYLnJ1bm5lbC52MS5HZXRSdW5SZXF1ZXN0GhkucnVubmVsLnYxLkdldFJ1blJlc3BvbnNlEkMKCExpc3RSdW5zEhoucnVubmVsLnYxLkxpc3RSdW5zUmVxdWVzdBobLnJ1bm5lbC52MS5MaXN0UnVuc1Jlc3BvbnNlEkYKCUNhbmNlbFJ1bhIbLnJ1bm5lbC52MS5DYW5jZWxSdW5SZXF1ZXN0GhwucnVubmVsLnYxLkNhbmNlbFJ1blJlc3BvbnNlElIKDUxpc3RXb3JrZmxvd3MSHy5ydW5uZWwudjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaIC5ydW5uZWwudjEuTGlzdFdvcmtmbG93c1Jlc3BvbnNlEkgKCVN1YnNjcmliZRIbLnJ1bm5lbC52MS5TdWJzY3JpYmVSZXF1ZXN0GhwucnVubmVsLnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTAoLQ3JlYXRlVG9rZW4SHS5ydW5uZWwudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0Gh4ucnVubmVsLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USWAoRU3Vic2NyaWJlTWV0YWRhdGESIy5ydW5uZWwudjEuU3Vic2NyaWJlTWV0YWRhdGFSZXF1ZXN0GhwucnVubmVsLnYxLlN1YnNjcmliZVJlc3BvbnNlMAESRgoJUHVzaEV2ZW50EhsucnVubmVsLnYxLlB1c2hFdmVudFJlcXVlc3QaHC5ydW5uZWwudjEuUHVzaEV2ZW50UmVzcG9uc2USSQoKTGlzdFRva2VucxIcLnJ1bm5lbC52MS5MaXN0VG9rZW5zUmVxdWVzdBodLnJ1bm5lbC52MS5MaXN0VG9rZW5zUmVzcG9uc2USTAoLUmV2b2tlVG9rZW4SHS5ydW5uZWwudjEuUmV2b2tlVG9rZW5SZXF1ZXN0Gh4ucnVubmVsLnYxLlJldm9rZVRva2VuUmVzcG9uc2VCPlo8Z2l0aHViLmNvbS9ydW5uZWwtZGV2L3J1bm5lbC9pbnRlcm5hbC9nZW4vcnVubmVsL3YxO3J1bm5lbHYxYgZwcm90bzM");
 
 /**
  * @generated from message runnel.v1.StepDefinition
@@ -999,6 +999,20 @@ export type CreateTokenRequest = Message<"runnel.v1.CreateTokenRequest"> & {
    * @generated from field: string name = 2;
    */
   name: string;
+
+  /**
+   * Lifetime in milliseconds; 0: the token never expires.
+   *
+   * @generated from field: int64 expires_in_ms = 3;
+   */
+  expiresInMs: bigint;
+
+  /**
+   * Mint an admin token (may manage tokens) instead of an API token.
+   *
+   * @generated from field: bool admin = 4;
+   */
+  admin: boolean;
 };
 
 /**
@@ -1021,6 +1035,20 @@ export type CreateTokenResponse = Message<"runnel.v1.CreateTokenResponse"> & {
    * @generated from field: string tenant_id = 2;
    */
   tenantId: string;
+
+  /**
+   * The token's id, for RevokeToken and ListTokens.
+   *
+   * @generated from field: string token_id = 3;
+   */
+  tokenId: string;
+
+  /**
+   * 0: never expires.
+   *
+   * @generated from field: int64 expires_at_us = 4;
+   */
+  expiresAtUs: bigint;
 };
 
 /**
@@ -1029,6 +1057,130 @@ export type CreateTokenResponse = Message<"runnel.v1.CreateTokenResponse"> & {
  */
 export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
   messageDesc(file_runnel_v1_runnel, 34);
+
+/**
+ * TokenInfo describes a token; never its secret (only a hash is stored).
+ *
+ * @generated from message runnel.v1.TokenInfo
+ */
+export type TokenInfo = Message<"runnel.v1.TokenInfo"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * the tenant's name
+   *
+   * @generated from field: string tenant = 2;
+   */
+  tenant: string;
+
+  /**
+   * "admin" or "api"
+   *
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string name = 4;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int64 created_at_us = 5;
+   */
+  createdAtUs: bigint;
+
+  /**
+   * 0: never
+   *
+   * @generated from field: int64 expires_at_us = 6;
+   */
+  expiresAtUs: bigint;
+
+  /**
+   * 0: not revoked
+   *
+   * @generated from field: int64 revoked_at_us = 7;
+   */
+  revokedAtUs: bigint;
+};
+
+/**
+ * Describes the message runnel.v1.TokenInfo.
+ * Use `create(TokenInfoSchema)` to create a new message.
+ */
+export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
+  messageDesc(file_runnel_v1_runnel, 35);
+
+/**
+ * @generated from message runnel.v1.ListTokensRequest
+ */
+export type ListTokensRequest = Message<"runnel.v1.ListTokensRequest"> & {
+};
+
+/**
+ * Describes the message runnel.v1.ListTokensRequest.
+ * Use `create(ListTokensRequestSchema)` to create a new message.
+ */
+export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
+  messageDesc(file_runnel_v1_runnel, 36);
+
+/**
+ * @generated from message runnel.v1.ListTokensResponse
+ */
+export type ListTokensResponse = Message<"runnel.v1.ListTokensResponse"> & {
+  /**
+   * @generated from field: repeated runnel.v1.TokenInfo tokens = 1;
+   */
+  tokens: TokenInfo[];
+};
+
+/**
+ * Describes the message runnel.v1.ListTokensResponse.
+ * Use `create(ListTokensResponseSchema)` to create a new message.
+ */
+export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
+  messageDesc(file_runnel_v1_runnel, 37);
+
+/**
+ * @generated from message runnel.v1.RevokeTokenRequest
+ */
+export type RevokeTokenRequest = Message<"runnel.v1.RevokeTokenRequest"> & {
+  /**
+   * @generated from field: string token_id = 1;
+   */
+  tokenId: string;
+};
+
+/**
+ * Describes the message runnel.v1.RevokeTokenRequest.
+ * Use `create(RevokeTokenRequestSchema)` to create a new message.
+ */
+export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
+  messageDesc(file_runnel_v1_runnel, 38);
+
+/**
+ * @generated from message runnel.v1.RevokeTokenResponse
+ */
+export type RevokeTokenResponse = Message<"runnel.v1.RevokeTokenResponse"> & {
+  /**
+   * Ids of the tokens revoked now: the token and the browser tokens it
+   * minted that were still valid. Empty when it was already revoked.
+   *
+   * @generated from field: repeated string revoked_ids = 1;
+   */
+  revokedIds: string[];
+};
+
+/**
+ * Describes the message runnel.v1.RevokeTokenResponse.
+ * Use `create(RevokeTokenResponseSchema)` to create a new message.
+ */
+export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
+  messageDesc(file_runnel_v1_runnel, 39);
 
 /**
  * @generated from message runnel.v1.SpawnRunRequest
@@ -1073,7 +1225,7 @@ export type SpawnRunRequest = Message<"runnel.v1.SpawnRunRequest"> & {
  * Use `create(SpawnRunRequestSchema)` to create a new message.
  */
 export const SpawnRunRequestSchema: GenMessage<SpawnRunRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 35);
+  messageDesc(file_runnel_v1_runnel, 40);
 
 /**
  * @generated from message runnel.v1.SpawnRunResponse
@@ -1090,7 +1242,7 @@ export type SpawnRunResponse = Message<"runnel.v1.SpawnRunResponse"> & {
  * Use `create(SpawnRunResponseSchema)` to create a new message.
  */
 export const SpawnRunResponseSchema: GenMessage<SpawnRunResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 36);
+  messageDesc(file_runnel_v1_runnel, 41);
 
 /**
  * @generated from message runnel.v1.SubscribeMetadataRequest
@@ -1125,7 +1277,7 @@ export type SubscribeMetadataRequest = Message<"runnel.v1.SubscribeMetadataReque
  * Use `create(SubscribeMetadataRequestSchema)` to create a new message.
  */
 export const SubscribeMetadataRequestSchema: GenMessage<SubscribeMetadataRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 37);
+  messageDesc(file_runnel_v1_runnel, 42);
 
 /**
  * @generated from message runnel.v1.PushEventRequest
@@ -1154,7 +1306,7 @@ export type PushEventRequest = Message<"runnel.v1.PushEventRequest"> & {
  * Use `create(PushEventRequestSchema)` to create a new message.
  */
 export const PushEventRequestSchema: GenMessage<PushEventRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 38);
+  messageDesc(file_runnel_v1_runnel, 43);
 
 /**
  * @generated from message runnel.v1.PushEventResponse
@@ -1171,7 +1323,7 @@ export type PushEventResponse = Message<"runnel.v1.PushEventResponse"> & {
  * Use `create(PushEventResponseSchema)` to create a new message.
  */
 export const PushEventResponseSchema: GenMessage<PushEventResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 39);
+  messageDesc(file_runnel_v1_runnel, 44);
 
 /**
  * WorkerService is used by worker processes.
@@ -1357,6 +1509,30 @@ export const RunService: GenService<{
     methodKind: "unary";
     input: typeof PushEventRequestSchema;
     output: typeof PushEventResponseSchema;
+  },
+  /**
+   * ListTokens lists the API and admin tokens of every tenant, revoked and
+   * expired ones included (admin tokens only). Browser tokens are not
+   * listed: they live 24 hours at most.
+   *
+   * @generated from rpc runnel.v1.RunService.ListTokens
+   */
+  listTokens: {
+    methodKind: "unary";
+    input: typeof ListTokensRequestSchema;
+    output: typeof ListTokensResponseSchema;
+  },
+  /**
+   * RevokeToken revokes a token by id (admin tokens only): it is refused
+   * from then on, on every node, and its live subscriptions end; revoking
+   * an API token also revokes the browser tokens it minted.
+   *
+   * @generated from rpc runnel.v1.RunService.RevokeToken
+   */
+  revokeToken: {
+    methodKind: "unary";
+    input: typeof RevokeTokenRequestSchema;
+    output: typeof RevokeTokenResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_runnel_v1_runnel, 1);
