@@ -22,10 +22,21 @@ from ._errors import (
     StepCancelledError,
     UnavailableError,
 )
+from ._context import ChildRun, Context
 from ._listener import Listener, Subscription
+from ._stream import MAX_PAYLOAD_SIZE
+from ._worker import Worker
+from ._workflow import InvalidWorkflowError, step, workflow
 from ._models import Event, EventType, Run, RunStatus, StepAttempt, StepInfo, StepRun, StepStatus, WorkflowInfo
 
 __all__ = [
+    "MAX_PAYLOAD_SIZE",
+    "ChildRun",
+    "Context",
+    "InvalidWorkflowError",
+    "Worker",
+    "step",
+    "workflow",
     "Admin",
     "AlreadyExistsError",
     "AuthenticationError",

@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
-from typing import Any, Callable, ClassVar, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, TypeVar, cast
 
 Int64 = int
 """An int64 field: an int in Python, a decimal string in JSON."""
@@ -82,11 +83,15 @@ class Message:
 
     _codecs: ClassVar[list[_Codec] | None] = None
 
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        _REGISTRY[cls.__name__] = cls
+
     @classmethod
     def _table(cls) -> list[_Codec]:
         if cls._codecs is None:
             table: list[_Codec] = []
-            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            for f in dataclasses.fields(cast(Any, cls)):
                 enc, dec = _kind(str(f.type))
                 table.append((f.name, _camel(f.name), enc, dec))
             cls._codecs = table
@@ -115,13 +120,6 @@ class Message:
         return cls(**kwargs)
 
 
-def message(cls: type[_M]) -> type[_M]:
-    """Makes a protocol message class: a slotted dataclass, registered by name."""
-    dc = dataclasses.dataclass(slots=True)(cls)
-    _REGISTRY[dc.__name__] = dc
-    return dc
-
-
 def _list() -> Any:
     return dataclasses.field(default_factory=list)
 
@@ -133,7 +131,7 @@ def _dict() -> Any:
 # --- WorkerService -----------------------------------------------------------
 
 
-@message
+@dataclass
 class StepDefinition(Message):
     name: str = ""
     parents: list[str] = _list()
@@ -142,20 +140,20 @@ class StepDefinition(Message):
     timeout_ms: Int64 = 0
 
 
-@message
+@dataclass
 class WorkflowDefinition(Message):
     name: str = ""
     steps: list[StepDefinition] = _list()
     on_events: list[str] = _list()
 
 
-@message
+@dataclass
 class RunningAttempt(Message):
     step_run_id: str = ""
     attempt: int = 0
 
 
-@message
+@dataclass
 class RegisterWorkerRequest(Message):
     name: str = ""
     slots: int = 0
@@ -164,19 +162,19 @@ class RegisterWorkerRequest(Message):
     running: list[RunningAttempt] = _list()
 
 
-@message
+@dataclass
 class RegisterWorkerResponse(Message):
     worker_id: str = ""
     heartbeat_interval_ms: Int64 = 0
     resumed: list[RunningAttempt] = _list()
 
 
-@message
+@dataclass
 class ListenRequest(Message):
     worker_id: str = ""
 
 
-@message
+@dataclass
 class StepAssignment(Message):
     run_id: str = ""
     step_run_id: str = ""
@@ -189,31 +187,31 @@ class StepAssignment(Message):
     timeout_ms: Int64 = 0
 
 
-@message
+@dataclass
 class StepCancellation(Message):
     step_run_id: str = ""
     attempt: int = 0
     reason: str = ""
 
 
-@message
+@dataclass
 class ListenResponse(Message):
     # oneof msg
     assignment: StepAssignment | None = None
     cancellation: StepCancellation | None = None
 
 
-@message
+@dataclass
 class HeartbeatRequest(Message):
     worker_id: str = ""
 
 
-@message
+@dataclass
 class HeartbeatResponse(Message):
     pass
 
 
-@message
+@dataclass
 class PutStreamRequest(Message):
     step_run_id: str = ""
     attempt: int = 0
@@ -221,24 +219,24 @@ class PutStreamRequest(Message):
     payloads: list[bytes] = _list()
 
 
-@message
+@dataclass
 class PutStreamResponse(Message):
     pass
 
 
-@message
+@dataclass
 class CompleteStepRequest(Message):
     step_run_id: str = ""
     attempt: int = 0
     output: bytes = b""
 
 
-@message
+@dataclass
 class CompleteStepResponse(Message):
     pass
 
 
-@message
+@dataclass
 class FailStepRequest(Message):
     step_run_id: str = ""
     attempt: int = 0
@@ -246,12 +244,12 @@ class FailStepRequest(Message):
     no_retry: bool = False
 
 
-@message
+@dataclass
 class FailStepResponse(Message):
     pass
 
 
-@message
+@dataclass
 class SpawnRunRequest(Message):
     parent_step_run_id: str = ""
     parent_attempt: int = 0
@@ -261,7 +259,7 @@ class SpawnRunRequest(Message):
     key: str = ""
 
 
-@message
+@dataclass
 class SpawnRunResponse(Message):
     run_id: str = ""
 
@@ -269,24 +267,24 @@ class SpawnRunResponse(Message):
 # --- RunService --------------------------------------------------------------
 
 
-@message
+@dataclass
 class TriggerRunRequest(Message):
     workflow: str = ""
     input: bytes = b""
     additional_metadata: dict[str, str] = _dict()
 
 
-@message
+@dataclass
 class TriggerRunResponse(Message):
     run_id: str = ""
 
 
-@message
+@dataclass
 class GetRunRequest(Message):
     run_id: str = ""
 
 
-@message
+@dataclass
 class StepAttempt(Message):
     attempt: int = 0
     status: str = ""
@@ -296,7 +294,7 @@ class StepAttempt(Message):
     finished_at_us: Int64 = 0
 
 
-@message
+@dataclass
 class StepRun(Message):
     id: str = ""
     step: str = ""
@@ -310,7 +308,7 @@ class StepRun(Message):
     attempts: list[StepAttempt] = _list()
 
 
-@message
+@dataclass
 class Run(Message):
     id: str = ""
     workflow: str = ""
@@ -327,12 +325,12 @@ class Run(Message):
     steps: list[StepRun] = _list()
 
 
-@message
+@dataclass
 class GetRunResponse(Message):
     run: Run | None = None
 
 
-@message
+@dataclass
 class ListRunsRequest(Message):
     workflow: str = ""
     status: str = ""
@@ -342,39 +340,39 @@ class ListRunsRequest(Message):
     before: str = ""
 
 
-@message
+@dataclass
 class ListRunsResponse(Message):
     runs: list[Run] = _list()
 
 
-@message
+@dataclass
 class CancelRunRequest(Message):
     run_id: str = ""
 
 
-@message
+@dataclass
 class CancelRunResponse(Message):
     status: str = ""
 
 
-@message
+@dataclass
 class ListWorkflowsRequest(Message):
     pass
 
 
-@message
+@dataclass
 class ListWorkflowsResponse(Message):
     workflows: list[WorkflowDefinition] = _list()
 
 
-@message
+@dataclass
 class SubscribeRequest(Message):
     run_id: str = ""
     from_: str = ""  # "from" is a Python keyword
     types: list[str] = _list()
 
 
-@message
+@dataclass
 class Event(Message):
     position: str = ""
     run_id: str = ""
@@ -388,26 +386,26 @@ class Event(Message):
     time_us: Int64 = 0
 
 
-@message
+@dataclass
 class SubscribeResponse(Message):
     events: list[Event] = _list()
     position: str = ""
     run_ended: bool = False
 
 
-@message
+@dataclass
 class CreateTokenRequest(Message):
     tenant: str = ""
     name: str = ""
 
 
-@message
+@dataclass
 class CreateTokenResponse(Message):
     token: str = ""
     tenant_id: str = ""
 
 
-@message
+@dataclass
 class SubscribeMetadataRequest(Message):
     key: str = ""
     value: str = ""
@@ -415,14 +413,14 @@ class SubscribeMetadataRequest(Message):
     types: list[str] = _list()
 
 
-@message
+@dataclass
 class PushEventRequest(Message):
     key: str = ""
     payload: bytes = b""
     additional_metadata: dict[str, str] = _dict()
 
 
-@message
+@dataclass
 class PushEventResponse(Message):
     run_ids: list[str] = _list()
 

@@ -13,15 +13,19 @@ import json
 import os
 import struct
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from . import _proto as pb
 from ._errors import EngineError, UnavailableError, engine_error, http_status_code
+
+if TYPE_CHECKING:
+    from httpx._client import UseClientDefault
 
 ENV_HOST = "RUNNEL_HOST"
 ENV_TOKEN = "RUNNEL_TOKEN"
@@ -126,6 +130,12 @@ def _error_from_body(status: int, body: bytes) -> EngineError:
     return engine_error(http_status_code(status), f"HTTP {status}: {text}" if text else f"HTTP {status}")
 
 
+def _timeout(timeout: float | None) -> httpx.Timeout | UseClientDefault:
+    if timeout is None:
+        return httpx.USE_CLIENT_DEFAULT
+    return httpx.Timeout(timeout, connect=min(timeout, 5.0))
+
+
 def _transport_error(method: str, exc: Exception) -> UnavailableError:
     return UnavailableError(f"{method}: {type(exc).__name__}: {exc}", code="unavailable", from_engine=False)
 
@@ -209,7 +219,7 @@ class SyncTransport:
     def unary(self, method: str, req: pb.Message, resp_cls: type[_M], timeout: float | None = None) -> _M:
         body = _dumps(req.to_json()).encode()
         headers = self.cfg.headers(False)
-        t = httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        t = _timeout(timeout)
         tries = len(self.cfg.hosts.hosts)
         while True:
             i, host = self.cfg.hosts.current()
@@ -271,29 +281,32 @@ class AsyncTransport:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self._client: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
     @property
     def client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = httpx.AsyncClient(
+        c = self._clients.get(loop)
+        if c is None:
+            c = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.cfg.timeout, connect=5.0),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
             )
-            self._loop = loop
-        return self._client
+            self._clients[loop] = c
+        return c
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = None
+        c = self._clients.pop(asyncio.get_running_loop(), None)
+        if c is not None:
+            await c.aclose()
 
     async def unary(self, method: str, req: pb.Message, resp_cls: type[_M], timeout: float | None = None) -> _M:
-        body = _dumps(req.to_json()).encode()
+        return resp_cls.from_json(await self.unary_json(method, req.to_json(), timeout))
+
+    async def unary_json(self, method: str, body_obj: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        body = _dumps(body_obj).encode()
         headers = self.cfg.headers(False)
-        t = httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        t = _timeout(timeout)
         tries = len(self.cfg.hosts.hosts)
         while True:
             i, host = self.cfg.hosts.current()
@@ -310,7 +323,8 @@ class AsyncTransport:
                 raise _transport_error(method, e) from e
             if r.status_code != 200:
                 raise _error_from_body(r.status_code, r.content)
-            return resp_cls.from_json(_loads(r.content))
+            obj: dict[str, Any] = _loads(r.content)
+            return obj
 
     @asynccontextmanager
     async def stream(self, method: str, req: pb.Message, read_timeout: float | None) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
