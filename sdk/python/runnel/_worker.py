@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class Worker:
         self._pool: ThreadPoolExecutor | None = None
         self._sem: asyncio.Semaphore | None = None
         self.worker_id = ""
+        self._failed: BaseException | None = None
 
     def register_workflow(self, workflow: object) -> None:
         """Adds a workflow (an instance of a class decorated with
@@ -119,8 +121,26 @@ class Worker:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Blocks until the worker first registered with the engine (runs of
-        its workflows can then be triggered); returns False on timeout."""
-        return self._ready.wait(timeout)
+        its workflows can then be triggered); returns False on timeout.
+        Raises the error that stopped the worker before it registered."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if self._failed is not None:
+                raise self._failed
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
+    async def aio_wait_ready(self, timeout: float | None = None) -> bool:
+        """wait_ready for a worker started with ``async_start`` on this loop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready.is_set():
+            if self._failed is not None:
+                raise self._failed
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -176,8 +196,13 @@ class Worker:
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stop, False)
+        self._failed = None
         try:
             await self._run()
+        except BaseException as e:
+            if not self._ready.is_set():
+                self._failed = e
+            raise
         finally:
             if handle_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
