@@ -109,6 +109,7 @@ func runPytest(t *testing.T, env []string, args ...string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	dir := filepath.Dir(file)
+	readInputs(t, dir)
 	argv := append([]string{"-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", t.TempDir(), "tests"}, args...)
 	cmd := exec.Command(python, argv...)
 	cmd.Dir = dir
@@ -124,12 +125,41 @@ func runPytest(t *testing.T, env []string, args ...string) {
 	}
 }
 
+// readInputs reads every file the Python suite depends on. go test caches a
+// passing result keyed by the files the test binary opened; pytest reads
+// them in another process, so without this a changed Python file would
+// leave a stale cached PASS.
+func readInputs(t *testing.T, dir string) {
+	t.Helper()
+	repo := filepath.Join(dir, "..", "..")
+	roots := []string{dir, filepath.Join(repo, "examples", "python"), filepath.Join(repo, "docs", "python.md"), filepath.Join(repo, "proto")}
+	for _, root := range roots {
+		err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if d.Name() == "__pycache__" || d.Name() == "out" || strings.HasPrefix(d.Name(), ".") && path != root {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			_, err = os.ReadFile(path)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("read the Python suite's inputs: %v", err)
+		}
+	}
+}
+
 // TestMypyStrict type-checks the package as its users' mypy would.
 func TestMypyStrict(t *testing.T) {
 	t.Parallel()
 	requirePython(t, "mypy", "httpx", "starlette")
 	_, file, _, _ := runtime.Caller(0)
 	cache := filepath.Join(os.TempDir(), "runnel-python-mypy-cache")
+	readInputs(t, filepath.Dir(file))
 	cmd := exec.Command(python, "-m", "mypy", "--strict", "--cache-dir", cache, "runnel")
 	cmd.Dir = filepath.Dir(file)
 	if out, err := cmd.CombinedOutput(); err != nil {

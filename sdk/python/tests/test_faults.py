@@ -74,8 +74,8 @@ def test_python_worker_killed_mid_step_reruns_on_another(own_engine: Engine) -> 
         if ev.type == EventType.STEP_STARTED and not a_id:
             a_id = ev.data["workerId"]
         if b is None and ev.type == EventType.STEP_STREAM and ev.text == "5":
+            a.kill()  # SIGKILL mid-step: the engine re-queues the step
             b = worker_proc(own_engine, "worker-b", prefix)
-            a.kill()  # SIGKILL mid-step
     assert b is not None, "the step finished before the worker was killed"
     assert seen[-1].type == EventType.RUN_COMPLETED
     run = c.admin.get_run(run_id)
