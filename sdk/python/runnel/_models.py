@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -140,26 +139,27 @@ class Event:
     __hash__ = None  # type: ignore[assignment]
 
 
-_b64 = base64.b64decode
+_b64d = pb._b64d
 
 
 def event_from_json(d: dict[str, Any]) -> Event:
     """Decodes an Event message's JSON; the hot path of every listener, so
     written out instead of going through the generic decoder."""
     ev = Event.__new__(Event)
-    ev.position = d.get("position", "")
-    t = d.get("type", "")
+    get = d.get
+    ev.position = get("position", "")
+    t = get("type", "")
     ev.type = _TYPES.get(t) or t  # a type this SDK does not know stays a str
-    ev.run_id = d.get("runId", "")
-    ev.workflow = d.get("workflow", "")
-    ev.step = d.get("step", "")
-    ev.step_run_id = d.get("stepRunId", "")
-    ev.attempt = d.get("attempt", 0)
-    p = d.get("payload")
-    ev.payload = pb._b64d(p) if p else b""
-    x = d.get("data")
-    ev._data = pb._b64d(x) if x else b""
-    us = d.get("timeUs")
+    ev.run_id = get("runId", "")
+    ev.workflow = get("workflow", "")
+    ev.step = get("step", "")
+    ev.step_run_id = get("stepRunId", "")
+    ev.attempt = get("attempt", 0)
+    p = get("payload")
+    ev.payload = _b64d(p) if p else b""
+    x = get("data")
+    ev._data = _b64d(x) if x else b""
+    us = get("timeUs")
     ev.time_us = int(us) if us else 0
     return ev
 

@@ -14,9 +14,9 @@ put() in a thread step (back-pressure), and aio_put() waits in an async one.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import threading
+from binascii import b2a_base64 as b2a
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -217,7 +217,7 @@ class StepStream:
                 "stepRunId": self.step_run_id,
                 "attempt": self.attempt,
                 "firstSeq": str(first),
-                "payloads": [base64.b64encode(p).decode("ascii") for p in batch],
+                "payloads": [b2a(p, newline=False).decode("ascii") for p in batch],
             }
             err = await self._send_batch(body, first, bo)
             with self._lock:
