@@ -309,3 +309,29 @@ async def test_async_forms(client: Runnel, start_worker: Any) -> None:
     with pytest.raises(runnel.NotFoundError):
         await client.admin.aio_cancel_run("nope")
     assert await client.event.aio_push(unique("none") + ":x") == []
+
+
+def test_failover_to_the_next_host(engine: Any) -> None:
+    # The first node is down: calls, the worker and the listener move on.
+    c = Runnel(f"http://127.0.0.1:9,{engine.url}", engine.token)
+    name = unique("failover")
+
+    @runnel.workflow(name)
+    class Hello:
+        @runnel.step()
+        def hi(self, ctx: Context) -> str:
+            ctx.put_stream("hi")
+            return "hi"
+
+    w = c.worker(unique("fo"))
+    w.register_workflow(Hello())
+    t = threading.Thread(target=w.start, daemon=True)
+    t.start()
+    try:
+        assert w.wait_ready(30)
+        run_id = c.admin.run_workflow(name)
+        assert [e.text for e in c.listener.stream(run_id, types=[EventType.STEP_STREAM])] == ["hi"]
+        assert c.host == engine.url
+    finally:
+        w.stop(cancel_running=True)
+        t.join(20)
