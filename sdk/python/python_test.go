@@ -110,7 +110,9 @@ func runPytest(t *testing.T, env []string, args ...string) {
 	_, file, _, _ := runtime.Caller(0)
 	dir := filepath.Dir(file)
 	readInputs(t, dir)
-	argv := append([]string{"-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", t.TempDir(), "tests"}, args...)
+	argv := append([]string{"-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "--durations=5",
+		// A test still running after 100 s dumps every thread's stack.
+		"-o", "faulthandler_timeout=100", "--basetemp", t.TempDir(), "tests"}, args...)
 	cmd := exec.Command(python, argv...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)

@@ -17,9 +17,10 @@ def test_python_guide_snippets_run(own_engine: Engine, tmp_path: Path) -> None:
     code = "\n\n".join(re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M))
     assert "runnel.listener.stream(run_id)" in code
     script = tmp_path / "guide.py"
-    script.write_text(code)
+    # If it hangs, every thread's stack goes to stderr and into the failure.
+    script.write_text("import faulthandler\nfaulthandler.dump_traceback_later(60, exit=True)\n" + code)
     p = Proc([sys.executable, str(script)], env={**own_engine.env(), "PYTHONPATH": str(SDK)}, cwd=str(tmp_path))
-    assert p.p.wait(120) == 0, "\n".join(p.lines)
+    assert p.p.wait(90) == 0, "\n".join(p.out + p.lines)
     p.to.join(5)
     out = "\n".join(p.out)
     for block in re.findall(r"^prints\n\n```text\n(.*?)^```", text, flags=re.S | re.M):
