@@ -222,7 +222,9 @@ class Worker:
         bo = Backoff(self.tuning.reconnect_base, self.tuning.reconnect_max)
         prev = ""
         defs = [cw.definition for cw in self._workflows.values()]
-        while not self._stopping.is_set():
+        # A stopping worker goes on (and reconnects) until its running steps
+        # are done, so that their results are reported.
+        while not (self._stopping.is_set() and not self._attempts):
             running = [pb.RunningAttempt(step_run_id=k[0], attempt=k[1]) for k, a in self._attempts.items() if not a.abandoned]
             try:
                 resp = await self._aio.unary(
@@ -238,39 +240,39 @@ class Worker:
                     prev = ""  # the engine forgot the previous id; its steps were re-queued anyway
                 d = bo.next()
                 log.warning("worker %s: registration failed (%s); retrying in %.2fs", self.name, e, d)
-                if await self._sleep_or_stop(d):
-                    return
+                await self._pause(d)
                 continue
-            if prev:
-                resumed = {(r.step_run_id, r.attempt) for r in resp.resumed}
-                for key, att in list(self._attempts.items()):
-                    if key not in resumed:
-                        # The engine re-queued it as a new attempt (or it
-                        # ended): this one's results would be refused.
-                        att.cancel("the engine took the attempt back when the worker reconnected")
-                if resumed:
-                    log.info("worker %s: resumed %d running attempts", self.name, len(resumed))
+            resumed = {(r.step_run_id, r.attempt) for r in resp.resumed}
+            for key, att in list(self._attempts.items()):
+                if key not in resumed:
+                    # The engine re-queued it as a new attempt (or it ended,
+                    # or forgot this worker): its results would be refused.
+                    att.cancel("the engine took the attempt back when the worker reconnected")
+            if resumed:
+                log.info("worker %s: resumed %d running attempts", self.name, len(resumed))
             prev = self.worker_id = resp.worker_id
             hb = resp.heartbeat_interval_ms / 1000 or self.tuning.default_heartbeat
             log.info("worker registered: %s id=%s slots=%d heartbeat=%.1fs", self.name, self.worker_id, self.slots, hb)
             self._ready.set()
             healthy = await self._session(resp.worker_id, hb)
-            if self._stopping.is_set():
+            if self._stopping.is_set() and not self._attempts:
                 return
             if healthy:
                 bo.reset()
             d = bo.next()
             log.warning("worker %s: session %s lost; registering again in %.2fs", self.name, self.worker_id, d)
-            if await self._sleep_or_stop(d):
-                return
+            await self._pause(d)
 
-    async def _sleep_or_stop(self, d: float) -> bool:
+    async def _pause(self, d: float) -> None:
+        """Waits d seconds, or less if the worker is asked to stop."""
         assert self._stopping is not None
+        if self._stopping.is_set():
+            await asyncio.sleep(d)
+            return
         try:
             await asyncio.wait_for(self._stopping.wait(), d)
-            return True
         except asyncio.TimeoutError:
-            return False
+            pass
 
     async def _session(self, worker_id: str, hb: float) -> bool:
         """Listens until the session breaks, or the worker stopped and its
