@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/storetest"
 	"github.com/runnel-dev/runnel/internal/testdb"
@@ -724,7 +723,8 @@ func BenchmarkReadEvents(b *testing.B) {
 }
 
 // A NUL in text reaching PostgreSQL (which cannot store it) is a client
-// error, not an internal one: the safety net behind the engine's own check.
+// error (store.ErrInvalidText, coded invalid_argument at the edge), not an
+// internal one: the safety net behind the engine's own check.
 func TestNULInTextIsInvalidArgument(t *testing.T) {
 	t.Parallel()
 	s := openTest(t, nil)
@@ -732,8 +732,7 @@ func TestNULInTextIsInvalidArgument(t *testing.T) {
 	err := s.Write(ctx, func(tx store.Tx) error {
 		return tx.CreateTenant(ctx, store.Tenant{ID: "t1", Name: "bad\x00name", CreatedAt: time.Now()})
 	})
-	require.Error(t, err)
-	require.Equal(t, apierr.InvalidArgument, apierr.CodeOf(err), "%v", err)
+	require.ErrorIs(t, err, store.ErrInvalidText)
 	_, err = s.GetRun(ctx, "t1", "run\x00id")
-	require.Equal(t, apierr.InvalidArgument, apierr.CodeOf(err), "%v", err)
+	require.ErrorIs(t, err, store.ErrInvalidText)
 }
