@@ -397,12 +397,47 @@ class SubscribeResponse(Message):
 class CreateTokenRequest(Message):
     tenant: str = ""
     name: str = ""
+    expires_in_ms: Int64 = 0
+    admin: bool = False
 
 
 @dataclass
 class CreateTokenResponse(Message):
     token: str = ""
     tenant_id: str = ""
+    token_id: str = ""
+    expires_at_us: Int64 = 0
+
+
+@dataclass
+class TokenInfo(Message):
+    id: str = ""
+    tenant: str = ""
+    kind: str = ""
+    name: str = ""
+    created_at_us: Int64 = 0
+    expires_at_us: Int64 = 0
+    revoked_at_us: Int64 = 0
+
+
+@dataclass
+class ListTokensRequest(Message):
+    pass
+
+
+@dataclass
+class ListTokensResponse(Message):
+    tokens: list[TokenInfo] = _list()
+
+
+@dataclass
+class RevokeTokenRequest(Message):
+    token_id: str = ""
+
+
+@dataclass
+class RevokeTokenResponse(Message):
+    revoked_ids: list[str] = _list()
 
 
 @dataclass

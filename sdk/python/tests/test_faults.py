@@ -57,6 +57,11 @@ def test_engine_killed_while_python_step_streams_and_listener_follows(own_engine
     assert [(e.position, e.type, e.attempt, e.payload) for e in seen] == [(e.position, e.type, e.attempt, e.payload) for e in stored]
     check_attempt_streams(stored, n)
     assert len({e.position for e in stored}) == len(stored)
+    # The worker lived through the engine's death: its step was resumed, not
+    # re-run (issue 16): one attempt, whose stream is 0..n-1 exactly once.
+    run = c.admin.get_run(run_id)
+    assert [a.attempt for a in run.steps[0].attempts] == [1], run.steps[0].attempts
+    assert {e.attempt for e in stored if e.type == EventType.STEP_STREAM} == {1}
     worker.kill()
 
 
