@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/runnel-dev/runnel/internal/writedeadline"
 )
 
 // Timeouts bound how long a connection may hold the node without doing
@@ -56,7 +58,7 @@ func (t *Timeouts) applyDefaults() {
 func withDeadlines(next http.Handler, t Timeouts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		dw := &deadlineWriter{ResponseWriter: w, rc: rc, timeout: t.Write}
+		dw := &deadlineWriter{ResponseWriter: w, rc: rc, watchdog: writedeadline.New(w, t.Write)}
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			if err := rc.SetReadDeadline(time.Now().Add(t.Body)); err == nil {
 				r.Body = &liftAtEOF{ReadCloser: r.Body, rc: rc}
@@ -74,39 +76,31 @@ func withDeadlines(next http.Handler, t Timeouts) http.Handler {
 	})
 }
 
-// deadlineWriter bounds every write and flush by the write timeout: the
-// deadline is set before and lifted after each, so it limits how long one
-// write may wait for the client, never how long a response lasts (on
-// HTTP/2 a deadline left set resets the stream when it passes, even
-// between writes).
+// deadlineWriter bounds every write and flush by the write timeout (see
+// package writedeadline): it limits how long one write may wait for the
+// client, never how long a response lasts.
 type deadlineWriter struct {
 	http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-}
-
-func (w *deadlineWriter) bounded(write func()) {
-	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
-	write()
-	_ = w.rc.SetWriteDeadline(time.Time{})
+	rc       *http.ResponseController
+	watchdog *writedeadline.Watchdog
 }
 
 func (w *deadlineWriter) WriteHeader(code int) {
-	w.bounded(func() { w.ResponseWriter.WriteHeader(code) })
+	_ = w.watchdog.Do(func() error { w.ResponseWriter.WriteHeader(code); return nil })
 }
 
 func (w *deadlineWriter) Write(p []byte) (n int, err error) {
-	w.bounded(func() { n, err = w.ResponseWriter.Write(p) })
+	err = w.watchdog.Do(func() (err error) {
+		n, err = w.ResponseWriter.Write(p)
+		return err
+	})
 	return n, err
 }
 
 func (w *deadlineWriter) Flush() { _ = w.FlushError() }
 
 // FlushError lets http.ResponseController report a failed flush.
-func (w *deadlineWriter) FlushError() (err error) {
-	w.bounded(func() { err = w.rc.Flush() })
-	return err
-}
+func (w *deadlineWriter) FlushError() error { return w.watchdog.Do(w.rc.Flush) }
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
