@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 )
@@ -45,13 +47,34 @@ func (e *Engine) subscription(ctx context.Context, p Principal) (sctx context.Co
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(e.draining, cancel)
+	// A stream lasts no longer than its token: a metadata subscription
+	// never ends by itself, and would otherwise outlive it for good.
+	cancelExpiry := func() {}
+	if !p.ExpiresAt.IsZero() {
+		sctx, cancelExpiry = context.WithDeadlineCause(sctx, p.ExpiresAt, errTokenExpiredCause)
+	}
 	return sctx, func(err error) error {
+		expired := errors.Is(context.Cause(sctx), errTokenExpiredCause)
 		stop()
+		cancelExpiry()
 		cancel()
 		release()
-		if err != nil && ctx.Err() == nil && e.draining.Err() != nil {
+		switch {
+		case err != nil && ctx.Err() == nil && e.draining.Err() != nil:
 			return errDraining()
+		case err != nil && ctx.Err() == nil && expired:
+			return TokenExpired(p.ExpiresAt)
 		}
 		return err
 	}, nil
+}
+
+// errTokenExpiredCause ends a subscription's context at its token's expiry.
+var errTokenExpiredCause = errors.New("token expired")
+
+// TokenExpired is the error that ends a stream at its token's expiry:
+// Unauthenticated, with a message saying to mint a new token and resume.
+func TokenExpired(at time.Time) error {
+	return apierr.New(apierr.Unauthenticated, "token expired at %s: get a new token and resume after the last position received",
+		at.UTC().Format(time.RFC3339))
 }

@@ -30,6 +30,9 @@ type Principal struct {
 	RunID     string // browser scope
 	MetaKey   string
 	MetaValue string
+	// ExpiresAt is when the token stops working (zero: never). Streams
+	// opened with it end then (see Engine.subscription).
+	ExpiresAt time.Time
 }
 
 // IsAdmin reports whether the principal may manage tenants and tokens.
@@ -123,6 +126,7 @@ func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, er
 	return Principal{
 		TenantID: c.tok.TenantID, TokenID: c.tok.ID, Kind: c.tok.Kind,
 		RunID: c.tok.RunID, MetaKey: c.tok.MetaKey, MetaValue: c.tok.MetaValue,
+		ExpiresAt: c.tok.ExpiresAt,
 	}, nil
 }
 

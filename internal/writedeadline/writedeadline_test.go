@@ -114,4 +114,3 @@ func TestStalledWriteFailsIdleStreamDoesNot(t *testing.T) {
 		})
 	}
 }
-
