@@ -42,6 +42,7 @@ const (
 type Client struct {
 	host   string
 	token  string
+	renews bool // tokens come from a WithTokenFunc, so an expired one is replaced
 	logger *slog.Logger
 
 	worker runnelv1connect.WorkerServiceClient
@@ -58,6 +59,7 @@ type clientConfig struct {
 	hostSet    bool
 	token      string
 	tokenSet   bool
+	tokenFunc  func(context.Context) (string, error)
 	httpClient *http.Client
 	logger     *slog.Logger
 }
@@ -79,6 +81,17 @@ func WithHost(url string) ClientOption {
 // every call, overriding RUNNEL_TOKEN.
 func WithToken(token string) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) { c.token, c.tokenSet = token, true })
+}
+
+// WithTokenFunc sets a function that returns the token to send, called
+// before every call (cache inside it as you see fit); it overrides
+// [WithToken] and RUNNEL_TOKEN. Use it with tokens that expire, such as a
+// read-only browser token used from Go: the engine ends a subscription
+// when its token expires (connect.CodeUnauthenticated, "token expired"),
+// and with a token function the subscription resumes from its last
+// position with a fresh token instead of failing.
+func WithTokenFunc(fn func(context.Context) (string, error)) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.tokenFunc = fn })
 }
 
 // WithHTTPClient sets the HTTP client used for every call. Streaming calls
@@ -141,13 +154,14 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		httpClient = &withFailover
 	}
 	connectOpts := []connect.ClientOption{
-		connect.WithInterceptors(bearerAuth{token: cfg.token}),
+		connect.WithInterceptors(bearerAuth{token: cfg.token, tokenFunc: cfg.tokenFunc}),
 		connect.WithSendMaxBytes(maxSendBytes),
 		connect.WithReadMaxBytes(maxReadBytes),
 	}
 	return &Client{
 		host:   host,
 		token:  cfg.token,
+		renews: cfg.tokenFunc != nil,
 		logger: cfg.logger,
 		worker: runnelv1connect.NewWorkerServiceClient(httpClient, host, connectOpts...),
 		run:    runnelv1connect.NewRunServiceClient(httpClient, host, connectOpts...),
@@ -216,13 +230,34 @@ func defaultHTTPClient(host string) *http.Client {
 	return &http.Client{Transport: t}
 }
 
-// bearerAuth adds the API token to every call, unary and streaming.
-type bearerAuth struct{ token string }
+// bearerAuth adds the API token to every call, unary and streaming: the
+// fixed one, or the token function's.
+type bearerAuth struct {
+	token     string
+	tokenFunc func(context.Context) (string, error)
+}
+
+func (a bearerAuth) get(ctx context.Context) (string, error) {
+	if a.tokenFunc == nil {
+		return a.token, nil
+	}
+	tok, err := a.tokenFunc(ctx)
+	if err != nil {
+		return "", fmt.Errorf("runnel: get a token: %w", err)
+	}
+	return tok, nil
+}
 
 func (a bearerAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if a.token != "" && req.Spec().IsClient {
-			req.Header().Set("Authorization", "Bearer "+a.token)
+		if req.Spec().IsClient {
+			tok, err := a.get(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if tok != "" {
+				req.Header().Set("Authorization", "Bearer "+tok)
+			}
 		}
 		return next(ctx, req)
 	}
@@ -231,8 +266,10 @@ func (a bearerAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 func (a bearerAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		conn := next(ctx, spec)
-		if a.token != "" {
-			conn.RequestHeader().Set("Authorization", "Bearer "+a.token)
+		// A token function that fails leaves the call without a token: the
+		// engine refuses it as unauthenticated, which ends a subscription.
+		if tok, _ := a.get(ctx); tok != "" {
+			conn.RequestHeader().Set("Authorization", "Bearer "+tok)
 		}
 		return conn
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -265,7 +266,7 @@ func (l *Listener) stream(ctx context.Context, sub subscription, cfg subscribeCo
 				return
 			}
 		}
-		if !retrySubscribe(err) {
+		if !retrySubscribe(err) && !(l.c.renews && tokenExpired(err)) {
 			yield(Event{}, fmt.Errorf("subscribe to %s: %w", sub.what, err))
 			return
 		}
@@ -345,6 +346,15 @@ func retrySubscribe(err error) bool {
 		return !connect.IsWireError(err) // a stream reset by the engine going away
 	}
 	return false
+}
+
+// tokenExpired reports whether the engine ended a subscription because its
+// token expired; a client with a token function then resumes with a new
+// token.
+func tokenExpired(err error) bool {
+	var ce *connect.Error
+	return errors.As(err, &ce) && ce.Code() == connect.CodeUnauthenticated && connect.IsWireError(err) &&
+		strings.Contains(ce.Message(), "token expired")
 }
 
 func eventFromProto(e *runnelv1.Event) Event {

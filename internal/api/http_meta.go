@@ -66,8 +66,12 @@ func (h *HTTP) streamMetadata(w http.ResponseWriter, r *http.Request, p engine.P
 	err = h.engine.SubscribeMetadata(r.Context(), engine.SubscribeMetadataParams{
 		TenantID: p.TenantID, Key: key, Value: value, From: from, Types: types, Principal: p,
 	}, sw.deliver)
-	if err != nil && !sw.started() {
+	switch {
+	case err == nil:
+	case !sw.started():
 		h.writeError(w, r, err)
+	default:
+		sw.fail(err)
 	}
 }
 

@@ -66,8 +66,7 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 	case !sw.started():
 		h.writeError(w, r, err)
 	default:
-		// Mid-stream (client gone, engine stopping): the client reconnects
-		// with Last-Event-ID and resumes.
+		sw.fail(err)
 	}
 }
 
@@ -120,6 +119,17 @@ func (s *sseWriter) deliver(events []store.Event, pos int64) error {
 		}
 	}
 	return s.out.Flush()
+}
+
+// fail ends a stream that had started. When its token expired, the client
+// is told so (an `event: error` message with code unauthenticated), so it
+// gets a new token and resumes from its last position. Otherwise (client
+// gone, engine stopping) the stream just closes: the client reconnects
+// with Last-Event-ID and resumes.
+func (s *sseWriter) fail(err error) {
+	if apierr.CodeOf(err) == apierr.Unauthenticated {
+		_ = s.out.Error(string(apierr.Unauthenticated), apierr.Message(err))
+	}
 }
 
 func (s *sseWriter) end(runID string) {

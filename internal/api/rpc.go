@@ -130,12 +130,26 @@ func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 		if err != nil {
 			return a.toConnect(conn.Spec().Procedure, err)
 		}
+		// A stream (a subscription, a worker's Listen) lasts no longer
+		// than its token: expiry is not only checked when it opens.
+		p := mustPrincipal(ctx)
+		if !p.ExpiresAt.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadlineCause(ctx, p.ExpiresAt, errTokenExpired)
+			defer cancel()
+		}
 		if err := next(ctx, conn); err != nil {
+			if errors.Is(context.Cause(ctx), errTokenExpired) {
+				err = engine.TokenExpired(p.ExpiresAt)
+			}
 			return a.toConnect(conn.Spec().Procedure, err)
 		}
 		return nil
 	}
 }
+
+// errTokenExpired ends a stream's context at its token's expiry.
+var errTokenExpired = errors.New("token expired")
 
 // toConnect maps an engine error to a Connect error once, at the edge.
 // Uncoded errors are internal: logged in full, shown as a generic message.

@@ -417,3 +417,54 @@ func TestRecreatesAfterRefusal(t *testing.T) {
 	// The refusals are in the browser's network log, as they should be.
 	tab.CheckNoProblems(t, "log:network")
 }
+
+// TestExpiredTokenIsReplaced: the engine ends a stream when its browser
+// token expires (issue 15 finding 6); runnel.js, given a function for its
+// token, gets a fresh one from the page's backend and resumes after the
+// last event: a run longer than several token lifetimes reaches the page
+// whole, each chunk once. Before the fix the first token streamed on past
+// its expiry (one mint).
+func TestExpiredTokenIsReplaced(t *testing.T) {
+	t.Parallel()
+	tab := browsertest.NewTab(t, browserTimeout)
+	s := startSite(t)
+	e := startEngine(t, s)
+	var mints atomic.Int32
+	s.mux.HandleFunc("/mint", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := json.Marshal(map[string]string{"runId": r.URL.Query().Get("run"), "ttl": "2s"})
+		req, _ := http.NewRequestWithContext(r.Context(), "POST", e.URL+"/api/v1/tokens", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+e.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		var out struct{ Token string }
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Token == "" {
+			http.Error(w, "mint failed: "+resp.Status, http.StatusBadGateway)
+			return
+		}
+		mints.Add(1)
+		_, _ = io.WriteString(w, out.Token)
+	})
+
+	// About 6 s of chunks: three token lifetimes.
+	const chunks, intervalMs = 60, 100
+	runID := startRun(t, e, demo.Text, map[string]int{"chunks": chunks, "intervalMs": intervalMs})
+	if err := chromedp.Do(tab.Ctx, chromedp.Navigate(pageURL(s, "expiry.html", runID, ""))); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, tab, "ended")
+	got := readTextPage(t, tab, runID)
+	if full := demo.TextOutput(chunks); got.Text != full || got.Chunks != chunks {
+		t.Errorf("page collected %d chunks\n%q\nwant every one of the %d chunks exactly once:\n%q", got.Chunks, got.Text, chunks, full)
+	}
+	if n := mints.Load(); n < 2 {
+		t.Errorf("%d tokens minted: the first one kept streaming past its expiry", n)
+	}
+	if !slices.Contains(got.Statuses, "reconnecting") {
+		t.Errorf("statuses %v: want a reconnection at the token's expiry", got.Statuses)
+	}
+	tab.CheckNoProblems(t)
+}

@@ -972,8 +972,13 @@ function subscribe(target, options = {}) {
       if (es !== source) return;
       finish("ended");
     });
-    source.onerror = () => {
+    source.onerror = (e) => {
       if (es !== source) return;
+      if (typeof e.data === "string") {
+        source.close();
+        es = null;
+        return serverError(e.data);
+      }
       if (source.readyState === EventSource.CONNECTING) {
         report("reconnecting");
         return;
@@ -981,6 +986,23 @@ function subscribe(target, options = {}) {
       es = null;
       diagnose();
     };
+  };
+  const serverError = (data) => {
+    let e = {};
+    try {
+      e = JSON.parse(data).error || {};
+    } catch {
+    }
+    const detail = {
+      status: e.code === "unauthenticated" ? 401 : 0,
+      code: typeof e.code === "string" ? e.code : "stream_error",
+      message: typeof e.message === "string" ? e.message : "the server ended the stream with an error"
+    };
+    if (detail.code === "unauthenticated" && typeof opts.token === "function") {
+      report("reconnecting");
+      return connect();
+    }
+    finish("error", detail);
   };
   const retryLater = () => {
     if (closed) return;

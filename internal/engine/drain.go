@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 )
@@ -47,18 +48,38 @@ func (e *Engine) subscription(ctx context.Context, p Principal) (sctx context.Co
 	sctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(e.draining, func() { cancel(nil) })
 	unwatch := e.tokens.watch(p, cancel) // ended if p's token is revoked
+	// A stream lasts no longer than its token: a metadata subscription
+	// never ends by itself, and would otherwise outlive it for good.
+	cancelExpiry := func() {}
+	if !p.ExpiresAt.IsZero() {
+		sctx, cancelExpiry = context.WithDeadlineCause(sctx, p.ExpiresAt, errTokenExpiredCause)
+	}
 	return sctx, func(err error) error {
+		expired := errors.Is(context.Cause(sctx), errTokenExpiredCause)
 		stop()
 		unwatch()
 		cause := context.Cause(sctx)
+		cancelExpiry()
 		cancel(nil)
 		release()
-		if err != nil && ctx.Err() == nil && errors.Is(cause, errTokenRevoked) {
+		switch {
+		case err != nil && ctx.Err() == nil && errors.Is(cause, errTokenRevoked):
 			return errTokenRevoked
-		}
-		if err != nil && ctx.Err() == nil && e.draining.Err() != nil {
+		case err != nil && ctx.Err() == nil && e.draining.Err() != nil:
 			return errDraining()
+		case err != nil && ctx.Err() == nil && expired:
+			return TokenExpired(p.ExpiresAt)
 		}
 		return err
 	}, nil
+}
+
+// errTokenExpiredCause ends a subscription's context at its token's expiry.
+var errTokenExpiredCause = errors.New("token expired")
+
+// TokenExpired is the error that ends a stream at its token's expiry:
+// Unauthenticated, with a message saying to mint a new token and resume.
+func TokenExpired(at time.Time) error {
+	return apierr.New(apierr.Unauthenticated, "token expired at %s: get a new token and resume after the last position received",
+		at.UTC().Format(time.RFC3339))
 }

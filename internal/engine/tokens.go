@@ -33,6 +33,9 @@ type Principal struct {
 	// MintedBy is the id of the token that minted this browser token, if
 	// known: revoking that one ends this one too.
 	MintedBy string
+	// ExpiresAt is when the token stops working (zero: never). Streams
+	// opened with it end then (see Engine.subscription).
+	ExpiresAt time.Time
 }
 
 // IsAdmin reports whether the principal may manage tenants and tokens.
@@ -136,6 +139,7 @@ func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, er
 	return Principal{
 		TenantID: c.tok.TenantID, TokenID: c.tok.ID, Kind: c.tok.Kind,
 		RunID: c.tok.RunID, MetaKey: c.tok.MetaKey, MetaValue: c.tok.MetaValue, MintedBy: c.tok.CreatedBy,
+		ExpiresAt: c.tok.ExpiresAt,
 	}, nil
 }
 

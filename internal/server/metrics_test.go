@@ -341,6 +341,7 @@ func TestMetrics(t *testing.T) {
 		// HTTP requests by route pattern; runtime and process collectors.
 		require.Equal(t, 2.0, end.value("runnel_http_requests_total", "route", "GET /api/v1/runs/{runId}/stream", "code", "200"))
 		require.Positive(t, end.value("runnel_http_requests_total", "route", "/runnel.v1.RunService/Subscribe", "code", "200"))
+		require.Positive(t, end.value("runnel_http_requests_total", "route", "/runnel.v1.RunService/TriggerRun", "code", "200"))
 		require.Positive(t, end.value("runnel_http_requests_total", "route", "GET /metrics", "code", "200"))
 		require.Positive(t, end.value("go_goroutines"))
 		require.Positive(t, end.value("process_resident_memory_bytes"))

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
+
+	"github.com/runnel-dev/runnel/internal/writedeadline"
 )
 
 // Timeouts bound how long a connection may hold the node without doing
@@ -56,11 +59,11 @@ func (t *Timeouts) applyDefaults() {
 func withDeadlines(next http.Handler, t Timeouts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		dw := &deadlineWriter{ResponseWriter: w, rc: rc, timeout: t.Write}
+		dw := &deadlineWriter{ResponseWriter: w, rc: rc, watchdog: writedeadline.New(w, t.Write)}
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-			if err := rc.SetReadDeadline(time.Now().Add(t.Body)); err == nil {
-				r.Body = &liftAtEOF{ReadCloser: r.Body, rc: rc}
-			}
+			b := watchBody(r.Body, rc, t.Body)
+			defer b.stop()
+			r.Body = b
 		}
 		next.ServeHTTP(dw, r)
 		if r.ProtoMajor == 1 {
@@ -74,58 +77,75 @@ func withDeadlines(next http.Handler, t Timeouts) http.Handler {
 	})
 }
 
-// deadlineWriter bounds every write and flush by the write timeout: the
-// deadline is set before and lifted after each, so it limits how long one
-// write may wait for the client, never how long a response lasts (on
-// HTTP/2 a deadline left set resets the stream when it passes, even
-// between writes).
+// deadlineWriter bounds every write and flush by the write timeout (see
+// package writedeadline): it limits how long one write may wait for the
+// client, never how long a response lasts.
 type deadlineWriter struct {
 	http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-}
-
-func (w *deadlineWriter) bounded(write func()) {
-	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
-	write()
-	_ = w.rc.SetWriteDeadline(time.Time{})
+	rc       *http.ResponseController
+	watchdog *writedeadline.Watchdog
 }
 
 func (w *deadlineWriter) WriteHeader(code int) {
-	w.bounded(func() { w.ResponseWriter.WriteHeader(code) })
+	_ = w.watchdog.Do(func() error { w.ResponseWriter.WriteHeader(code); return nil })
 }
 
 func (w *deadlineWriter) Write(p []byte) (n int, err error) {
-	w.bounded(func() { n, err = w.ResponseWriter.Write(p) })
+	err = w.watchdog.Do(func() (err error) {
+		n, err = w.ResponseWriter.Write(p)
+		return err
+	})
 	return n, err
 }
 
 func (w *deadlineWriter) Flush() { _ = w.FlushError() }
 
 // FlushError lets http.ResponseController report a failed flush.
-func (w *deadlineWriter) FlushError() (err error) {
-	w.bounded(func() { err = w.rc.Flush() })
-	return err
-}
+func (w *deadlineWriter) FlushError() error { return w.watchdog.Do(w.rc.Flush) }
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// liftAtEOF lifts the body's read deadline once the body is read whole,
-// so that it cannot end the response later (on HTTP/1.1 the connection's
-// read deadline also governs net/http's background read, whose failure
-// cancels the request's context).
-type liftAtEOF struct {
+// watchedBody fails a request body that has not arrived whole within its
+// timeout: a timer, stopped at the body's end (or the handler's), sets a
+// read deadline in the past only if it fires first. Setting a deadline up
+// front and lifting it at the end would do the same at the cost of two
+// trips through an HTTP/2 connection's serving goroutine per request, and
+// on HTTP/1.1 a deadline left set would also govern net/http's background
+// read, whose failure cancels the request's context.
+type watchedBody struct {
 	io.ReadCloser
-	rc     *http.ResponseController
-	lifted bool
+	timer *time.Timer
+
+	mu      sync.Mutex
+	stopped bool
 }
 
-func (b *liftAtEOF) Read(p []byte) (int, error) {
+func watchBody(body io.ReadCloser, rc *http.ResponseController, timeout time.Duration) *watchedBody {
+	b := &watchedBody{ReadCloser: body}
+	b.timer = time.AfterFunc(timeout, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if !b.stopped {
+			_ = rc.SetReadDeadline(time.Unix(1, 0))
+		}
+	})
+	return b
+}
+
+// stop disarms the timer; once it returns the ResponseWriter is no
+// longer used (a firing timer holds mu while it uses it).
+func (b *watchedBody) stop() {
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+	b.timer.Stop()
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if errors.Is(err, io.EOF) && !b.lifted {
-		b.lifted = true
-		_ = b.rc.SetReadDeadline(time.Time{})
+	if errors.Is(err, io.EOF) {
+		b.stop()
 	}
 	return n, err
 }

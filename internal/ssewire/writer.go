@@ -2,11 +2,14 @@ package ssewire
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/runnel-dev/runnel/internal/writedeadline"
 )
 
 // Writer writes one Server-Sent Events response: the headers, the retry
@@ -16,7 +19,7 @@ import (
 // Frames are gathered in a buffer of at most BatchSize bytes and written
 // when it fills or on Flush, so a burst leaves in few writes; a large
 // payload is encoded and written piece by piece (see Write). Every write
-// and flush gets a fresh deadline of the write timeout: a client that
+// and flush must finish within the write timeout: a client that
 // stops reading makes a write fail within it, and the stream ends (its
 // client resumes later from its last position). A stream whose client
 // stops reading therefore holds at most BatchSize bytes of buffer plus
@@ -24,11 +27,11 @@ import (
 //
 // A Writer is not safe for concurrent use.
 type Writer struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	buf     *bytes.Buffer // frames not yet written; nil when empty
-	started bool
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	watchdog *writedeadline.Watchdog
+	buf      *bytes.Buffer // frames not yet written; nil when empty
+	started  bool
 }
 
 // BatchSize is the most a Writer buffers before writing.
@@ -40,7 +43,7 @@ const BatchSize = 64 << 10
 // ResponseWriter does; middleware must let http.ResponseController reach
 // it (an Unwrap method).
 func NewWriter(w http.ResponseWriter, writeTimeout time.Duration) *Writer {
-	return &Writer{w: w, rc: http.NewResponseController(w), timeout: writeTimeout}
+	return &Writer{w: w, rc: http.NewResponseController(w), watchdog: writedeadline.New(w, writeTimeout)}
 }
 
 // Started reports whether the headers were sent: errors can then no
@@ -57,6 +60,12 @@ func (s *Writer) Start(retry time.Duration) error {
 	h.Set("Connection", "keep-alive") // dropped by net/http on HTTP/2, where it is not allowed
 	h.Set("X-Accel-Buffering", "no")  // nginx: do not buffer the stream
 	h.Del("Content-Length")
+	// Lift the server's WriteTimeout, if any, which counts from the start
+	// of the request and would cut the stream; each write is bounded by
+	// the watchdog instead.
+	if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
 	if err := s.bounded(func() error { s.w.WriteHeader(http.StatusOK); return nil }); err != nil {
 		return err
 	}
@@ -105,6 +114,22 @@ func (s *Writer) Comment(text string) error {
 // End writes the message that ends a run stream, and flushes.
 func (s *Writer) End(runID string) error {
 	_ = WriteEnd(s.buffer(), runID)
+	return s.Flush()
+}
+
+// ErrorEvent is the name of the message that ends a stream the server
+// cannot go on with, such as one whose token expired. Its data is the
+// API's error object, {"error": {"code": "...", "message": "..."}}; it
+// carries no id, so a client's Last-Event-ID stays the last event's.
+const ErrorEvent = "error"
+
+// Error writes an error message and flushes; the stream should end after
+// it.
+func (s *Writer) Error(code, message string) error {
+	data, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": message}})
+	if err := s.EventData("", ErrorEvent, data); err != nil {
+		return err
+	}
 	return s.Flush()
 }
 
@@ -170,20 +195,11 @@ func (s *Writer) write(p []byte) (n int, err error) {
 	return n, err
 }
 
-// bounded runs one write or flush under the write deadline: set before it
-// and lifted after it, so the deadline bounds how long one write waits
-// for the client, never how long the stream lasts (on HTTP/2 a deadline
-// left set resets the stream when it passes, even between writes).
+// bounded runs one write or flush under the write timeout (see package
+// writedeadline): it bounds how long one write waits for the client,
+// never how long the stream lasts.
 func (s *Writer) bounded(write func() error) error {
-	err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	if err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	werr := write()
-	if err == nil {
-		_ = s.rc.SetWriteDeadline(time.Time{})
-	}
-	return werr
+	return s.watchdog.Do(write)
 }
 
 type writerFunc func([]byte) (int, error)

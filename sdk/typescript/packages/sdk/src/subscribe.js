@@ -77,7 +77,11 @@
  *   minted by your backend (`POST /api/v1/tokens`), never an API token in a
  *   public page. A function is called before each connection this client
  *   opens itself, so it can mint a fresh token; when the server answers 401
- *   or 403 it is called once more before giving up.
+ *   or 403 it is called once more before giving up. The engine ends every
+ *   stream when its token expires (an `event: error` message, code
+ *   `unauthenticated`): with a function, the client gets a new token and
+ *   resumes right after the last delivered event; with a string, the
+ *   subscription ends in the `"error"` status.
  * @property {string} [after] Start right after this position. Without it
  *   the stream starts at the beginning of the run.
  * @property {"start"|"now"} [from] `"now"` starts with new events only
@@ -272,8 +276,15 @@ export function subscribe(target, options = {}) {
       // would reconnect and be told so again.
       finish("ended");
     });
-    source.onerror = () => {
+    source.onerror = (e) => {
       if (es !== source) return;
+      if (typeof e.data === "string") {
+        // The server ended the stream with a message (`event: error`),
+        // e.g. because the token expired: the stream is over, not dropped.
+        source.close();
+        es = null;
+        return serverError(e.data);
+      }
       if (source.readyState === EventSource.CONNECTING) {
         // Dropped: EventSource reconnects by itself with Last-Event-ID.
         report("reconnecting");
@@ -283,6 +294,24 @@ export function subscribe(target, options = {}) {
       es = null;
       diagnose();
     };
+  };
+
+  // serverError handles an `event: error` message: a token that expired
+  // is replaced (when the page gave a function to get one) and the stream
+  // resumes right after the last delivered event; anything else is final.
+  const serverError = (data) => {
+    let e = {};
+    try { e = JSON.parse(data).error || {}; } catch { /* not Runnel's format */ }
+    const detail = {
+      status: e.code === "unauthenticated" ? 401 : 0,
+      code: typeof e.code === "string" ? e.code : "stream_error",
+      message: typeof e.message === "string" ? e.message : "the server ended the stream with an error",
+    };
+    if (detail.code === "unauthenticated" && typeof opts.token === "function") {
+      report("reconnecting");
+      return connect();
+    }
+    finish("error", detail);
   };
 
   const retryLater = () => {
