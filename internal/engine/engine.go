@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/clock"
 	"github.com/runnel-dev/runnel/internal/eventlog"
 	"github.com/runnel-dev/runnel/internal/metrics"
 	"github.com/runnel-dev/runnel/internal/store"
@@ -64,8 +65,11 @@ type Config struct {
 	// wake-ups (default 2s).
 	SubscriptionPoll time.Duration
 	Logger           *slog.Logger
-	Now              func() time.Time
-	Appender         eventlog.AppenderConfig
+	// Clock is the engine's time: what it stores as now, and what its
+	// loops, timeouts, heartbeats, backoff and retention wait on (default
+	// clock.Real; tests use clocktest.Fake).
+	Clock    clock.Clock
+	Appender eventlog.AppenderConfig
 
 	// MaxSubscribers bounds this node's live subscriptions (SDK and SSE, run
 	// and metadata); MaxSubscribersPerToken bounds those of one non-admin
@@ -122,14 +126,14 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.Real()
 	}
 	if c.Appender.Logger == nil {
 		c.Appender.Logger = c.Logger
 	}
-	if c.Appender.Now == nil {
-		c.Appender.Now = c.Now
+	if c.Appender.Clock == nil {
+		c.Appender.Clock = c.Clock
 	}
 	if c.Appender.Metrics == nil {
 		c.Appender.Metrics = c.Metrics
@@ -196,6 +200,7 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	}
 	reader := eventlog.NewReader(st, hub)
 	reader.Heartbeat = cfg.SubscriptionHeartbeat
+	reader.Clock = cfg.Clock
 	if cfg.SubscriptionPoll > 0 {
 		reader.Poll = cfg.SubscriptionPoll
 	}
@@ -281,7 +286,8 @@ func (e *Engine) wakeDispatcher() {
 	}
 }
 
-func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
+// now is the engine's time as stored: UTC, to the microsecond both stores keep.
+func (e *Engine) now() time.Time { return e.cfg.Clock.Now().UTC().Truncate(time.Microsecond) }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/clock"
 	"github.com/runnel-dev/runnel/internal/metrics"
 	"github.com/runnel-dev/runnel/internal/store"
 )
@@ -38,7 +38,8 @@ type AppenderConfig struct {
 	// workers.
 	QueueLength int
 	Logger      *slog.Logger
-	Now         func() time.Time
+	// Clock stamps the events' creation times (default clock.Real).
+	Clock clock.Clock
 	// Metrics records each group commit (nil: none).
 	Metrics *metrics.Metrics
 }
@@ -56,8 +57,8 @@ func (c *AppenderConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.Real()
 	}
 }
 
@@ -208,11 +209,11 @@ func payloadBytes(p StreamPut) int {
 func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 	var results []error
 	written := 0
-	began := time.Now()
+	began := a.cfg.Clock.Now()
 	err := a.store.Write(ctx, func(tx store.Tx) error {
 		results = make([]error, len(batch))
 		written = 0
-		now := a.cfg.Now()
+		now := a.cfg.Clock.Now()
 		steps := make(map[string]*store.StepRun)
 		var events []store.Event
 		for i, req := range batch {
@@ -274,7 +275,7 @@ func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 		return tx.AppendEvents(ctx, events)
 	})
 	if err == nil && written > 0 {
-		a.cfg.Metrics.AppendCommitted(written, time.Since(began))
+		a.cfg.Metrics.AppendCommitted(written, a.cfg.Clock.Now().Sub(began))
 	}
 	if err != nil {
 		a.cfg.Logger.Error("append stream events", "requests", len(batch), "err", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/runnel-dev/runnel/internal/store"
 )
@@ -161,7 +160,7 @@ func (r *Reader) release(f *feed) {
 func (f *feed) run(ctx context.Context) {
 	defer close(f.done)
 	r := f.reader
-	poll := time.NewTimer(r.Poll)
+	poll := r.Clock.NewTimer(r.Poll)
 	defer poll.Stop()
 	for {
 		f.mu.Lock()
@@ -192,7 +191,7 @@ func (f *feed) run(ctx context.Context) {
 		resetTimer(poll, r.Poll)
 		select {
 		case <-wake:
-		case <-poll.C:
+		case <-poll.C():
 		case <-ctx.Done():
 			return
 		}
