@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -297,12 +296,12 @@ func (r *pgRestarter) restart() error {
 // pauseProcess and resumeProcess send SIGSTOP and SIGCONT.
 func pauseProcess(t *testing.T, p *proc) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGSTOP))
+	require.NoError(t, p.Pause())
 }
 
 func resumeProcess(t *testing.T, p *proc) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGCONT))
+	require.NoError(t, p.Resume())
 }
 
 // faultStats are a scenario's totals.

@@ -143,13 +143,13 @@ func TestSIGTERMDrainsGracefully(t *testing.T) {
 		}
 		stopped = true
 		sigterm := time.Now()
-		require.NoError(t, engine.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, engine.Signal(syscall.SIGTERM))
 		select {
-		case <-engine.done:
+		case <-engine.Done():
 		case <-time.After(30 * time.Second):
 			t.Fatal("the engine did not exit within 30 s of SIGTERM (--shutdown-timeout 20s)")
 		}
-		require.Equal(t, 0, engine.cmd.ProcessState.ExitCode(), "exit status after SIGTERM")
+		require.Equal(t, 0, engine.ExitCode(), "exit status after SIGTERM")
 		require.Less(t, time.Since(sigterm), 20*time.Second, "the drain waited for its timeout")
 		engine.waitFor(t, "draining")
 		engine.waitFor(t, "drained and stopped")
