@@ -142,20 +142,24 @@ func (b *testBundle) assigned(t *testing.T, w *testWorker) *Assignment {
 	return m.Assignment
 }
 
-// noneAssigned runs the dispatcher once and checks it claimed nothing:
-// dispatch returns only after queueing what it claimed for the session.
+// noneAssigned runs the dispatcher once and checks it claimed nothing for
+// the worker: dispatch returns only after recording what it claimed in the
+// session (and queueing it to be sent).
 func (b *testBundle) noneAssigned(t *testing.T, w *testWorker) {
 	t.Helper()
+	running := func() int {
+		b.e.mu.Lock()
+		defer b.e.mu.Unlock()
+		require.Contains(t, b.e.sessions, w.id)
+		return len(b.e.sessions[w.id].running)
+	}
+	before := running()
 	b.e.dispatch(b.ctx)
+	require.Equal(t, before, running(), "nothing claimed")
 	select {
 	case m := <-w.msgs:
 		t.Fatalf("unexpected message %+v", m)
 	default:
-	}
-	b.e.mu.Lock()
-	defer b.e.mu.Unlock()
-	if s, ok := b.e.sessions[w.id]; ok {
-		require.Empty(t, s.out, "nothing claimed")
 	}
 }
 

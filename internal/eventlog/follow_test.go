@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/runnel-dev/runnel/internal/clock/clocktest"
 	"github.com/runnel-dev/runnel/internal/eventlog"
 	"github.com/runnel-dev/runnel/internal/store"
 )
@@ -149,4 +150,42 @@ func TestFeedStartsOutsideReaderLock(t *testing.T) {
 	require.Equal(t, ev[0].Position, second.next(t).Position)
 	require.EqualValues(t, 1, gate.calls.Load(), "one feed for the run")
 	require.Equal(t, 2, r.Stats().RunFeeds)
+}
+
+// An idle subscription gets an empty delivery each Heartbeat, on the
+// reader's clock.
+func TestFollowHeartbeatOnClock(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	hub := eventlog.NewHub()
+	st := openStore(t, "sqlite", hub.CommitHook)
+	log := newMetaLog(t, st)
+	run := log.run(nil)
+	clk := clocktest.NewFake(time.Now())
+	r := eventlog.NewReader(st, hub)
+	r.Clock, r.Heartbeat, r.Poll = clk, time.Second, time.Hour
+
+	deliveries := make(chan int, 10)
+	go func() {
+		_ = r.Follow(ctx, eventlog.FollowParams{TenantID: run.TenantID, RunID: run.ID}, func(events []store.Event, _ int64) error {
+			deliveries <- len(events)
+			return nil
+		})
+	}()
+	require.Equal(t, 0, <-deliveries, "the start point")
+	require.NoError(t, clk.WaitTimers(ctx, 2), "the feed's poll and the subscriber's heartbeat")
+	clk.Advance(999 * time.Millisecond)
+	select {
+	case n := <-deliveries:
+		t.Fatalf("delivery of %d events before the heartbeat", n)
+	default:
+	}
+	clk.Advance(time.Millisecond)
+	select {
+	case n := <-deliveries:
+		require.Equal(t, 0, n, "a heartbeat")
+	case <-ctx.Done():
+		t.Fatal("no heartbeat")
+	}
 }
