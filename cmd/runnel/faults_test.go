@@ -102,8 +102,7 @@ type faultNode struct {
 
 func (n *faultNode) start(t *testing.T) {
 	t.Helper()
-	n.p = start(t, nil, n.args...)
-	n.p.waitFor(t, "engine listening")
+	n.p = startEngine(t, n.url, n.args...)
 }
 
 // faultWorker is one `runnel worker` process with the demo workflows. It

@@ -65,6 +65,11 @@ func startProgram(t *testing.T, program string, env []string, args ...string) *p
 	t.Helper()
 	p, err := process.Start(process.Config{Program: program, Args: args, Env: env})
 	require.NoError(t, err)
+	return watch(t, p, program, args)
+}
+
+// watch kills p when the test ends, and logs its output if the test failed.
+func watch(t *testing.T, p *process.Process, program string, args []string) *proc {
 	t.Cleanup(func() {
 		_ = p.Kill()
 		if t.Failed() {
@@ -72,6 +77,34 @@ func startProgram(t *testing.T, program string, env []string, args ...string) *p
 		}
 	})
 	return &proc{p}
+}
+
+// startEngine starts runnel with args (a server on url) and waits until it
+// is ready there (/readyz).
+func startEngine(t *testing.T, url string, args ...string) *proc {
+	t.Helper()
+	p := start(t, nil, args...)
+	p.waitReady(t, url)
+	return p
+}
+
+// restart starts the same process again, once it has exited (kill or stop
+// it first).
+func (p *proc) restart(t *testing.T, url string) *proc {
+	t.Helper()
+	q, err := p.Restart()
+	require.NoError(t, err)
+	r := watch(t, q, runnelBin, nil)
+	r.waitReady(t, url)
+	return r
+}
+
+// waitReady waits until the engine process answers ready on url (/readyz).
+func (p *proc) waitReady(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, p.WaitReady(ctx, url))
 }
 
 func (p *proc) output() []string { return p.Lines() }
@@ -152,8 +185,7 @@ func stepInvocations(w *proc, stepRunID string) int {
 func engineKilledMidRun(t *testing.T, kind, workflow string, input map[string]int, killAt int, want string) {
 	addr := freeAddr(t)
 	args, dataDir := serverArgs(t, kind, addr)
-	engine := start(t, nil, args...)
-	engine.waitFor(t, "engine listening")
+	engine := startEngine(t, "http://"+addr, args...)
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	require.NoError(t, err)
 	env := []string{"RUNNEL_HOST=http://" + addr, "RUNNEL_TOKEN=" + strings.TrimSpace(string(token))}
@@ -178,8 +210,7 @@ func engineKilledMidRun(t *testing.T, kind, workflow string, input map[string]in
 		if !killed && streamed == killAt {
 			killed = true
 			engine.kill(t)
-			engine = start(t, nil, args...)
-			engine.waitFor(t, "engine listening")
+			engine = engine.restart(t, "http://"+addr)
 		}
 	}
 	require.True(t, killed, "the run ended before the engine was killed")
@@ -283,8 +314,7 @@ func TestWorkerAwayPastHeartbeatTimeoutIsReplaced(t *testing.T) {
 			t.Parallel()
 			addr := freeAddr(t)
 			args, dataDir := serverArgs(t, kind, addr, "--heartbeat-interval", "250ms", "--heartbeat-timeout", "1500ms")
-			engine := start(t, nil, args...)
-			engine.waitFor(t, "engine listening")
+			startEngine(t, "http://"+addr, args...)
 			token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 			require.NoError(t, err)
 			env := []string{"RUNNEL_HOST=http://" + addr, "RUNNEL_TOKEN=" + strings.TrimSpace(string(token))}
