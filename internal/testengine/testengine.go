@@ -60,26 +60,73 @@ func StartOn(t testing.TB, kind string, opts ...Option) *Engine {
 	default:
 		t.Fatalf("unknown store kind %q", kind)
 	}
+	e, stop, err := start(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("stop engine: %v", err)
+		}
+	})
+	return e
+}
+
+// StartMain runs an engine on SQLite in a temporary directory for a whole
+// test binary, from TestMain, where there is no testing.TB: tests that
+// can share one engine (each with runs of its own) skip starting one each.
+// stop ends it and removes the directory.
+//
+//	func TestMain(m *testing.M) {
+//		e, stop, err := testengine.StartMain()
+//		...
+//		code := m.Run()
+//		stop()
+//		os.Exit(code)
+//	}
+func StartMain(opts ...Option) (e *Engine, stop func() error, err error) {
+	dir, err := os.MkdirTemp("", "runnel-testengine-")
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	e, stopEngine, err := start(server.Config{DataDir: dir, Listener: ln, Logger: Logger()}, opts)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return e, func() error {
+		err := stopEngine()
+		os.RemoveAll(dir)
+		return err
+	}, nil
+}
+
+// start applies the options to cfg, starts the node and a client of it.
+func start(cfg server.Config, opts []Option) (*Engine, func() error, error) {
 	for _, opt := range opts {
 		opt(&cfg)
 	}
 	srv, err := server.Start(context.Background(), cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	t.Cleanup(func() {
+	stop := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := srv.Stop(ctx); err != nil {
-			t.Errorf("stop engine: %v", err)
-		}
-	})
+		return srv.Stop(ctx)
+	}
 	// A node joining an existing database has no admin token of its own.
 	c, err := runnel.NewClient(runnel.WithHost(srv.URL()), runnel.WithToken(srv.AdminToken), runnel.WithLogger(Logger()))
 	if err != nil {
-		t.Fatal(err)
+		_ = stop()
+		return nil, nil, err
 	}
-	return &Engine{URL: srv.URL(), Token: srv.AdminToken, Client: c, Server: srv}
+	return &Engine{URL: srv.URL(), Token: srv.AdminToken, Client: c, Server: srv}, stop, nil
 }
 
 // Logger is the tests' logger: discarded, unless RUNNEL_TEST_LOG is set
