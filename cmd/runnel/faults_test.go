@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -103,8 +102,7 @@ type faultNode struct {
 
 func (n *faultNode) start(t *testing.T) {
 	t.Helper()
-	n.p = start(t, nil, n.args...)
-	n.p.waitFor(t, "engine listening")
+	n.p = startEngine(t, n.url, n.args...)
 }
 
 // faultWorker is one `runnel worker` process with the demo workflows. It
@@ -297,12 +295,12 @@ func (r *pgRestarter) restart() error {
 // pauseProcess and resumeProcess send SIGSTOP and SIGCONT.
 func pauseProcess(t *testing.T, p *proc) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGSTOP))
+	require.NoError(t, p.Pause())
 }
 
 func resumeProcess(t *testing.T, p *proc) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGCONT))
+	require.NoError(t, p.Resume())
 }
 
 // faultStats are a scenario's totals.

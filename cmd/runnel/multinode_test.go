@@ -51,8 +51,7 @@ func startCluster(t *testing.T) *cluster {
 		n := &engineNode{dir: t.TempDir(), name: name}
 		addr := freeAddr(t)
 		n.url = "http://" + addr
-		n.p = start(t, nil, "server", "--db", c.dbURL, "--addr", addr, "--data-dir", n.dir, "--log-level", "debug")
-		n.p.waitFor(t, "engine listening")
+		n.p = startEngine(t, n.url, "server", "--db", c.dbURL, "--addr", addr, "--data-dir", n.dir, "--log-level", "debug")
 		return n
 	}
 	// A first: it migrates the schema and creates the default tenant; B

@@ -55,8 +55,7 @@ func startProbeTarget(t *testing.T, dbURL string) *probeTarget {
 	if dbURL != "" {
 		args = append(args, "--db", dbURL)
 	}
-	p.engine = start(t, nil, args...)
-	p.engine.waitFor(t, "engine listening")
+	p.engine = startEngine(t, p.url, args...)
 	admin, err := os.ReadFile(filepath.Join(p.dataDir, "admin.token"))
 	require.NoError(t, err)
 	p.admin = strings.TrimSpace(string(admin))

@@ -1,17 +1,12 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +14,7 @@ import (
 
 	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/demo"
+	"github.com/runnel-dev/runnel/internal/process"
 	"github.com/runnel-dev/runnel/internal/testdb"
 )
 
@@ -52,13 +48,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a runnel process whose stderr is watched for lines.
+// proc is a runnel process whose stderr is watched for lines
+// (internal/process, which the bench uses too).
 type proc struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	lines []string
-	added chan struct{} // closed and replaced when a line arrives
-	done  chan struct{}
+	*process.Process
 }
 
 func start(t *testing.T, env []string, args ...string) *proc {
@@ -67,79 +60,73 @@ func start(t *testing.T, env []string, args ...string) *proc {
 }
 
 // startProgram starts any program (the test binary itself, for the fault
-// suite's worker) as a watched process.
+// suite's worker) as a watched process, killed when the test ends.
 func startProgram(t *testing.T, program string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(program, args...), added: make(chan struct{}), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	stderr, err := p.cmd.StderrPipe()
+	p, err := process.Start(process.Config{Program: program, Args: args, Env: env})
 	require.NoError(t, err)
-	p.cmd.Stdout = io.Discard
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			close(p.added)
-			p.added = make(chan struct{})
-			p.mu.Unlock()
-		}
-		_ = p.cmd.Wait()
-	}()
+	return watch(t, p, program, args)
+}
+
+// watch kills p when the test ends, and logs its output if the test failed.
+func watch(t *testing.T, p *process.Process, program string, args []string) *proc {
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = p.Kill()
 		if t.Failed() {
-			t.Logf("%s %s output:\n%s", filepath.Base(program), strings.Join(args, " "), strings.Join(p.output(), "\n"))
+			t.Logf("%s %s output:\n%s", filepath.Base(program), strings.Join(args, " "), strings.Join(p.Lines(), "\n"))
 		}
 	})
+	return &proc{p}
+}
+
+// startEngine starts runnel with args (a server on url) and waits until it
+// is ready there (/readyz).
+func startEngine(t *testing.T, url string, args ...string) *proc {
+	t.Helper()
+	p := start(t, nil, args...)
+	p.waitReady(t, url)
 	return p
 }
 
-func (p *proc) output() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.lines...)
+// restart starts the same process again, once it has exited (kill or stop
+// it first).
+func (p *proc) restart(t *testing.T, url string) *proc {
+	t.Helper()
+	q, err := p.Restart()
+	require.NoError(t, err)
+	r := watch(t, q, runnelBin, nil)
+	r.waitReady(t, url)
+	return r
 }
+
+// waitReady waits until the engine process answers ready on url (/readyz).
+func (p *proc) waitReady(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, p.WaitReady(ctx, url))
+}
+
+func (p *proc) output() []string { return p.Lines() }
 
 // waitFor blocks until a stderr line contains s.
 func (p *proc) waitFor(t *testing.T, s string) {
 	t.Helper()
-	deadline := time.After(60 * time.Second)
-	seen := 0
-	for {
-		p.mu.Lock()
-		lines, added := p.lines, p.added
-		p.mu.Unlock()
-		for ; seen < len(lines); seen++ {
-			if strings.Contains(lines[seen], s) {
-				return
-			}
-		}
-		select {
-		case <-added:
-		case <-p.done:
-			t.Fatalf("process exited before printing %q", s)
-		case <-deadline:
-			t.Fatalf("timed out waiting for %q", s)
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, p.WaitFor(ctx, s))
 }
 
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	<-p.done
+	require.NoError(t, p.Kill())
 }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := process.FreeAddr()
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // Issue 16: the engine is killed with SIGKILL while a step streams from a
@@ -198,8 +185,7 @@ func stepInvocations(w *proc, stepRunID string) int {
 func engineKilledMidRun(t *testing.T, kind, workflow string, input map[string]int, killAt int, want string) {
 	addr := freeAddr(t)
 	args, dataDir := serverArgs(t, kind, addr)
-	engine := start(t, nil, args...)
-	engine.waitFor(t, "engine listening")
+	engine := startEngine(t, "http://"+addr, args...)
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	require.NoError(t, err)
 	env := []string{"RUNNEL_HOST=http://" + addr, "RUNNEL_TOKEN=" + strings.TrimSpace(string(token))}
@@ -224,8 +210,7 @@ func engineKilledMidRun(t *testing.T, kind, workflow string, input map[string]in
 		if !killed && streamed == killAt {
 			killed = true
 			engine.kill(t)
-			engine = start(t, nil, args...)
-			engine.waitFor(t, "engine listening")
+			engine = engine.restart(t, "http://"+addr)
 		}
 	}
 	require.True(t, killed, "the run ended before the engine was killed")
@@ -329,8 +314,7 @@ func TestWorkerAwayPastHeartbeatTimeoutIsReplaced(t *testing.T) {
 			t.Parallel()
 			addr := freeAddr(t)
 			args, dataDir := serverArgs(t, kind, addr, "--heartbeat-interval", "250ms", "--heartbeat-timeout", "1500ms")
-			engine := start(t, nil, args...)
-			engine.waitFor(t, "engine listening")
+			startEngine(t, "http://"+addr, args...)
 			token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 			require.NoError(t, err)
 			env := []string{"RUNNEL_HOST=http://" + addr, "RUNNEL_TOKEN=" + strings.TrimSpace(string(token))}

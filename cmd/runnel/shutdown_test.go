@@ -105,8 +105,7 @@ func TestSIGTERMDrainsGracefully(t *testing.T) {
 	t.Parallel()
 	dataDir, addr := t.TempDir(), freeAddr(t)
 	serverArgs := []string{"server", "--addr", addr, "--data-dir", dataDir, "--log-level", "debug", "--shutdown-timeout", "20s"}
-	engine := start(t, nil, serverArgs...)
-	engine.waitFor(t, "engine listening")
+	engine := startEngine(t, "http://"+addr, serverArgs...)
 	tokenBytes, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	require.NoError(t, err)
 	token := strings.TrimSpace(string(tokenBytes))
@@ -143,18 +142,17 @@ func TestSIGTERMDrainsGracefully(t *testing.T) {
 		}
 		stopped = true
 		sigterm := time.Now()
-		require.NoError(t, engine.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, engine.Signal(syscall.SIGTERM))
 		select {
-		case <-engine.done:
+		case <-engine.Done():
 		case <-time.After(30 * time.Second):
 			t.Fatal("the engine did not exit within 30 s of SIGTERM (--shutdown-timeout 20s)")
 		}
-		require.Equal(t, 0, engine.cmd.ProcessState.ExitCode(), "exit status after SIGTERM")
+		require.Equal(t, 0, engine.ExitCode(), "exit status after SIGTERM")
 		require.Less(t, time.Since(sigterm), 20*time.Second, "the drain waited for its timeout")
 		engine.waitFor(t, "draining")
 		engine.waitFor(t, "drained and stopped")
-		engine = start(t, nil, serverArgs...)
-		engine.waitFor(t, "engine listening")
+		engine = engine.restart(t, "http://"+addr)
 	}
 	require.True(t, stopped, "the run ended before the engine was stopped")
 	require.NoError(t, receiveErr(t, sse.done))

@@ -117,7 +117,7 @@ func TestNeverReadingSSEClientsAreDroppedAndBounded(t *testing.T) {
 	dataDir, addr := t.TempDir(), freeAddr(t)
 	dev := startProgram(t, bin, nil, "dev", "--addr", addr, "--data-dir", dataDir, "--write-timeout", writeTimeout.String())
 	dev.waitFor(t, "worker registered")
-	pid := dev.cmd.Process.Pid
+	pid := dev.Pid()
 	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	require.NoError(t, err)
 	admin := strings.TrimSpace(string(tok))

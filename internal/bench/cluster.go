@@ -1,26 +1,21 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	proc "github.com/runnel-dev/runnel/internal/process"
 	"github.com/runnel-dev/runnel/internal/redact"
 )
 
@@ -37,13 +32,12 @@ type cluster struct {
 	dropSchema func()
 }
 
-// process is a child runnel process.
+// process is a child runnel process (internal/process, as the process
+// tests start theirs).
 type process struct {
+	*proc.Process
 	name string
-	cmd  *exec.Cmd
 	log  string // its stderr
-	done chan struct{}
-	err  error // set before done is closed
 }
 
 // startCluster starts nodes engine processes on one database (or uses
@@ -146,8 +140,11 @@ func (c *cluster) startEngine(ctx context.Context, i int, db string) (*process, 
 		return nil, "", err
 	}
 	base := "http://" + addr
-	if err := waitHealthy(ctx, p, base); err != nil {
-		return nil, "", err
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := p.WaitReady(wctx, base); err != nil {
+		p.stop()
+		return nil, "", fmt.Errorf("%s: %w\n%s", p.name, err, tail(p.log))
 	}
 	return p, base, nil
 }
@@ -165,8 +162,8 @@ func (c *cluster) startWorkers(ctx context.Context, n int, host string, slots in
 		c.workers = append(c.workers, p)
 		select {
 		case <-ready:
-		case <-p.done:
-			return fmt.Errorf("bench worker %d exited before it was ready: %v\n%s", i, p.err, tail(p.log))
+		case <-p.Done():
+			return fmt.Errorf("bench worker %d exited before it was ready: %v\n%s", i, p.Err(), tail(p.log))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(60 * time.Second):
@@ -176,48 +173,58 @@ func (c *cluster) startWorkers(ctx context.Context, n int, host string, slots in
 	return nil
 }
 
-// spawn starts the runnel binary with args. When ready is not nil it is
-// closed once the process prints "ready" on stdout.
+// spawn starts the runnel binary with args, its stderr going to a log
+// file. When ready is not nil it is closed once the process prints "ready"
+// on stdout.
 func (c *cluster) spawn(name string, ready chan struct{}, args ...string) (*process, error) {
 	logPath := filepath.Join(c.dir, strings.ReplaceAll(name, " ", "")+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(c.opts.Binary, args...)
-	cmd.Stderr = logFile
-	var stdout io.ReadCloser
+	cfg := proc.Config{Program: c.opts.Binary, Args: args, Log: logFile}
 	if ready != nil {
-		if stdout, err = cmd.StdoutPipe(); err != nil {
-			logFile.Close()
-			return nil, err
-		}
+		cfg.Stdout = &readyWriter{ready: ready}
 	}
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(cfg)
+	if err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
-		if stdout != nil {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				if strings.TrimSpace(sc.Text()) == "ready" && ready != nil {
-					close(ready)
-					ready = nil
-				}
-			}
-		}
-		p.err = cmd.Wait()
+		<-p.Done()
 		logFile.Close()
-		close(p.done)
 	}()
-	return p, nil
+	return &process{Process: p, name: name, log: logPath}, nil
+}
+
+// readyWriter is a process's stdout: it closes ready at the first line
+// "ready".
+type readyWriter struct {
+	ready chan struct{}
+	line  []byte
+}
+
+func (w *readyWriter) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c != '\n' {
+			if len(w.line) < 64 {
+				w.line = append(w.line, c)
+			}
+			continue
+		}
+		if w.ready != nil && strings.TrimSpace(string(w.line)) == "ready" {
+			close(w.ready)
+			w.ready = nil
+		}
+		w.line = w.line[:0]
+	}
+	return len(b), nil
 }
 
 // rss returns the process's resident set size in bytes (Linux).
 func (p *process) rss() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -231,15 +238,7 @@ func (p *process) rss() (int64, error) {
 }
 
 // stop ends the process: SIGTERM, then SIGKILL if it lingers.
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *process) stop() { _ = p.Stop(10 * time.Second) }
 
 // close stops every process, drops the schema and removes the scratch
 // directory.
@@ -256,37 +255,7 @@ func (c *cluster) close() {
 	_ = os.RemoveAll(c.dir)
 }
 
-func waitHealthy(ctx context.Context, p *process, base string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before it served: %v\n%s", p.name, p.err, tail(p.log))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not healthy at %s after 60s\n%s", p.name, base, tail(p.log))
-		}
-	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+func freeAddr() (string, error) { return proc.FreeAddr() }
 
 // tail returns the end of a log file, for error messages.
 func tail(path string) string {

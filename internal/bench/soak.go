@@ -184,7 +184,7 @@ func soak(ctx context.Context, o Options) ([]Measurement, error) {
 
 // openFDs counts a process's open file descriptors (sockets, files).
 func openFDs(p *process) int {
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))
 	if err != nil {
 		return -1
 	}

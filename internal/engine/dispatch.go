@@ -13,14 +13,14 @@ import (
 // when woken (new work, a freed slot, a new worker) and on a short tick
 // (retries whose backoff passed, work queued through another node).
 func (e *Engine) dispatchLoop(ctx context.Context) {
-	tick := time.NewTicker(e.cfg.DispatchInterval)
+	tick := e.cfg.Clock.NewTicker(e.cfg.DispatchInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.kick:
-		case <-tick.C:
+		case <-tick.C():
 		}
 		e.dispatch(ctx)
 	}

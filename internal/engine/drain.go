@@ -14,11 +14,9 @@ import (
 // elsewhere or after the restart), and new subscriptions, registrations
 // and sessions are refused. Appends, results and other requests keep
 // working until Stop, so those in flight commit and are acknowledged.
-// Safe to call more than once; Stop calls it.
-func (e *Engine) Drain() {
-	e.startDrain()
-	e.closeOnce.Do(func() { close(e.closing) })
-}
+// Safe to call more than once; Stop calls it. Everything that ends on a
+// drain waits on the one draining context.
+func (e *Engine) Drain() { e.startDrain() }
 
 // errDraining is the answer to anything long-lived asked of a draining node.
 func errDraining() error {

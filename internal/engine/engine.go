@@ -21,8 +21,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/clock"
 	"github.com/runnel-dev/runnel/internal/eventlog"
 	"github.com/runnel-dev/runnel/internal/metrics"
+	"github.com/runnel-dev/runnel/internal/startstop"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -64,8 +66,11 @@ type Config struct {
 	// wake-ups (default 2s).
 	SubscriptionPoll time.Duration
 	Logger           *slog.Logger
-	Now              func() time.Time
-	Appender         eventlog.AppenderConfig
+	// Clock is the engine's time: what it stores as now, and what its
+	// loops, timeouts, heartbeats, backoff and retention wait on (default
+	// clock.Real; tests use clocktest.Fake).
+	Clock    clock.Clock
+	Appender eventlog.AppenderConfig
 
 	// MaxSubscribers bounds this node's live subscriptions (SDK and SSE, run
 	// and metadata); MaxSubscribersPerToken bounds those of one non-admin
@@ -122,14 +127,14 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.Real()
 	}
 	if c.Appender.Logger == nil {
 		c.Appender.Logger = c.Logger
 	}
-	if c.Appender.Now == nil {
-		c.Appender.Now = c.Now
+	if c.Appender.Clock == nil {
+		c.Appender.Clock = c.Clock
 	}
 	if c.Appender.Metrics == nil {
 		c.Appender.Metrics = c.Metrics
@@ -157,7 +162,6 @@ type Engine struct {
 	// and worker sessions end, new ones are refused; see drain.go.
 	draining   context.Context
 	startDrain context.CancelFunc
-	closeOnce  sync.Once
 
 	kick chan struct{} // wakes the dispatcher (capacity 1)
 	// sweepKick wakes the maintenance loop's sweep of orphaned child runs
@@ -178,11 +182,12 @@ type Engine struct {
 	// heartbeat timeout after it (maintenance.go).
 	startedAt time.Time
 
+	// dispatcher and maintainer run dispatchLoop and maintenanceLoop.
+	dispatcher startstop.Base
+	maintainer startstop.Base
+
 	lifeMu  sync.Mutex
 	started bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closing chan struct{}
 }
 
 // New returns an engine over st. hub must be the hub the store's commit hook
@@ -196,6 +201,7 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	}
 	reader := eventlog.NewReader(st, hub)
 	reader.Heartbeat = cfg.SubscriptionHeartbeat
+	reader.Clock = cfg.Clock
 	if cfg.SubscriptionPoll > 0 {
 		reader.Poll = cfg.SubscriptionPoll
 	}
@@ -213,7 +219,6 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 		sweepKick: make(chan struct{}, 1),
 		sessions:  make(map[string]*session),
 		resumed:   make(map[string]resumedAttempts),
-		closing:   make(chan struct{}),
 	}
 	e.subscribers = newSubscriberGate(cfg.MaxSubscribers, cfg.MaxSubscribersPerToken)
 	e.mints = newMintLimiter(cfg.TokenMintRate, cfg.TokenMintBurst)
@@ -226,8 +231,10 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	return e, nil
 }
 
-// Start runs the appender, the dispatcher, the maintenance loop and, on a
-// store shared by several nodes, the listener for their commits.
+// Start runs the engine's services (each a startstop.Base): the appender,
+// the dispatcher, the maintenance loop and, on a store shared by several
+// nodes, the listener for their commits. An engine starts once: Stop
+// drains it for good.
 func (e *Engine) Start(ctx context.Context) error {
 	e.lifeMu.Lock()
 	defer e.lifeMu.Unlock()
@@ -236,35 +243,43 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.started = true
 	e.startedAt = e.now()
-	ctx, e.cancel = context.WithCancel(ctx)
-	if err := e.appender.Start(ctx); err != nil {
-		return err
+	start := []func(context.Context) error{
+		e.appender.Start,
+		func(ctx context.Context) error { return e.dispatcher.Start(ctx, e.dispatchLoop) },
+		func(ctx context.Context) error { return e.maintainer.Start(ctx, e.maintenanceLoop) },
 	}
 	if e.listener != nil {
-		if err := e.listener.Start(ctx); err != nil {
+		start = append(start, e.listener.Start)
+	}
+	for _, s := range start {
+		if err := s(ctx); err != nil {
+			e.stopServices()
 			return err
 		}
 	}
-	e.wg.Add(2)
-	go func() { defer e.wg.Done(); e.dispatchLoop(ctx) }()
-	go func() { defer e.wg.Done(); e.maintenanceLoop(ctx) }()
 	return nil
 }
 
 // Stop ends worker sessions (workers reconnect elsewhere or after restart),
 // lets queued stream appends commit, and waits for the engine's goroutines.
-// Safe to call twice or before Start.
+// Safe to call twice, concurrently, or before Start.
 func (e *Engine) Stop() {
 	e.lifeMu.Lock()
-	cancel := e.cancel
-	e.cancel = nil
+	started := e.started
 	e.lifeMu.Unlock()
-	if cancel == nil {
+	if !started {
 		return
 	}
 	e.Drain()
-	cancel()
-	e.wg.Wait()
+	e.stopServices()
+}
+
+// stopServices stops what Start started (each Stop is a no-op for a
+// service not started), the loops first: the appender answers appends
+// until they are done.
+func (e *Engine) stopServices() {
+	e.dispatcher.Stop()
+	e.maintainer.Stop()
 	e.appender.Stop()
 	if e.listener != nil {
 		e.listener.Stop()
@@ -281,7 +296,8 @@ func (e *Engine) wakeDispatcher() {
 	}
 }
 
-func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
+// now is the engine's time as stored: UTC, to the microsecond both stores keep.
+func (e *Engine) now() time.Time { return e.cfg.Clock.Now().UTC().Truncate(time.Microsecond) }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 

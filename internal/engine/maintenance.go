@@ -14,7 +14,7 @@ const maintenanceBatch = 100
 // silent workers dead. Each transition is a conditional update of a locked
 // row, so with several nodes running this loop each one still happens once.
 func (e *Engine) maintenanceLoop(ctx context.Context) {
-	tick := time.NewTicker(e.cfg.MaintenanceInterval)
+	tick := e.cfg.Clock.NewTicker(e.cfg.MaintenanceInterval)
 	defer tick.Stop()
 	ticks := 0
 	for {
@@ -26,22 +26,28 @@ func (e *Engine) maintenanceLoop(ctx context.Context) {
 				e.log.Error("cancel children of ended runs", "err", err)
 			}
 			continue
-		case <-tick.C:
+		case <-tick.C():
 		}
-		if err := e.expireTimeouts(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("expire step timeouts", "err", err)
-		}
-		if err := e.expireWorkers(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("expire dead workers", "err", err)
-		}
-		e.retainIfDue(ctx)
-		if err := e.reconcileSessions(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("reconcile worker sessions", "err", err)
-		}
-		if ticks++; ticks%orphanSweepTicks == 0 {
-			if err := e.sweepOrphans(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("cancel children of ended runs", "err", err)
-			}
+		ticks++
+		e.maintain(ctx, ticks)
+	}
+}
+
+// maintain is one tick of the maintenance loop, the ticks-th.
+func (e *Engine) maintain(ctx context.Context, ticks int) {
+	if err := e.expireTimeouts(ctx); err != nil && ctx.Err() == nil {
+		e.log.Error("expire step timeouts", "err", err)
+	}
+	if err := e.expireWorkers(ctx); err != nil && ctx.Err() == nil {
+		e.log.Error("expire dead workers", "err", err)
+	}
+	e.retainIfDue(ctx)
+	if err := e.reconcileSessions(ctx); err != nil && ctx.Err() == nil {
+		e.log.Error("reconcile worker sessions", "err", err)
+	}
+	if ticks%orphanSweepTicks == 0 {
+		if err := e.sweepOrphans(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("cancel children of ended runs", "err", err)
 		}
 	}
 }

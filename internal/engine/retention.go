@@ -36,14 +36,16 @@ func (e *Engine) retainIfDue(ctx context.Context) {
 	if e.cfg.Retention < 0 {
 		return // kept forever
 	}
-	// Pacing uses the monotonic clock, not Config.Now: a test clock that
-	// stands still must not stop retention, nor one that jumps repeat it.
-	if !e.retainedAt.IsZero() && time.Since(e.retainedAt) < retentionEvery {
+	// Pacing compares the clock's own times, not e.now()'s: the real
+	// clock's carry a monotonic reading, so a wall clock that jumps
+	// neither stops retention nor repeats it.
+	now := e.cfg.Clock.Now()
+	if !e.retainedAt.IsZero() && now.Sub(e.retainedAt) < retentionEvery {
 		return
 	}
 	// Set before the pass, so a failing database is retried a minute
 	// later rather than on every tick.
-	e.retainedAt = time.Now()
+	e.retainedAt = now
 	n, err := e.deleteExpiredRuns(ctx)
 	if n > 0 {
 		e.log.Info("deleted finished runs past retention", "runs", n, "retention", e.cfg.Retention.String())
@@ -60,9 +62,9 @@ func (e *Engine) deleteExpiredRuns(ctx context.Context) (int, error) {
 	// The cutoff is on the engine's clock, the one finish times are written
 	// with, and fixed for the pass so it ends even while runs keep expiring.
 	cutoff := e.now().Add(-e.cfg.Retention)
-	deadline := time.Now().Add(retentionBudget)
+	deadline := e.cfg.Clock.Now().Add(retentionBudget)
 	total := 0
-	for ctx.Err() == nil && time.Now().Before(deadline) {
+	for ctx.Err() == nil && e.cfg.Clock.Now().Before(deadline) {
 		var n int
 		err := e.store.Write(ctx, func(tx store.Tx) error {
 			var err error

@@ -409,7 +409,7 @@ func (e *Engine) serveSession(ctx context.Context, s *session, send func(Message
 			}
 		case <-s.broken:
 			return apierr.New(apierr.Unavailable, "worker session replaced or lost; register again")
-		case <-e.closing:
+		case <-e.draining.Done():
 			return apierr.New(apierr.Unavailable, "engine is shutting down; reconnect")
 		case <-ctx.Done():
 			return nil

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
-	"time"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/clock"
 	"github.com/runnel-dev/runnel/internal/metrics"
+	"github.com/runnel-dev/runnel/internal/startstop"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -38,7 +38,8 @@ type AppenderConfig struct {
 	// workers.
 	QueueLength int
 	Logger      *slog.Logger
-	Now         func() time.Time
+	// Clock stamps the events' creation times (default clock.Real).
+	Clock clock.Clock
 	// Metrics records each group commit (nil: none).
 	Metrics *metrics.Metrics
 }
@@ -56,8 +57,8 @@ func (c *AppenderConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.Real()
 	}
 }
 
@@ -70,11 +71,7 @@ type Appender struct {
 	store store.Store
 	cfg   AppenderConfig
 	queue chan *putRequest
-
-	mu      sync.Mutex
-	started bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	svc   startstop.Base
 }
 
 type putRequest struct {
@@ -85,34 +82,18 @@ type putRequest struct {
 // NewAppender returns an appender writing to st. Start it before use.
 func NewAppender(st store.Store, cfg AppenderConfig) *Appender {
 	cfg.setDefaults()
-	return &Appender{store: st, cfg: cfg, queue: make(chan *putRequest, cfg.QueueLength), done: make(chan struct{})}
+	return &Appender{store: st, cfg: cfg, queue: make(chan *putRequest, cfg.QueueLength)}
 }
 
 // Start runs the batching goroutine until Stop.
-func (a *Appender) Start(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.started {
-		return errors.New("appender already started")
-	}
-	ctx, a.cancel = context.WithCancel(ctx)
-	a.started = true
-	go a.loop(ctx)
-	return nil
-}
+func (a *Appender) Start(ctx context.Context) error { return a.svc.Start(ctx, a.loop) }
 
 // Stop finishes the batch being written, fails requests still queued, and
 // waits for the goroutine. Safe to call twice or before Start.
-func (a *Appender) Stop() {
-	a.mu.Lock()
-	cancel, done := a.cancel, a.done
-	a.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
-}
+func (a *Appender) Stop() { a.svc.Stop() }
+
+// Started returns a channel closed once the batching goroutine runs.
+func (a *Appender) Started() <-chan struct{} { return a.svc.Started() }
 
 // Put validates a request, queues it and waits until its events are stored
 // (or refused). Errors are coded (apierr): InvalidArgument for bad requests,
@@ -132,11 +113,12 @@ func (a *Appender) Put(ctx context.Context, put StreamPut) error {
 		}
 	}
 	req := &putRequest{put: put, result: make(chan error, 1)}
+	stopped := a.svc.Stopped()
 	select {
 	case a.queue <- req:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-a.done:
+	case <-stopped:
 		return errStopping
 	}
 	select {
@@ -146,7 +128,7 @@ func (a *Appender) Put(ctx context.Context, put StreamPut) error {
 		// The batch may still commit; the worker sends the same seqs again
 		// and the duplicates are skipped.
 		return ctx.Err()
-	case <-a.done:
+	case <-stopped:
 		select {
 		case err := <-req.result:
 			return err
@@ -157,7 +139,6 @@ func (a *Appender) Put(ctx context.Context, put StreamPut) error {
 }
 
 func (a *Appender) loop(ctx context.Context) {
-	defer close(a.done)
 	for {
 		var first *putRequest
 		select {
@@ -208,11 +189,11 @@ func payloadBytes(p StreamPut) int {
 func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 	var results []error
 	written := 0
-	began := time.Now()
+	began := a.cfg.Clock.Now()
 	err := a.store.Write(ctx, func(tx store.Tx) error {
 		results = make([]error, len(batch))
 		written = 0
-		now := a.cfg.Now()
+		now := a.cfg.Clock.Now()
 		steps := make(map[string]*store.StepRun)
 		var events []store.Event
 		for i, req := range batch {
@@ -274,7 +255,7 @@ func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 		return tx.AppendEvents(ctx, events)
 	})
 	if err == nil && written > 0 {
-		a.cfg.Metrics.AppendCommitted(written, time.Since(began))
+		a.cfg.Metrics.AppendCommitted(written, a.cfg.Clock.Now().Sub(began))
 	}
 	if err != nil {
 		a.cfg.Logger.Error("append stream events", "requests", len(batch), "err", err)

@@ -2,10 +2,11 @@ package eventlog
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
-	"time"
 
+	"github.com/runnel-dev/runnel/internal/startstop"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -32,8 +33,14 @@ type feed struct {
 	bytes    int
 	terminal bool          // run feeds: the run's terminal event is at or before the tail's end
 	changed  chan struct{} // closed when the tail grows or the run ends
-	stop     context.CancelFunc
-	done     chan struct{}
+
+	// ready is closed once the feed has started (src, base and terminal
+	// set, its goroutine running) or failed to (err set). Until then it is
+	// in the reader's map already, so that others subscribing to the same
+	// source wait for it instead of starting a second feed.
+	ready chan struct{}
+	err   error
+	svc   startstop.Base
 }
 
 // feedKey identifies a feed among the reader's: a run (runID alone, as run
@@ -119,26 +126,66 @@ func (r *Reader) acquireRun(ctx context.Context, tenantID, runID string) (*feed,
 // event at or below it has committed), and whether the run already ended.
 // The caller must release the feed. The feed's goroutine is owned by the
 // reader: the last release stops it and waits for it.
+//
+// start reads the store, so it runs outside r.mu, which every subscription
+// on the node takes: a slow read delays only the subscribers of this
+// source. They wait for the feed's ready signal; the feed is in the map
+// from before start runs, so a source never gets two feeds.
 func (r *Reader) acquire(ctx context.Context, key feedKey, start func(context.Context) (feedSource, int64, bool, error)) (*feed, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if f, ok := r.feeds[key]; ok {
+	for {
+		r.mu.Lock()
+		f, ok := r.feeds[key]
+		if !ok {
+			f = &feed{reader: r, key: key, refs: 1, changed: make(chan struct{}), ready: make(chan struct{})}
+			r.feeds[key] = f
+			r.mu.Unlock()
+			if err := r.start(ctx, f, start); err != nil {
+				return nil, err
+			}
+			return f, nil
+		}
 		f.refs++
-		return f, nil
+		r.mu.Unlock()
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			// Our reference is released once the feed is up (or it failed,
+			// and is gone with its references).
+			go func() {
+				<-f.ready
+				if f.err == nil {
+					r.release(f)
+				}
+			}()
+			return nil, ctx.Err()
+		}
+		if f.err == nil {
+			return f, nil
+		}
+		// The subscriber that started it failed. Its error is ours too,
+		// unless it was only that subscriber leaving: then try again.
+		if ctx.Err() != nil || !(errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+			return nil, f.err
+		}
 	}
+}
+
+// start sets up a new feed of the reader's map with what start returns and
+// runs it, or removes it on error; either way it then signals ready.
+func (r *Reader) start(ctx context.Context, f *feed, start func(context.Context) (feedSource, int64, bool, error)) error {
+	defer close(f.ready)
 	src, base, terminal, err := start(ctx)
 	if err != nil {
-		return nil, err
+		// Nobody released it: references are released only once it is up.
+		r.mu.Lock()
+		delete(r.feeds, f.key)
+		r.mu.Unlock()
+		f.err = err
+		return err
 	}
-	fctx, stop := context.WithCancel(context.Background())
-	f := &feed{
-		reader: r, key: key, src: src, refs: 1,
-		base: base, terminal: terminal, changed: make(chan struct{}),
-		stop: stop, done: make(chan struct{}),
-	}
-	r.feeds[key] = f
-	go f.run(fctx)
-	return f, nil
+	f.src, f.base, f.terminal = src, base, terminal
+	// The feed outlives the subscription that started it, so not ctx.
+	return f.svc.Start(context.Background(), f.run)
 }
 
 // release drops a reference; the last one stops the feed.
@@ -151,17 +198,15 @@ func (r *Reader) release(f *feed) {
 	}
 	r.mu.Unlock()
 	if last {
-		f.stop()
-		<-f.done
+		f.svc.Stop()
 	}
 }
 
 // run reads new events into the tail until the run ends (run feeds) or the
 // feed stops.
 func (f *feed) run(ctx context.Context) {
-	defer close(f.done)
 	r := f.reader
-	poll := time.NewTimer(r.Poll)
+	poll := r.Clock.NewTimer(r.Poll)
 	defer poll.Stop()
 	for {
 		f.mu.Lock()
@@ -192,7 +237,7 @@ func (f *feed) run(ctx context.Context) {
 		resetTimer(poll, r.Poll)
 		select {
 		case <-wake:
-		case <-poll.C:
+		case <-poll.C():
 		case <-ctx.Done():
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runnel-dev/runnel/internal/clock"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -62,6 +63,8 @@ type Reader struct {
 	// Heartbeat is the longest a subscriber goes without a delivery; an idle
 	// subscription gets an empty one (default 15s).
 	Heartbeat time.Duration
+	// Clock times the heartbeats and polls (default clock.Real).
+	Clock clock.Clock
 
 	// shared holds recent large payloads read from the store, so that the
 	// subscribers replaying one share a copy.
@@ -80,7 +83,7 @@ func NewReader(st store.Store, hub *Hub) *Reader {
 	return &Reader{
 		store: st, hub: hub,
 		PageSize: 256, PageBytes: 256 << 10, BatchBytes: 64 << 10, TailEvents: 4096, TailBytes: 8 << 20,
-		Poll: 2 * time.Second, Heartbeat: 15 * time.Second,
+		Poll: 2 * time.Second, Heartbeat: 15 * time.Second, Clock: clock.Real(),
 		feeds:  make(map[feedKey]*feed),
 		shared: newSharedPayloads(sharedPayloadBudget),
 	}
@@ -126,7 +129,7 @@ func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) er
 // delivered (then nil), ctx ends, deliver fails or the store fails.
 func (r *Reader) serve(ctx context.Context, f *feed, after int64, types map[string]bool, deliver Deliver) error {
 	endsWithRun := f.src.endsWithRun()
-	heartbeat := time.NewTimer(r.Heartbeat)
+	heartbeat := r.Clock.NewTimer(r.Heartbeat)
 	defer heartbeat.Stop()
 	// send delivers events (ascending, after `after`) and reports whether
 	// the run's terminal event was among them.
@@ -168,7 +171,7 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, types map[stri
 			}
 			select {
 			case <-view.changed:
-			case <-heartbeat.C:
+			case <-heartbeat.C():
 				if err := deliver(nil, after); err != nil {
 					return err
 				}
@@ -217,13 +220,9 @@ func (r *Reader) batchLen(events []store.Event) int {
 	return n
 }
 
-func resetTimer(t *time.Timer, d time.Duration) {
-	if !t.Stop() {
-		select {
-		case <-t.C:
-		default:
-		}
-	}
+// resetTimer re-arms t to fire d from now. Since Go 1.23 a Reset timer
+// delivers no value from before the Reset, so there is nothing to drain.
+func resetTimer(t clock.Timer, d time.Duration) {
 	t.Reset(max(d, time.Millisecond))
 }
 

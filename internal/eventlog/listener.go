@@ -2,10 +2,9 @@ package eventlog
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"sync"
 
+	"github.com/runnel-dev/runnel/internal/startstop"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -36,11 +35,7 @@ type Listener struct {
 	notifier store.Notifier
 	hub      *Hub
 	cfg      ListenerConfig
-
-	mu      sync.Mutex
-	started bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	svc      startstop.Base
 }
 
 // NewListener returns a listener that wakes hub on notifier's wake-ups.
@@ -48,20 +43,12 @@ func NewListener(notifier store.Notifier, hub *Hub, cfg ListenerConfig) *Listene
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Listener{notifier: notifier, hub: hub, cfg: cfg, done: make(chan struct{})}
+	return &Listener{notifier: notifier, hub: hub, cfg: cfg}
 }
 
 // Start listens until Stop or until ctx ends.
 func (l *Listener) Start(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.started {
-		return errors.New("listener already started")
-	}
-	l.started = true
-	ctx, l.cancel = context.WithCancel(ctx)
-	go func() {
-		defer close(l.done)
+	return l.svc.Start(ctx, func(ctx context.Context) {
 		l.notifier.Listen(ctx, store.Notifications{
 			Events:       l.wake,
 			TokenRevoked: l.cfg.TokenRevoked,
@@ -69,22 +56,12 @@ func (l *Listener) Start(ctx context.Context) error {
 				l.cfg.Logger.Warn("listening for event notifications; reconnecting", "err", err)
 			},
 		})
-	}()
-	return nil
+	})
 }
 
 // Stop ends listening and waits until the store's Listen has returned.
 // Safe to call twice or before Start.
-func (l *Listener) Stop() {
-	l.mu.Lock()
-	cancel := l.cancel
-	l.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-l.done
-}
+func (l *Listener) Stop() { l.svc.Stop() }
 
 func (l *Listener) wake() {
 	l.hub.NotifyAll()

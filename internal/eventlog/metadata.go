@@ -117,6 +117,14 @@ func (r *Reader) Stats() FeedStats {
 	r.mu.Unlock()
 	var st FeedStats
 	for _, f := range feeds {
+		select {
+		case <-f.ready:
+			if f.err != nil {
+				continue
+			}
+		default:
+			continue // starting; its source is not set yet
+		}
 		if f.src.endsWithRun() {
 			st.RunFeeds++
 		} else {

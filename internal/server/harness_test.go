@@ -3,8 +3,6 @@ package server_test
 import (
 	"context"
 	"log/slog"
-	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -13,7 +11,7 @@ import (
 	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/engine"
 	"github.com/runnel-dev/runnel/internal/server"
-	"github.com/runnel-dev/runnel/internal/testdb"
+	"github.com/runnel-dev/runnel/internal/testengine"
 )
 
 // stores are the dialects every engine behaviour is checked on.
@@ -25,40 +23,24 @@ type node struct {
 	url    string
 }
 
-// startNode starts an in-process engine node on a fresh database of the
-// given kind, with short timers so worker loss and timeouts are quick.
+// startNode starts an in-process engine node (internal/testengine) on a
+// fresh database of the given kind, with short timers so worker loss and
+// timeouts are quick.
 func startNode(t testing.TB, kind string, adjust ...func(*server.Config)) *node {
 	t.Helper()
-	cfg := server.Config{
-		DataDir: t.TempDir(),
-		Logger:  testLogger(t),
-		Engine: engine.Config{
+	opts := []testengine.Option{func(cfg *server.Config) {
+		cfg.Engine = engine.Config{
 			HeartbeatInterval:   200 * time.Millisecond,
 			HeartbeatTimeout:    5 * time.Second, // generous: CI machines under -race are slow
 			MaintenanceInterval: 50 * time.Millisecond,
 			DispatchInterval:    50 * time.Millisecond,
-		},
-	}
-	if kind == "postgres" {
-		cfg.DatabaseURL = testdb.PostgresURL(t)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	cfg.Listener = ln // before adjust, which may wrap it
+		}
+	}}
 	for _, f := range adjust {
-		f(&cfg)
+		opts = append(opts, f)
 	}
-	srv, err := server.Start(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Stop(ctx))
-	})
-	// A node joining an existing database has no admin token of its own.
-	c, err := runnel.NewClient(runnel.WithHost(srv.URL()), runnel.WithToken(srv.AdminToken), runnel.WithLogger(testLogger(t)))
-	require.NoError(t, err)
-	return &node{srv: srv, client: c, url: srv.URL()}
+	e := testengine.StartOn(t, kind, opts...)
+	return &node{srv: e.Server, client: e.Client, url: e.URL}
 }
 
 // startWorker runs a worker with the workflows until the test ends; the
@@ -106,12 +88,7 @@ func waitRun(t *testing.T, n *node, runID string) (*runnel.Run, []runnel.Event) 
 	return run, events
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("RUNNEL_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func testLogger(testing.TB) *slog.Logger { return testengine.Logger() }
 
 func forEachStore(t *testing.T, fn func(t *testing.T, n *node), adjust ...func(*server.Config)) {
 	for _, kind := range stores {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/clock/clocktest"
 	"github.com/runnel-dev/runnel/internal/demo"
 	"github.com/runnel-dev/runnel/internal/server"
 )
@@ -313,7 +314,7 @@ func TestHTTPIsolation(t *testing.T) {
 			t.Parallel()
 			var offset atomic.Int64 // the engine's clock, moved forward to expire tokens
 			n := startNode(t, kind, func(cfg *server.Config) {
-				cfg.Engine.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+				cfg.Engine.Clock = clocktest.Offset(&offset)
 			})
 			httpIsolation(t, n, &offset)
 		})

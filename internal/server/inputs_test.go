@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/clock/clocktest"
 	"github.com/runnel-dev/runnel/internal/dashboard"
 	"github.com/runnel-dev/runnel/internal/demo"
 	pb "github.com/runnel-dev/runnel/internal/gen/runnel/v1"
@@ -421,7 +422,7 @@ func TestTokenExpiryAndRevocation(t *testing.T) {
 			t.Parallel()
 			var offset atomic.Int64 // the engine's clock, moved forward to expire tokens
 			n := startNode(t, kind, func(cfg *server.Config) {
-				cfg.Engine.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+				cfg.Engine.Clock = clocktest.Offset(&offset)
 			})
 			tokenExpiryAndRevocation(t, n, &offset)
 		})
