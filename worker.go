@@ -411,6 +411,9 @@ func (s *session) listen(ctx, sctx context.Context, steps *sync.WaitGroup) error
 	return errors.New("listen: the engine ended the stream")
 }
 
+// heartbeatCallFactor × the heartbeat interval bounds one Heartbeat call.
+const heartbeatCallFactor = 4
+
 // heartbeatLoop tells the engine the worker is alive, every interval the
 // engine asked for. It drops the session when the engine no longer knows
 // the worker (it declared it dead and re-queued its steps) or when
@@ -425,7 +428,10 @@ func (s *session) heartbeatLoop(sctx context.Context, drop context.CancelCauseFu
 			return
 		case <-t.C:
 		}
-		hctx, cancel := context.WithTimeout(sctx, s.heartbeat)
+		// A slow heartbeat (an engine busy writing) still keeps the worker
+		// alive when it lands; cutting it off at one interval would not,
+		// and would make a loaded engine declare live workers dead.
+		hctx, cancel := context.WithTimeout(sctx, heartbeatCallFactor*s.heartbeat)
 		_, err := s.w.c.worker.Heartbeat(hctx, connect.NewRequest(&runnelv1.HeartbeatRequest{WorkerId: s.id}))
 		cancel()
 		switch {
