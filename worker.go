@@ -241,13 +241,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.mu.Unlock()
 	}()
 
+	// Leaving on purpose, the worker says so once its steps have stopped
+	// (deferred before steps.Wait, so it runs after it): the engine
+	// re-queues what they did not finish now, not after its heartbeat
+	// timeout.
+	prevID := ""
+	defer func() { w.deregister(prevID) }()
+
 	// Step goroutines belong to Run, not to a session: a step that is slow
 	// to honour its cancelled context must not hold up re-registration.
 	var steps sync.WaitGroup
 	defer steps.Wait()
 
 	bo := newBackoff(w.tun.reconnectBase, w.tun.reconnectMax)
-	prevID := ""
 	for {
 		running := w.runningAttempts()
 		sess, resumed, err := w.register(ctx, defs, byName, prevID, running)
@@ -286,6 +292,23 @@ func (w *Worker) Run(ctx context.Context) error {
 		if !sleep(ctx, d) {
 			return nil
 		}
+	}
+}
+
+// deregisterTimeout bounds the goodbye of a stopping worker: an engine that
+// does not answer in time finds the worker gone at its heartbeat timeout.
+const deregisterTimeout = 5 * time.Second
+
+// deregister tells the engine that worker id left on purpose. Best effort:
+// an unreachable engine declares the worker dead at its heartbeat timeout.
+func (w *Worker) deregister(id string) {
+	if id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deregisterTimeout)
+	defer cancel()
+	if _, err := w.c.worker.DeregisterWorker(ctx, connect.NewRequest(&runnelv1.DeregisterWorkerRequest{WorkerId: id})); err != nil {
+		w.log.Debug("deregister worker", "worker_id", id, "error", err)
 	}
 }
 

@@ -34,11 +34,12 @@ const (
 // rpcReadLimits is the read limit of every procedure; a test checks that
 // every procedure of the services has one.
 var rpcReadLimits = map[string]int64{
-	runnelv1connect.WorkerServiceRegisterWorkerProcedure: rpcRegisterLimit,
-	runnelv1connect.WorkerServiceListenProcedure:         rpcSmallLimit,
-	runnelv1connect.WorkerServiceHeartbeatProcedure:      rpcSmallLimit,
-	runnelv1connect.WorkerServicePutStreamProcedure:      rpcPutStreamLimit,
-	runnelv1connect.WorkerServiceCompleteStepProcedure:   rpcInputLimit,
+	runnelv1connect.WorkerServiceRegisterWorkerProcedure:   rpcRegisterLimit,
+	runnelv1connect.WorkerServiceListenProcedure:           rpcSmallLimit,
+	runnelv1connect.WorkerServiceHeartbeatProcedure:        rpcSmallLimit,
+	runnelv1connect.WorkerServiceDeregisterWorkerProcedure: rpcSmallLimit,
+	runnelv1connect.WorkerServicePutStreamProcedure:        rpcPutStreamLimit,
+	runnelv1connect.WorkerServiceCompleteStepProcedure:     rpcInputLimit,
 	// A step's error message is kept up to 64 KiB; the SDK may send more,
 	// which the engine truncates.
 	runnelv1connect.WorkerServiceFailStepProcedure:       rpcRegisterLimit,

@@ -91,6 +91,17 @@ func (s *workerService) Listen(ctx context.Context, req *connect.Request[pb.List
 	})
 }
 
+func (s *workerService) DeregisterWorker(ctx context.Context, req *connect.Request[pb.DeregisterWorkerRequest]) (*connect.Response[pb.DeregisterWorkerResponse], error) {
+	p := mustPrincipal(ctx)
+	if err := requireWriter(p); err != nil {
+		return nil, err
+	}
+	if err := s.engine.DeregisterWorker(ctx, p.TenantID, req.Msg.WorkerId); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.DeregisterWorkerResponse{}), nil
+}
+
 func (s *workerService) Heartbeat(ctx context.Context, req *connect.Request[pb.HeartbeatRequest]) (*connect.Response[pb.HeartbeatResponse], error) {
 	p := mustPrincipal(ctx)
 	if err := requireWriter(p); err != nil {

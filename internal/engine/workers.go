@@ -320,6 +320,32 @@ func (e *Engine) resume(ctx context.Context, tenantID, prevID, newID string, run
 	return resumed, nil
 }
 
+// DeregisterWorker is a worker leaving on purpose: its running attempts are
+// re-queued now (as when it is lost, not counted against retries) rather
+// than after the heartbeat timeout, and it is marked dead. Allowed while
+// the node drains: a worker stopping with it should not leave its steps
+// waiting for the timeout. Errors: NotFound for an unknown worker or one of
+// another tenant.
+func (e *Engine) DeregisterWorker(ctx context.Context, tenantID, workerID string) error {
+	if err := CheckText("worker id", workerID); err != nil {
+		return err
+	}
+	var w store.Worker
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		var err error
+		w, err = tx.GetWorkerForUpdate(ctx, workerID)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) || (err == nil && w.TenantID != tenantID) {
+		return apierr.New(apierr.NotFound, "worker %s is not registered", workerID)
+	}
+	if err != nil {
+		return fmt.Errorf("read worker %s: %w", workerID, err)
+	}
+	// Not abandoned if the worker hangs up before the answer.
+	return e.workerLost(context.WithoutCancel(ctx), tenantID, workerID, "worker stopped")
+}
+
 // HeartbeatInterval is how often workers must call Heartbeat.
 func (e *Engine) HeartbeatInterval() time.Duration { return e.cfg.HeartbeatInterval }
 

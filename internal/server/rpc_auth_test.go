@@ -140,7 +140,7 @@ func TestEveryProcedureHasAReadLimit(t *testing.T) {
 			count++
 		}
 	}
-	require.Equal(t, 18, count)
+	require.Equal(t, 19, count)
 	limit, _ := api.RPCReadLimit(runnelv1connect.RunServiceTriggerRunProcedure)
 	require.Greater(t, limit, int64(4<<20*4/3), "a 4 MiB input as base64 JSON fits")
 	require.True(t, strings.HasPrefix(runnelv1connect.RunServiceTriggerRunProcedure, "/runnel.v1."))

@@ -202,6 +202,16 @@ class ListenResponse(Message):
 
 
 @dataclass
+class DeregisterWorkerRequest(Message):
+    worker_id: str = ""
+
+
+@dataclass
+class DeregisterWorkerResponse(Message):
+    pass
+
+
+@dataclass
 class HeartbeatRequest(Message):
     worker_id: str = ""
 

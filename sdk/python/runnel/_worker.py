@@ -212,10 +212,25 @@ class Worker:
             tasks = [t for t in (att.task for att in self._attempts.values()) if t is not None]
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            await self._deregister()
             self._pool.shutdown(wait=False, cancel_futures=True)
             await self._aio.aclose()
             self._running = False
             self._loop = None
+
+    async def _deregister(self) -> None:
+        """Tells the engine this worker leaves on purpose, once its steps have
+        ended, so that it re-queues what they did not finish at once rather
+        than at its heartbeat timeout. Best effort: an engine it cannot reach
+        finds the worker gone at that timeout anyway."""
+        if not self.worker_id:
+            return
+        try:
+            await self._aio.unary(
+                _W + "DeregisterWorker", pb.DeregisterWorkerRequest(worker_id=self.worker_id), pb.DeregisterWorkerResponse, 5.0
+            )
+        except Exception as e:  # noqa: BLE001 - a goodbye must not fail the stop
+            log.debug("deregister worker %s: %s", self.worker_id, e)
 
     async def _run(self) -> None:
         assert self._stopping is not None

@@ -647,6 +647,86 @@ func (x *StepCancellation) GetReason() string {
 	return ""
 }
 
+type DeregisterWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeregisterWorkerRequest) Reset() {
+	*x = DeregisterWorkerRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeregisterWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeregisterWorkerRequest) ProtoMessage() {}
+
+func (x *DeregisterWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeregisterWorkerRequest.ProtoReflect.Descriptor instead.
+func (*DeregisterWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeregisterWorkerRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+type DeregisterWorkerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeregisterWorkerResponse) Reset() {
+	*x = DeregisterWorkerResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeregisterWorkerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeregisterWorkerResponse) ProtoMessage() {}
+
+func (x *DeregisterWorkerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeregisterWorkerResponse.ProtoReflect.Descriptor instead.
+func (*DeregisterWorkerResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{10}
+}
+
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -656,7 +736,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +748,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +761,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{9}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -699,7 +779,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +791,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +804,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{10}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{12}
 }
 
 type PutStreamRequest struct {
@@ -741,7 +821,7 @@ type PutStreamRequest struct {
 
 func (x *PutStreamRequest) Reset() {
 	*x = PutStreamRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +833,7 @@ func (x *PutStreamRequest) String() string {
 func (*PutStreamRequest) ProtoMessage() {}
 
 func (x *PutStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +846,7 @@ func (x *PutStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutStreamRequest.ProtoReflect.Descriptor instead.
 func (*PutStreamRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{11}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutStreamRequest) GetStepRunId() string {
@@ -805,7 +885,7 @@ type PutStreamResponse struct {
 
 func (x *PutStreamResponse) Reset() {
 	*x = PutStreamResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +897,7 @@ func (x *PutStreamResponse) String() string {
 func (*PutStreamResponse) ProtoMessage() {}
 
 func (x *PutStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +910,7 @@ func (x *PutStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutStreamResponse.ProtoReflect.Descriptor instead.
 func (*PutStreamResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{12}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{14}
 }
 
 type CompleteStepRequest struct {
@@ -844,7 +924,7 @@ type CompleteStepRequest struct {
 
 func (x *CompleteStepRequest) Reset() {
 	*x = CompleteStepRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +936,7 @@ func (x *CompleteStepRequest) String() string {
 func (*CompleteStepRequest) ProtoMessage() {}
 
 func (x *CompleteStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +949,7 @@ func (x *CompleteStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteStepRequest.ProtoReflect.Descriptor instead.
 func (*CompleteStepRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{13}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CompleteStepRequest) GetStepRunId() string {
@@ -901,7 +981,7 @@ type CompleteStepResponse struct {
 
 func (x *CompleteStepResponse) Reset() {
 	*x = CompleteStepResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +993,7 @@ func (x *CompleteStepResponse) String() string {
 func (*CompleteStepResponse) ProtoMessage() {}
 
 func (x *CompleteStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1006,7 @@ func (x *CompleteStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteStepResponse.ProtoReflect.Descriptor instead.
 func (*CompleteStepResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{14}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{16}
 }
 
 type FailStepRequest struct {
@@ -942,7 +1022,7 @@ type FailStepRequest struct {
 
 func (x *FailStepRequest) Reset() {
 	*x = FailStepRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1034,7 @@ func (x *FailStepRequest) String() string {
 func (*FailStepRequest) ProtoMessage() {}
 
 func (x *FailStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1047,7 @@ func (x *FailStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailStepRequest.ProtoReflect.Descriptor instead.
 func (*FailStepRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{15}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FailStepRequest) GetStepRunId() string {
@@ -1006,7 +1086,7 @@ type FailStepResponse struct {
 
 func (x *FailStepResponse) Reset() {
 	*x = FailStepResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1098,7 @@ func (x *FailStepResponse) String() string {
 func (*FailStepResponse) ProtoMessage() {}
 
 func (x *FailStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1111,7 @@ func (x *FailStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailStepResponse.ProtoReflect.Descriptor instead.
 func (*FailStepResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{16}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{18}
 }
 
 type TriggerRunRequest struct {
@@ -1045,7 +1125,7 @@ type TriggerRunRequest struct {
 
 func (x *TriggerRunRequest) Reset() {
 	*x = TriggerRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1137,7 @@ func (x *TriggerRunRequest) String() string {
 func (*TriggerRunRequest) ProtoMessage() {}
 
 func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1150,7 @@ func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunRequest.ProtoReflect.Descriptor instead.
 func (*TriggerRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{17}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TriggerRunRequest) GetWorkflow() string {
@@ -1103,7 +1183,7 @@ type TriggerRunResponse struct {
 
 func (x *TriggerRunResponse) Reset() {
 	*x = TriggerRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1195,7 @@ func (x *TriggerRunResponse) String() string {
 func (*TriggerRunResponse) ProtoMessage() {}
 
 func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1208,7 @@ func (x *TriggerRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunResponse.ProtoReflect.Descriptor instead.
 func (*TriggerRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{18}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TriggerRunResponse) GetRunId() string {
@@ -1147,7 +1227,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1239,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1252,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{19}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1191,7 +1271,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1283,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1296,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{20}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1247,7 +1327,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1339,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1352,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{21}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Run) GetId() string {
@@ -1384,7 +1464,7 @@ type StepRun struct {
 
 func (x *StepRun) Reset() {
 	*x = StepRun{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1476,7 @@ func (x *StepRun) String() string {
 func (*StepRun) ProtoMessage() {}
 
 func (x *StepRun) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1489,7 @@ func (x *StepRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepRun.ProtoReflect.Descriptor instead.
 func (*StepRun) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{22}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StepRun) GetId() string {
@@ -1496,7 +1576,7 @@ type StepAttempt struct {
 
 func (x *StepAttempt) Reset() {
 	*x = StepAttempt{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1588,7 @@ func (x *StepAttempt) String() string {
 func (*StepAttempt) ProtoMessage() {}
 
 func (x *StepAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1601,7 @@ func (x *StepAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepAttempt.ProtoReflect.Descriptor instead.
 func (*StepAttempt) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{23}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StepAttempt) GetAttempt() int32 {
@@ -1580,7 +1660,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1672,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1685,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{24}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListRunsRequest) GetWorkflow() string {
@@ -1659,7 +1739,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1751,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1764,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{25}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1703,7 +1783,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1795,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1808,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{26}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -1747,7 +1827,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1839,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1852,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{27}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelRunResponse) GetStatus() string {
@@ -1790,7 +1870,7 @@ type ListWorkflowsRequest struct {
 
 func (x *ListWorkflowsRequest) Reset() {
 	*x = ListWorkflowsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1882,7 @@ func (x *ListWorkflowsRequest) String() string {
 func (*ListWorkflowsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1895,7 @@ func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{28}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{30}
 }
 
 type ListWorkflowsResponse struct {
@@ -1827,7 +1907,7 @@ type ListWorkflowsResponse struct {
 
 func (x *ListWorkflowsResponse) Reset() {
 	*x = ListWorkflowsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1919,7 @@ func (x *ListWorkflowsResponse) String() string {
 func (*ListWorkflowsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1932,7 @@ func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{29}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListWorkflowsResponse) GetWorkflows() []*WorkflowDefinition {
@@ -1877,7 +1957,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1969,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1982,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{30}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubscribeRequest) GetRunId() string {
@@ -1946,7 +2026,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2038,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2051,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{31}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SubscribeResponse) GetEvents() []*Event {
@@ -2014,7 +2094,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2106,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2119,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{32}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Event) GetPosition() string {
@@ -2126,7 +2206,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2218,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2231,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{33}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateTokenRequest) GetTenant() string {
@@ -2196,7 +2276,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2288,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2301,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{34}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -2268,7 +2348,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2360,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2373,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{35}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -2353,7 +2433,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2445,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2458,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{36}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{38}
 }
 
 type ListTokensResponse struct {
@@ -2390,7 +2470,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2482,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[37]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2495,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{37}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -2434,7 +2514,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2526,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[38]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2539,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{38}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RevokeTokenRequest) GetTokenId() string {
@@ -2480,7 +2560,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2572,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[39]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2585,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{39}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RevokeTokenResponse) GetRevokedIds() []string {
@@ -2531,7 +2611,7 @@ type SpawnRunRequest struct {
 
 func (x *SpawnRunRequest) Reset() {
 	*x = SpawnRunRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[40]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2623,7 @@ func (x *SpawnRunRequest) String() string {
 func (*SpawnRunRequest) ProtoMessage() {}
 
 func (x *SpawnRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[40]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2636,7 @@ func (x *SpawnRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRunRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRunRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{40}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SpawnRunRequest) GetParentStepRunId() string {
@@ -2610,7 +2690,7 @@ type SpawnRunResponse struct {
 
 func (x *SpawnRunResponse) Reset() {
 	*x = SpawnRunResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[41]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2702,7 @@ func (x *SpawnRunResponse) String() string {
 func (*SpawnRunResponse) ProtoMessage() {}
 
 func (x *SpawnRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[41]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2715,7 @@ func (x *SpawnRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRunResponse.ProtoReflect.Descriptor instead.
 func (*SpawnRunResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{41}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SpawnRunResponse) GetRunId() string {
@@ -2659,7 +2739,7 @@ type SubscribeMetadataRequest struct {
 
 func (x *SubscribeMetadataRequest) Reset() {
 	*x = SubscribeMetadataRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[42]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2751,7 @@ func (x *SubscribeMetadataRequest) String() string {
 func (*SubscribeMetadataRequest) ProtoMessage() {}
 
 func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[42]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2764,7 @@ func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeMetadataRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{42}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SubscribeMetadataRequest) GetKey() string {
@@ -2727,7 +2807,7 @@ type PushEventRequest struct {
 
 func (x *PushEventRequest) Reset() {
 	*x = PushEventRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[43]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2819,7 @@ func (x *PushEventRequest) String() string {
 func (*PushEventRequest) ProtoMessage() {}
 
 func (x *PushEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[43]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2832,7 @@ func (x *PushEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushEventRequest.ProtoReflect.Descriptor instead.
 func (*PushEventRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{43}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PushEventRequest) GetKey() string {
@@ -2785,7 +2865,7 @@ type PushEventResponse struct {
 
 func (x *PushEventResponse) Reset() {
 	*x = PushEventResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[44]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +2877,7 @@ func (x *PushEventResponse) String() string {
 func (*PushEventResponse) ProtoMessage() {}
 
 func (x *PushEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[44]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +2890,7 @@ func (x *PushEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushEventResponse.ProtoReflect.Descriptor instead.
 func (*PushEventResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{44}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PushEventResponse) GetRunIds() []string {
@@ -2878,7 +2958,10 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x10StepCancellation\x12\x1e\n" +
 	"\vstep_run_id\x18\x01 \x01(\tR\tstepRunId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"/\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"6\n" +
+	"\x17DeregisterWorkerRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\x1a\n" +
+	"\x18DeregisterWorkerResponse\"/\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\x13\n" +
 	"\x11HeartbeatResponse\"\x85\x01\n" +
@@ -3037,10 +3120,11 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\",\n" +
 	"\x11PushEventResponse\x12\x17\n" +
-	"\arun_ids\x18\x01 \x03(\tR\x06runIds2\x92\x04\n" +
+	"\arun_ids\x18\x01 \x03(\tR\x06runIds2\xef\x04\n" +
 	"\rWorkerService\x12U\n" +
 	"\x0eRegisterWorker\x12 .runnel.v1.RegisterWorkerRequest\x1a!.runnel.v1.RegisterWorkerResponse\x12?\n" +
-	"\x06Listen\x12\x18.runnel.v1.ListenRequest\x1a\x19.runnel.v1.ListenResponse0\x01\x12F\n" +
+	"\x06Listen\x12\x18.runnel.v1.ListenRequest\x1a\x19.runnel.v1.ListenResponse0\x01\x12[\n" +
+	"\x10DeregisterWorker\x12\".runnel.v1.DeregisterWorkerRequest\x1a#.runnel.v1.DeregisterWorkerResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.runnel.v1.HeartbeatRequest\x1a\x1c.runnel.v1.HeartbeatResponse\x12F\n" +
 	"\tPutStream\x12\x1b.runnel.v1.PutStreamRequest\x1a\x1c.runnel.v1.PutStreamResponse\x12O\n" +
 	"\fCompleteStep\x12\x1e.runnel.v1.CompleteStepRequest\x1a\x1f.runnel.v1.CompleteStepResponse\x12C\n" +
@@ -3074,7 +3158,7 @@ func file_runnel_v1_runnel_proto_rawDescGZIP() []byte {
 	return file_runnel_v1_runnel_proto_rawDescData
 }
 
-var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_runnel_v1_runnel_proto_goTypes = []any{
 	(*StepDefinition)(nil),           // 0: runnel.v1.StepDefinition
 	(*WorkflowDefinition)(nil),       // 1: runnel.v1.WorkflowDefinition
@@ -3085,48 +3169,50 @@ var file_runnel_v1_runnel_proto_goTypes = []any{
 	(*ListenResponse)(nil),           // 6: runnel.v1.ListenResponse
 	(*StepAssignment)(nil),           // 7: runnel.v1.StepAssignment
 	(*StepCancellation)(nil),         // 8: runnel.v1.StepCancellation
-	(*HeartbeatRequest)(nil),         // 9: runnel.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 10: runnel.v1.HeartbeatResponse
-	(*PutStreamRequest)(nil),         // 11: runnel.v1.PutStreamRequest
-	(*PutStreamResponse)(nil),        // 12: runnel.v1.PutStreamResponse
-	(*CompleteStepRequest)(nil),      // 13: runnel.v1.CompleteStepRequest
-	(*CompleteStepResponse)(nil),     // 14: runnel.v1.CompleteStepResponse
-	(*FailStepRequest)(nil),          // 15: runnel.v1.FailStepRequest
-	(*FailStepResponse)(nil),         // 16: runnel.v1.FailStepResponse
-	(*TriggerRunRequest)(nil),        // 17: runnel.v1.TriggerRunRequest
-	(*TriggerRunResponse)(nil),       // 18: runnel.v1.TriggerRunResponse
-	(*GetRunRequest)(nil),            // 19: runnel.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 20: runnel.v1.GetRunResponse
-	(*Run)(nil),                      // 21: runnel.v1.Run
-	(*StepRun)(nil),                  // 22: runnel.v1.StepRun
-	(*StepAttempt)(nil),              // 23: runnel.v1.StepAttempt
-	(*ListRunsRequest)(nil),          // 24: runnel.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 25: runnel.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),         // 26: runnel.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 27: runnel.v1.CancelRunResponse
-	(*ListWorkflowsRequest)(nil),     // 28: runnel.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),    // 29: runnel.v1.ListWorkflowsResponse
-	(*SubscribeRequest)(nil),         // 30: runnel.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),        // 31: runnel.v1.SubscribeResponse
-	(*Event)(nil),                    // 32: runnel.v1.Event
-	(*CreateTokenRequest)(nil),       // 33: runnel.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 34: runnel.v1.CreateTokenResponse
-	(*TokenInfo)(nil),                // 35: runnel.v1.TokenInfo
-	(*ListTokensRequest)(nil),        // 36: runnel.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),       // 37: runnel.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),       // 38: runnel.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),      // 39: runnel.v1.RevokeTokenResponse
-	(*SpawnRunRequest)(nil),          // 40: runnel.v1.SpawnRunRequest
-	(*SpawnRunResponse)(nil),         // 41: runnel.v1.SpawnRunResponse
-	(*SubscribeMetadataRequest)(nil), // 42: runnel.v1.SubscribeMetadataRequest
-	(*PushEventRequest)(nil),         // 43: runnel.v1.PushEventRequest
-	(*PushEventResponse)(nil),        // 44: runnel.v1.PushEventResponse
-	nil,                              // 45: runnel.v1.StepAssignment.AdditionalMetadataEntry
-	nil,                              // 46: runnel.v1.StepAssignment.ParentOutputsEntry
-	nil,                              // 47: runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
-	nil,                              // 48: runnel.v1.Run.AdditionalMetadataEntry
-	nil,                              // 49: runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
-	nil,                              // 50: runnel.v1.PushEventRequest.AdditionalMetadataEntry
+	(*DeregisterWorkerRequest)(nil),  // 9: runnel.v1.DeregisterWorkerRequest
+	(*DeregisterWorkerResponse)(nil), // 10: runnel.v1.DeregisterWorkerResponse
+	(*HeartbeatRequest)(nil),         // 11: runnel.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 12: runnel.v1.HeartbeatResponse
+	(*PutStreamRequest)(nil),         // 13: runnel.v1.PutStreamRequest
+	(*PutStreamResponse)(nil),        // 14: runnel.v1.PutStreamResponse
+	(*CompleteStepRequest)(nil),      // 15: runnel.v1.CompleteStepRequest
+	(*CompleteStepResponse)(nil),     // 16: runnel.v1.CompleteStepResponse
+	(*FailStepRequest)(nil),          // 17: runnel.v1.FailStepRequest
+	(*FailStepResponse)(nil),         // 18: runnel.v1.FailStepResponse
+	(*TriggerRunRequest)(nil),        // 19: runnel.v1.TriggerRunRequest
+	(*TriggerRunResponse)(nil),       // 20: runnel.v1.TriggerRunResponse
+	(*GetRunRequest)(nil),            // 21: runnel.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 22: runnel.v1.GetRunResponse
+	(*Run)(nil),                      // 23: runnel.v1.Run
+	(*StepRun)(nil),                  // 24: runnel.v1.StepRun
+	(*StepAttempt)(nil),              // 25: runnel.v1.StepAttempt
+	(*ListRunsRequest)(nil),          // 26: runnel.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 27: runnel.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 28: runnel.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 29: runnel.v1.CancelRunResponse
+	(*ListWorkflowsRequest)(nil),     // 30: runnel.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),    // 31: runnel.v1.ListWorkflowsResponse
+	(*SubscribeRequest)(nil),         // 32: runnel.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 33: runnel.v1.SubscribeResponse
+	(*Event)(nil),                    // 34: runnel.v1.Event
+	(*CreateTokenRequest)(nil),       // 35: runnel.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 36: runnel.v1.CreateTokenResponse
+	(*TokenInfo)(nil),                // 37: runnel.v1.TokenInfo
+	(*ListTokensRequest)(nil),        // 38: runnel.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 39: runnel.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 40: runnel.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 41: runnel.v1.RevokeTokenResponse
+	(*SpawnRunRequest)(nil),          // 42: runnel.v1.SpawnRunRequest
+	(*SpawnRunResponse)(nil),         // 43: runnel.v1.SpawnRunResponse
+	(*SubscribeMetadataRequest)(nil), // 44: runnel.v1.SubscribeMetadataRequest
+	(*PushEventRequest)(nil),         // 45: runnel.v1.PushEventRequest
+	(*PushEventResponse)(nil),        // 46: runnel.v1.PushEventResponse
+	nil,                              // 47: runnel.v1.StepAssignment.AdditionalMetadataEntry
+	nil,                              // 48: runnel.v1.StepAssignment.ParentOutputsEntry
+	nil,                              // 49: runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
+	nil,                              // 50: runnel.v1.Run.AdditionalMetadataEntry
+	nil,                              // 51: runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
+	nil,                              // 52: runnel.v1.PushEventRequest.AdditionalMetadataEntry
 }
 var file_runnel_v1_runnel_proto_depIdxs = []int32{
 	0,  // 0: runnel.v1.WorkflowDefinition.steps:type_name -> runnel.v1.StepDefinition
@@ -3135,57 +3221,59 @@ var file_runnel_v1_runnel_proto_depIdxs = []int32{
 	3,  // 3: runnel.v1.RegisterWorkerResponse.resumed:type_name -> runnel.v1.RunningAttempt
 	7,  // 4: runnel.v1.ListenResponse.assignment:type_name -> runnel.v1.StepAssignment
 	8,  // 5: runnel.v1.ListenResponse.cancellation:type_name -> runnel.v1.StepCancellation
-	45, // 6: runnel.v1.StepAssignment.additional_metadata:type_name -> runnel.v1.StepAssignment.AdditionalMetadataEntry
-	46, // 7: runnel.v1.StepAssignment.parent_outputs:type_name -> runnel.v1.StepAssignment.ParentOutputsEntry
-	47, // 8: runnel.v1.TriggerRunRequest.additional_metadata:type_name -> runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
-	21, // 9: runnel.v1.GetRunResponse.run:type_name -> runnel.v1.Run
-	48, // 10: runnel.v1.Run.additional_metadata:type_name -> runnel.v1.Run.AdditionalMetadataEntry
-	22, // 11: runnel.v1.Run.steps:type_name -> runnel.v1.StepRun
-	23, // 12: runnel.v1.StepRun.attempts:type_name -> runnel.v1.StepAttempt
-	21, // 13: runnel.v1.ListRunsResponse.runs:type_name -> runnel.v1.Run
+	47, // 6: runnel.v1.StepAssignment.additional_metadata:type_name -> runnel.v1.StepAssignment.AdditionalMetadataEntry
+	48, // 7: runnel.v1.StepAssignment.parent_outputs:type_name -> runnel.v1.StepAssignment.ParentOutputsEntry
+	49, // 8: runnel.v1.TriggerRunRequest.additional_metadata:type_name -> runnel.v1.TriggerRunRequest.AdditionalMetadataEntry
+	23, // 9: runnel.v1.GetRunResponse.run:type_name -> runnel.v1.Run
+	50, // 10: runnel.v1.Run.additional_metadata:type_name -> runnel.v1.Run.AdditionalMetadataEntry
+	24, // 11: runnel.v1.Run.steps:type_name -> runnel.v1.StepRun
+	25, // 12: runnel.v1.StepRun.attempts:type_name -> runnel.v1.StepAttempt
+	23, // 13: runnel.v1.ListRunsResponse.runs:type_name -> runnel.v1.Run
 	1,  // 14: runnel.v1.ListWorkflowsResponse.workflows:type_name -> runnel.v1.WorkflowDefinition
-	32, // 15: runnel.v1.SubscribeResponse.events:type_name -> runnel.v1.Event
-	35, // 16: runnel.v1.ListTokensResponse.tokens:type_name -> runnel.v1.TokenInfo
-	49, // 17: runnel.v1.SpawnRunRequest.additional_metadata:type_name -> runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
-	50, // 18: runnel.v1.PushEventRequest.additional_metadata:type_name -> runnel.v1.PushEventRequest.AdditionalMetadataEntry
+	34, // 15: runnel.v1.SubscribeResponse.events:type_name -> runnel.v1.Event
+	37, // 16: runnel.v1.ListTokensResponse.tokens:type_name -> runnel.v1.TokenInfo
+	51, // 17: runnel.v1.SpawnRunRequest.additional_metadata:type_name -> runnel.v1.SpawnRunRequest.AdditionalMetadataEntry
+	52, // 18: runnel.v1.PushEventRequest.additional_metadata:type_name -> runnel.v1.PushEventRequest.AdditionalMetadataEntry
 	2,  // 19: runnel.v1.WorkerService.RegisterWorker:input_type -> runnel.v1.RegisterWorkerRequest
 	5,  // 20: runnel.v1.WorkerService.Listen:input_type -> runnel.v1.ListenRequest
-	9,  // 21: runnel.v1.WorkerService.Heartbeat:input_type -> runnel.v1.HeartbeatRequest
-	11, // 22: runnel.v1.WorkerService.PutStream:input_type -> runnel.v1.PutStreamRequest
-	13, // 23: runnel.v1.WorkerService.CompleteStep:input_type -> runnel.v1.CompleteStepRequest
-	15, // 24: runnel.v1.WorkerService.FailStep:input_type -> runnel.v1.FailStepRequest
-	40, // 25: runnel.v1.WorkerService.SpawnRun:input_type -> runnel.v1.SpawnRunRequest
-	17, // 26: runnel.v1.RunService.TriggerRun:input_type -> runnel.v1.TriggerRunRequest
-	19, // 27: runnel.v1.RunService.GetRun:input_type -> runnel.v1.GetRunRequest
-	24, // 28: runnel.v1.RunService.ListRuns:input_type -> runnel.v1.ListRunsRequest
-	26, // 29: runnel.v1.RunService.CancelRun:input_type -> runnel.v1.CancelRunRequest
-	28, // 30: runnel.v1.RunService.ListWorkflows:input_type -> runnel.v1.ListWorkflowsRequest
-	30, // 31: runnel.v1.RunService.Subscribe:input_type -> runnel.v1.SubscribeRequest
-	33, // 32: runnel.v1.RunService.CreateToken:input_type -> runnel.v1.CreateTokenRequest
-	42, // 33: runnel.v1.RunService.SubscribeMetadata:input_type -> runnel.v1.SubscribeMetadataRequest
-	43, // 34: runnel.v1.RunService.PushEvent:input_type -> runnel.v1.PushEventRequest
-	36, // 35: runnel.v1.RunService.ListTokens:input_type -> runnel.v1.ListTokensRequest
-	38, // 36: runnel.v1.RunService.RevokeToken:input_type -> runnel.v1.RevokeTokenRequest
-	4,  // 37: runnel.v1.WorkerService.RegisterWorker:output_type -> runnel.v1.RegisterWorkerResponse
-	6,  // 38: runnel.v1.WorkerService.Listen:output_type -> runnel.v1.ListenResponse
-	10, // 39: runnel.v1.WorkerService.Heartbeat:output_type -> runnel.v1.HeartbeatResponse
-	12, // 40: runnel.v1.WorkerService.PutStream:output_type -> runnel.v1.PutStreamResponse
-	14, // 41: runnel.v1.WorkerService.CompleteStep:output_type -> runnel.v1.CompleteStepResponse
-	16, // 42: runnel.v1.WorkerService.FailStep:output_type -> runnel.v1.FailStepResponse
-	41, // 43: runnel.v1.WorkerService.SpawnRun:output_type -> runnel.v1.SpawnRunResponse
-	18, // 44: runnel.v1.RunService.TriggerRun:output_type -> runnel.v1.TriggerRunResponse
-	20, // 45: runnel.v1.RunService.GetRun:output_type -> runnel.v1.GetRunResponse
-	25, // 46: runnel.v1.RunService.ListRuns:output_type -> runnel.v1.ListRunsResponse
-	27, // 47: runnel.v1.RunService.CancelRun:output_type -> runnel.v1.CancelRunResponse
-	29, // 48: runnel.v1.RunService.ListWorkflows:output_type -> runnel.v1.ListWorkflowsResponse
-	31, // 49: runnel.v1.RunService.Subscribe:output_type -> runnel.v1.SubscribeResponse
-	34, // 50: runnel.v1.RunService.CreateToken:output_type -> runnel.v1.CreateTokenResponse
-	31, // 51: runnel.v1.RunService.SubscribeMetadata:output_type -> runnel.v1.SubscribeResponse
-	44, // 52: runnel.v1.RunService.PushEvent:output_type -> runnel.v1.PushEventResponse
-	37, // 53: runnel.v1.RunService.ListTokens:output_type -> runnel.v1.ListTokensResponse
-	39, // 54: runnel.v1.RunService.RevokeToken:output_type -> runnel.v1.RevokeTokenResponse
-	37, // [37:55] is the sub-list for method output_type
-	19, // [19:37] is the sub-list for method input_type
+	9,  // 21: runnel.v1.WorkerService.DeregisterWorker:input_type -> runnel.v1.DeregisterWorkerRequest
+	11, // 22: runnel.v1.WorkerService.Heartbeat:input_type -> runnel.v1.HeartbeatRequest
+	13, // 23: runnel.v1.WorkerService.PutStream:input_type -> runnel.v1.PutStreamRequest
+	15, // 24: runnel.v1.WorkerService.CompleteStep:input_type -> runnel.v1.CompleteStepRequest
+	17, // 25: runnel.v1.WorkerService.FailStep:input_type -> runnel.v1.FailStepRequest
+	42, // 26: runnel.v1.WorkerService.SpawnRun:input_type -> runnel.v1.SpawnRunRequest
+	19, // 27: runnel.v1.RunService.TriggerRun:input_type -> runnel.v1.TriggerRunRequest
+	21, // 28: runnel.v1.RunService.GetRun:input_type -> runnel.v1.GetRunRequest
+	26, // 29: runnel.v1.RunService.ListRuns:input_type -> runnel.v1.ListRunsRequest
+	28, // 30: runnel.v1.RunService.CancelRun:input_type -> runnel.v1.CancelRunRequest
+	30, // 31: runnel.v1.RunService.ListWorkflows:input_type -> runnel.v1.ListWorkflowsRequest
+	32, // 32: runnel.v1.RunService.Subscribe:input_type -> runnel.v1.SubscribeRequest
+	35, // 33: runnel.v1.RunService.CreateToken:input_type -> runnel.v1.CreateTokenRequest
+	44, // 34: runnel.v1.RunService.SubscribeMetadata:input_type -> runnel.v1.SubscribeMetadataRequest
+	45, // 35: runnel.v1.RunService.PushEvent:input_type -> runnel.v1.PushEventRequest
+	38, // 36: runnel.v1.RunService.ListTokens:input_type -> runnel.v1.ListTokensRequest
+	40, // 37: runnel.v1.RunService.RevokeToken:input_type -> runnel.v1.RevokeTokenRequest
+	4,  // 38: runnel.v1.WorkerService.RegisterWorker:output_type -> runnel.v1.RegisterWorkerResponse
+	6,  // 39: runnel.v1.WorkerService.Listen:output_type -> runnel.v1.ListenResponse
+	10, // 40: runnel.v1.WorkerService.DeregisterWorker:output_type -> runnel.v1.DeregisterWorkerResponse
+	12, // 41: runnel.v1.WorkerService.Heartbeat:output_type -> runnel.v1.HeartbeatResponse
+	14, // 42: runnel.v1.WorkerService.PutStream:output_type -> runnel.v1.PutStreamResponse
+	16, // 43: runnel.v1.WorkerService.CompleteStep:output_type -> runnel.v1.CompleteStepResponse
+	18, // 44: runnel.v1.WorkerService.FailStep:output_type -> runnel.v1.FailStepResponse
+	43, // 45: runnel.v1.WorkerService.SpawnRun:output_type -> runnel.v1.SpawnRunResponse
+	20, // 46: runnel.v1.RunService.TriggerRun:output_type -> runnel.v1.TriggerRunResponse
+	22, // 47: runnel.v1.RunService.GetRun:output_type -> runnel.v1.GetRunResponse
+	27, // 48: runnel.v1.RunService.ListRuns:output_type -> runnel.v1.ListRunsResponse
+	29, // 49: runnel.v1.RunService.CancelRun:output_type -> runnel.v1.CancelRunResponse
+	31, // 50: runnel.v1.RunService.ListWorkflows:output_type -> runnel.v1.ListWorkflowsResponse
+	33, // 51: runnel.v1.RunService.Subscribe:output_type -> runnel.v1.SubscribeResponse
+	36, // 52: runnel.v1.RunService.CreateToken:output_type -> runnel.v1.CreateTokenResponse
+	33, // 53: runnel.v1.RunService.SubscribeMetadata:output_type -> runnel.v1.SubscribeResponse
+	46, // 54: runnel.v1.RunService.PushEvent:output_type -> runnel.v1.PushEventResponse
+	39, // 55: runnel.v1.RunService.ListTokens:output_type -> runnel.v1.ListTokensResponse
+	41, // 56: runnel.v1.RunService.RevokeToken:output_type -> runnel.v1.RevokeTokenResponse
+	38, // [38:57] is the sub-list for method output_type
+	19, // [19:38] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -3206,7 +3294,7 @@ func file_runnel_v1_runnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_v1_runnel_proto_rawDesc), len(file_runnel_v1_runnel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

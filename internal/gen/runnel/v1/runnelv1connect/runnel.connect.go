@@ -42,6 +42,9 @@ const (
 	WorkerServiceRegisterWorkerProcedure = "/runnel.v1.WorkerService/RegisterWorker"
 	// WorkerServiceListenProcedure is the fully-qualified name of the WorkerService's Listen RPC.
 	WorkerServiceListenProcedure = "/runnel.v1.WorkerService/Listen"
+	// WorkerServiceDeregisterWorkerProcedure is the fully-qualified name of the WorkerService's
+	// DeregisterWorker RPC.
+	WorkerServiceDeregisterWorkerProcedure = "/runnel.v1.WorkerService/DeregisterWorker"
 	// WorkerServiceHeartbeatProcedure is the fully-qualified name of the WorkerService's Heartbeat RPC.
 	WorkerServiceHeartbeatProcedure = "/runnel.v1.WorkerService/Heartbeat"
 	// WorkerServicePutStreamProcedure is the fully-qualified name of the WorkerService's PutStream RPC.
@@ -95,6 +98,11 @@ type WorkerServiceClient interface {
 	// registers again (see RegisterWorker); attempts it does not bring back
 	// within the engine's heartbeat timeout are re-queued as new attempts.
 	Listen(context.Context, *connect.Request[v1.ListenRequest]) (*connect.ServerStreamForClient[v1.ListenResponse], error)
+	// DeregisterWorker is a worker leaving on purpose (its Run ended, SIGTERM):
+	// its running attempts are re-queued at once as new attempts (not counted
+	// against retries) instead of after the heartbeat timeout, and the worker
+	// id is dead. Unknown or another tenant's worker ids are not found.
+	DeregisterWorker(context.Context, *connect.Request[v1.DeregisterWorkerRequest]) (*connect.Response[v1.DeregisterWorkerResponse], error)
 	// Heartbeat keeps the worker alive; a worker silent for longer than the
 	// engine's heartbeat timeout is declared dead and its step runs re-queued.
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
@@ -135,6 +143,12 @@ func NewWorkerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(workerServiceMethods.ByName("Listen")),
 			connect.WithClientOptions(opts...),
 		),
+		deregisterWorker: connect.NewClient[v1.DeregisterWorkerRequest, v1.DeregisterWorkerResponse](
+			httpClient,
+			baseURL+WorkerServiceDeregisterWorkerProcedure,
+			connect.WithSchema(workerServiceMethods.ByName("DeregisterWorker")),
+			connect.WithClientOptions(opts...),
+		),
 		heartbeat: connect.NewClient[v1.HeartbeatRequest, v1.HeartbeatResponse](
 			httpClient,
 			baseURL+WorkerServiceHeartbeatProcedure,
@@ -170,13 +184,14 @@ func NewWorkerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 
 // workerServiceClient implements WorkerServiceClient.
 type workerServiceClient struct {
-	registerWorker *connect.Client[v1.RegisterWorkerRequest, v1.RegisterWorkerResponse]
-	listen         *connect.Client[v1.ListenRequest, v1.ListenResponse]
-	heartbeat      *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
-	putStream      *connect.Client[v1.PutStreamRequest, v1.PutStreamResponse]
-	completeStep   *connect.Client[v1.CompleteStepRequest, v1.CompleteStepResponse]
-	failStep       *connect.Client[v1.FailStepRequest, v1.FailStepResponse]
-	spawnRun       *connect.Client[v1.SpawnRunRequest, v1.SpawnRunResponse]
+	registerWorker   *connect.Client[v1.RegisterWorkerRequest, v1.RegisterWorkerResponse]
+	listen           *connect.Client[v1.ListenRequest, v1.ListenResponse]
+	deregisterWorker *connect.Client[v1.DeregisterWorkerRequest, v1.DeregisterWorkerResponse]
+	heartbeat        *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
+	putStream        *connect.Client[v1.PutStreamRequest, v1.PutStreamResponse]
+	completeStep     *connect.Client[v1.CompleteStepRequest, v1.CompleteStepResponse]
+	failStep         *connect.Client[v1.FailStepRequest, v1.FailStepResponse]
+	spawnRun         *connect.Client[v1.SpawnRunRequest, v1.SpawnRunResponse]
 }
 
 // RegisterWorker calls runnel.v1.WorkerService.RegisterWorker.
@@ -187,6 +202,11 @@ func (c *workerServiceClient) RegisterWorker(ctx context.Context, req *connect.R
 // Listen calls runnel.v1.WorkerService.Listen.
 func (c *workerServiceClient) Listen(ctx context.Context, req *connect.Request[v1.ListenRequest]) (*connect.ServerStreamForClient[v1.ListenResponse], error) {
 	return c.listen.CallServerStream(ctx, req)
+}
+
+// DeregisterWorker calls runnel.v1.WorkerService.DeregisterWorker.
+func (c *workerServiceClient) DeregisterWorker(ctx context.Context, req *connect.Request[v1.DeregisterWorkerRequest]) (*connect.Response[v1.DeregisterWorkerResponse], error) {
+	return c.deregisterWorker.CallUnary(ctx, req)
 }
 
 // Heartbeat calls runnel.v1.WorkerService.Heartbeat.
@@ -230,6 +250,11 @@ type WorkerServiceHandler interface {
 	// registers again (see RegisterWorker); attempts it does not bring back
 	// within the engine's heartbeat timeout are re-queued as new attempts.
 	Listen(context.Context, *connect.Request[v1.ListenRequest], *connect.ServerStream[v1.ListenResponse]) error
+	// DeregisterWorker is a worker leaving on purpose (its Run ended, SIGTERM):
+	// its running attempts are re-queued at once as new attempts (not counted
+	// against retries) instead of after the heartbeat timeout, and the worker
+	// id is dead. Unknown or another tenant's worker ids are not found.
+	DeregisterWorker(context.Context, *connect.Request[v1.DeregisterWorkerRequest]) (*connect.Response[v1.DeregisterWorkerResponse], error)
 	// Heartbeat keeps the worker alive; a worker silent for longer than the
 	// engine's heartbeat timeout is declared dead and its step runs re-queued.
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
@@ -264,6 +289,12 @@ func NewWorkerServiceHandler(svc WorkerServiceHandler, opts ...connect.HandlerOp
 		WorkerServiceListenProcedure,
 		svc.Listen,
 		connect.WithSchema(workerServiceMethods.ByName("Listen")),
+		connect.WithHandlerOptions(opts...),
+	)
+	workerServiceDeregisterWorkerHandler := connect.NewUnaryHandler(
+		WorkerServiceDeregisterWorkerProcedure,
+		svc.DeregisterWorker,
+		connect.WithSchema(workerServiceMethods.ByName("DeregisterWorker")),
 		connect.WithHandlerOptions(opts...),
 	)
 	workerServiceHeartbeatHandler := connect.NewUnaryHandler(
@@ -302,6 +333,8 @@ func NewWorkerServiceHandler(svc WorkerServiceHandler, opts ...connect.HandlerOp
 			workerServiceRegisterWorkerHandler.ServeHTTP(w, r)
 		case WorkerServiceListenProcedure:
 			workerServiceListenHandler.ServeHTTP(w, r)
+		case WorkerServiceDeregisterWorkerProcedure:
+			workerServiceDeregisterWorkerHandler.ServeHTTP(w, r)
 		case WorkerServiceHeartbeatProcedure:
 			workerServiceHeartbeatHandler.ServeHTTP(w, r)
 		case WorkerServicePutStreamProcedure:
@@ -327,6 +360,10 @@ func (UnimplementedWorkerServiceHandler) RegisterWorker(context.Context, *connec
 
 func (UnimplementedWorkerServiceHandler) Listen(context.Context, *connect.Request[v1.ListenRequest], *connect.ServerStream[v1.ListenResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.WorkerService.Listen is not implemented"))
+}
+
+func (UnimplementedWorkerServiceHandler) DeregisterWorker(context.Context, *connect.Request[v1.DeregisterWorkerRequest]) (*connect.Response[v1.DeregisterWorkerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("runnel.v1.WorkerService.DeregisterWorker is not implemented"))
 }
 
 func (UnimplementedWorkerServiceHandler) Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error) {

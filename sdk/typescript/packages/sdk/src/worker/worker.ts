@@ -163,6 +163,7 @@ export class Worker {
       await this.#loop();
     } finally {
       await Promise.allSettled([...this.#attempts.values()].map((a) => a.done));
+      await this.#deregister();
       if (this.#handleSignals && typeof process !== "undefined") {
         process.off("SIGTERM", onSignal);
         process.off("SIGINT", onSignal);
@@ -190,6 +191,21 @@ export class Worker {
       this.#session?.abort();
     })();
     return this.#stopped;
+  }
+
+  /**
+   * Tells the engine this worker leaves on purpose, once its steps have
+   * ended, so it re-queues what they did not finish at once rather than at
+   * its heartbeat timeout. Best effort: an engine it cannot reach finds the
+   * worker gone at that timeout anyway.
+   */
+  async #deregister(): Promise<void> {
+    if (!this.#workerId) return;
+    try {
+      await this.#client.connection.worker.deregisterWorker({ workerId: this.#workerId }, { timeoutMs: 5_000 });
+    } catch (err) {
+      this.#log.debug("deregister worker", { workerId: this.#workerId, error: String(err) });
+    }
   }
 
   #definitions(): WorkflowDefinition[] {

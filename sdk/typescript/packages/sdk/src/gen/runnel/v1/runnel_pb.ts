@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file runnel/v1/runnel.proto.
  */
 export const file_runnel_v1_runnel: GenFile = /*@__PURE__*/
-  fileDesc("ChZydW5uZWwvdjEvcnVubmVsLnByb3RvEglydW5uZWwudjEiaAoOU3RlcERlZmluaXRpb24SDAoEbmFtZRgBIAEoCRIPCgdwYXJlbnRzGAIgAygJEg8KB3JldHJpZXMYAyABKAUSEgoKYmFja29mZl9tcxgEIAEoAxISCgp0aW1lb3V0X21zGAUgASgDIl8KEldvcmtmbG93RGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEigKBXN0ZXBzGAIgAygLMhkucnVubmVsLnYxLlN0ZXBEZWZpbml0aW9uEhEKCW9uX2V2ZW50cxgDIAMoCSKuAQoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFc2xvdHMYAiABKAUSMAoJd29ya2Zsb3dzGAMgAygLMh0ucnVubmVsLnYxLldvcmtmbG93RGVmaW5pdGlvbhIaChJwcmV2aW91c193b3JrZXJfaWQYBCABKAkSKgoHcnVubmluZxgFIAMoCzIZLnJ1bm5lbC52MS5SdW5uaW5nQXR0ZW1wdCI2Cg5SdW5uaW5nQXR0ZW1wdBITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFInYKFlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USEQoJd29ya2VyX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoAxIqCgdyZXN1bWVkGAMgAygLMhkucnVubmVsLnYxLlJ1bm5pbmdBdHRlbXB0IiIKDUxpc3RlblJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIn0KDkxpc3RlblJlc3BvbnNlEi8KCmFzc2lnbm1lbnQYASABKAsyGS5ydW5uZWwudjEuU3RlcEFzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAiABKAsyGy5ydW5uZWwudjEuU3RlcENhbmNlbGxhdGlvbkgAQgUKA21zZyKQAwoOU3RlcEFzc2lnbm1lbnQSDgoGcnVuX2lkGAEgASgJEhMKC3N0ZXBfcnVuX2lkGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEgwKBHN0ZXAYBCABKAkSDwoHYXR0ZW1wdBgFIAEoBRINCgVpbnB1dBgGIAEoDBJOChNhZGRpdGlvbmFsX21ldGFkYXRhGAcgAygLMjEucnVubmVsLnYxLlN0ZXBBc3NpZ25tZW50LkFkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EkQKDnBhcmVudF9vdXRwdXRzGAggAygLMiwucnVubmVsLnYxLlN0ZXBBc3NpZ25tZW50LlBhcmVudE91dHB1dHNFbnRyeRISCgp0aW1lb3V0X21zGAkgASgDGjkKF0FkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaNAoSUGFyZW50T3V0cHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDDoCOAEiSAoQU3RlcENhbmNlbGxhdGlvbhITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBnJlYXNvbhgDIAEoCSIlChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSITChFIZWFydGJlYXRSZXNwb25zZSJdChBQdXRTdHJlYW1SZXF1ZXN0EhMKC3N0ZXBfcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSEQoJZmlyc3Rfc2VxGAMgASgDEhAKCHBheWxvYWRzGAQgAygMIhMKEVB1dFN0cmVhbVJlc3BvbnNlIksKE0NvbXBsZXRlU3RlcFJlcXVlc3QSEwoLc3RlcF9ydW5faWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIOCgZvdXRwdXQYAyABKAwiFgoUQ29tcGxldGVTdGVwUmVzcG9uc2UiWAoPRmFpbFN0ZXBSZXF1ZXN0EhMKC3N0ZXBfcnVuX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDQoFZXJyb3IYAyABKAkSEAoIbm9fcmV0cnkYBCABKAgiEgoQRmFpbFN0ZXBSZXNwb25zZSLCAQoRVHJpZ2dlclJ1blJlcXVlc3QSEAoId29ya2Zsb3cYASABKAkSDQoFaW5wdXQYAiABKAwSUQoTYWRkaXRpb25hbF9tZXRhZGF0YRgDIAMoCzI0LnJ1bm5lbC52MS5UcmlnZ2VyUnVuUmVxdWVzdC5BZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRo5ChdBZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiQKElRyaWdnZXJSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkiHwoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucnVubmVsLnYxLlJ1biL9AgoDUnVuEgoKAmlkGAEgASgJEhAKCHdvcmtmbG93GAIgASgJEg4KBnN0YXR1cxgDIAEoCRINCgVpbnB1dBgEIAEoDBIOCgZvdXRwdXQYBSABKAwSDQoFZXJyb3IYBiABKAkSQwoTYWRkaXRpb25hbF9tZXRhZGF0YRgHIAMoCzImLnJ1bm5lbC52MS5SdW4uQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSFQoNcGFyZW50X3J1bl9pZBgIIAEoCRIaChJwYXJlbnRfc3RlcF9ydW5faWQYCSABKAkSFQoNY3JlYXRlZF9hdF91cxgKIAEoAxIVCg1zdGFydGVkX2F0X3VzGAsgASgDEhYKDmZpbmlzaGVkX2F0X3VzGAwgASgDEiEKBXN0ZXBzGA0gAygLMhIucnVubmVsLnYxLlN0ZXBSdW4aOQoXQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLNAQoHU3RlcFJ1bhIKCgJpZBgBIAEoCRIMCgRzdGVwGAIgASgJEg8KB3BhcmVudHMYAyADKAkSDgoGc3RhdHVzGAQgASgJEg8KB2F0dGVtcHQYBSABKAUSDgoGb3V0cHV0GAYgASgMEg0KBWVycm9yGAcgASgJEhUKDXN0YXJ0ZWRfYXRfdXMYCCABKAMSFgoOZmluaXNoZWRfYXRfdXMYCSABKAMSKAoIYXR0ZW1wdHMYCiADKAsyFi5ydW5uZWwudjEuU3RlcEF0dGVtcHQifwoLU3RlcEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIOCgZzdGF0dXMYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEg0KBWVycm9yGAQgASgJEhUKDXN0YXJ0ZWRfYXRfdXMYBSABKAMSFgoOZmluaXNoZWRfYXRfdXMYBiABKAMieAoPTGlzdFJ1bnNSZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEg4KBnN0YXR1cxgCIAEoCRIQCghtZXRhX2tleRgDIAEoCRISCgptZXRhX3ZhbHVlGAQgASgJEg0KBWxpbWl0GAUgASgFEg4KBmJlZm9yZRgGIAEoCSIwChBMaXN0UnVuc1Jlc3BvbnNlEhwKBHJ1bnMYASADKAsyDi5ydW5uZWwudjEuUnVuIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIiMKEUNhbmNlbFJ1blJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCSIWChRMaXN0V29ya2Zsb3dzUmVxdWVzdCJJChVMaXN0V29ya2Zsb3dzUmVzcG9uc2USMAoJd29ya2Zsb3dzGAEgAygLMh0ucnVubmVsLnYxLldvcmtmbG93RGVmaW5pdGlvbiI/ChBTdWJzY3JpYmVSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRmcm9tGAIgASgJEg0KBXR5cGVzGAMgAygJIloKEVN1YnNjcmliZVJlc3BvbnNlEiAKBmV2ZW50cxgBIAMoCzIQLnJ1bm5lbC52MS5FdmVudBIQCghwb3NpdGlvbhgCIAEoCRIRCglydW5fZW5kZWQYAyABKAgirQEKBUV2ZW50EhAKCHBvc2l0aW9uGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRIQCgh3b3JrZmxvdxgDIAEoCRIMCgR0eXBlGAQgASgJEhMKC3N0ZXBfcnVuX2lkGAUgASgJEgwKBHN0ZXAYBiABKAkSDwoHYXR0ZW1wdBgHIAEoBRIPCgdwYXlsb2FkGAggASgMEgwKBGRhdGEYCSABKAwSDwoHdGltZV91cxgKIAEoAyJYChJDcmVhdGVUb2tlblJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBG5hbWUYAiABKAkSFQoNZXhwaXJlc19pbl9tcxgDIAEoAxINCgVhZG1pbhgEIAEoCCJgChNDcmVhdGVUb2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIQCgh0b2tlbl9pZBgDIAEoCRIVCg1leHBpcmVzX2F0X3VzGAQgASgDIogBCglUb2tlbkluZm8SCgoCaWQYASABKAkSDgoGdGVuYW50GAIgASgJEgwKBGtpbmQYAyABKAkSDAoEbmFtZRgEIAEoCRIVCg1jcmVhdGVkX2F0X3VzGAUgASgDEhUKDWV4cGlyZXNfYXRfdXMYBiABKAMSFQoNcmV2b2tlZF9hdF91cxgHIAEoAyITChFMaXN0VG9rZW5zUmVxdWVzdCI6ChJMaXN0VG9rZW5zUmVzcG9uc2USJAoGdG9rZW5zGAEgAygLMhQucnVubmVsLnYxLlRva2VuSW5mbyImChJSZXZva2VUb2tlblJlcXVlc3QSEAoIdG9rZW5faWQYASABKAkiKgoTUmV2b2tlVG9rZW5SZXNwb25zZRITCgtyZXZva2VkX2lkcxgBIAMoCSL/AQoPU3Bhd25SdW5SZXF1ZXN0EhoKEnBhcmVudF9zdGVwX3J1bl9pZBgBIAEoCRIWCg5wYXJlbnRfYXR0ZW1wdBgCIAEoBRIQCgh3b3JrZmxvdxgDIAEoCRINCgVpbnB1dBgEIAEoDBJPChNhZGRpdGlvbmFsX21ldGFkYXRhGAUgAygLMjIucnVubmVsLnYxLlNwYXduUnVuUmVxdWVzdC5BZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRILCgNrZXkYBiABKAkaOQoXQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIiChBTcGF3blJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSJTChhTdWJzY3JpYmVNZXRhZGF0YVJlcXVlc3QSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJEgwKBGZyb20YAyABKAkSDQoFdHlwZXMYBCADKAkivQEKEFB1c2hFdmVudFJlcXVlc3QSCwoDa2V5GAEgASgJEg8KB3BheWxvYWQYAiABKAwSUAoTYWRkaXRpb25hbF9tZXRhZGF0YRgDIAMoCzIzLnJ1bm5lbC52MS5QdXNoRXZlbnRSZXF1ZXN0LkFkZGl0aW9uYWxNZXRhZGF0YUVudHJ5GjkKF0FkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiJAoRUHVzaEV2ZW50UmVzcG9uc2USDwoHcnVuX2lkcxgBIAMoCTKSBAoNV29ya2VyU2VydmljZRJVCg5SZWdpc3RlcldvcmtlchIgLnJ1bm5lbC52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaIS5ydW5uZWwudjEuUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRI/CgZMaXN0ZW4SGC5ydW5uZWwudjEuTGlzdGVuUmVxdWVzdBoZLnJ1bm5lbC52MS5MaXN0ZW5SZXNwb25zZTABEkYKCUhlYXJ0YmVhdBIbLnJ1bm5lbC52MS5IZWFydGJlYXRSZXF1ZXN0GhwucnVubmVsLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkYKCVB1dFN0cmVhbRIbLnJ1bm5lbC52MS5QdXRTdHJlYW1SZXF1ZXN0GhwucnVubmVsLnYxLlB1dFN0cmVhbVJlc3BvbnNlEk8KDENvbXBsZXRlU3RlcBIeLnJ1bm5lbC52MS5Db21wbGV0ZVN0ZXBSZXF1ZXN0Gh8ucnVubmVsLnYxLkNvbXBsZXRlU3RlcFJlc3BvbnNlEkMKCEZhaWxTdGVwEhoucnVubmVsLnYxLkZhaWxTdGVwUmVxdWVzdBobLnJ1bm5lbC52MS5GYWlsU3RlcFJlc3BvbnNlEkMKCFNwYXduUnVuEhoucnVubmVsLnYxLlNwYXduUnVuUmVxdWVzdBobLnJ1bm5lbC52MS5TcGF3blJ1blJlc3BvbnNlMsoGCgpSdW5TZXJ2aWNlEkkKClRyaWdnZXJSdW4SHC5ydW5uZWwudjEuVHJpZ2dlclJ1blJlcXVlc3QaHS5ydW5uZWwudjEuVHJpZ2dlclJ1blJlc3BvbnNlEj0KBkdldFJ1bhIYLnJ1bm5lbC52MS5HZXRSdW5SZXF1ZXN0GhkucnVubmVsLnYxLkdldFJ1blJlc3BvbnNlEkMKCExpc3RSdW5zEhoucnVubmVsLnYxLkxpc3RSdW5zUmVxdWVzdBobLnJ1bm5lbC52MS5MaXN0UnVuc1Jlc3BvbnNlEkYKCUNhbmNlbFJ1bhIbLnJ1bm5lbC52MS5DYW5jZWxSdW5SZXF1ZXN0GhwucnVubmVsLnYxLkNhbmNlbFJ1blJlc3BvbnNlElIKDUxpc3RXb3JrZmxvd3MSHy5ydW5uZWwudjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaIC5ydW5uZWwudjEuTGlzdFdvcmtmbG93c1Jlc3BvbnNlEkgKCVN1YnNjcmliZRIbLnJ1bm5lbC52MS5TdWJzY3JpYmVSZXF1ZXN0GhwucnVubmVsLnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTAoLQ3JlYXRlVG9rZW4SHS5ydW5uZWwudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0Gh4ucnVubmVsLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USWAoRU3Vic2NyaWJlTWV0YWRhdGESIy5ydW5uZWwudjEuU3Vic2NyaWJlTWV0YWRhdGFSZXF1ZXN0GhwucnVubmVsLnYxLlN1YnNjcmliZVJlc3BvbnNlMAESRgoJUHVzaEV2ZW50EhsucnVubmVsLnYxLlB1c2hFdmVudFJlcXVlc3QaHC5ydW5uZWwudjEuUHVzaEV2ZW50UmVzcG9uc2USSQoKTGlzdFRva2VucxIcLnJ1bm5lbC52MS5MaXN0VG9rZW5zUmVxdWVzdBodLnJ1bm5lbC52MS5MaXN0VG9rZW5zUmVzcG9uc2USTAoLUmV2b2tlVG9rZW4SHS5ydW5uZWwudjEuUmV2b2tlVG9rZW5SZXF1ZXN0Gh4ucnVubmVsLnYxLlJldm9rZVRva2VuUmVzcG9uc2VCPlo8Z2l0aHViLmNvbS9ydW5uZWwtZGV2L3J1bm5lbC9pbnRlcm5hbC9nZW4vcnVubmVsL3YxO3J1bm5lbHYxYgZwcm90bzM");
+  fileDesc("ChZydW5uZWwvdjEvcnVubmVsLnByb3RvEglydW5uZWwudjEiaAoOU3RlcERlZmluaXRpb24SDAoEbmFtZRgBIAEoCRIPCgdwYXJlbnRzGAIgAygJEg8KB3JldHJpZXMYAyABKAUSEgoKYmFja29mZl9tcxgEIAEoAxISCgp0aW1lb3V0X21zGAUgASgDIl8KEldvcmtmbG93RGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEigKBXN0ZXBzGAIgAygLMhkucnVubmVsLnYxLlN0ZXBEZWZpbml0aW9uEhEKCW9uX2V2ZW50cxgDIAMoCSKuAQoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFc2xvdHMYAiABKAUSMAoJd29ya2Zsb3dzGAMgAygLMh0ucnVubmVsLnYxLldvcmtmbG93RGVmaW5pdGlvbhIaChJwcmV2aW91c193b3JrZXJfaWQYBCABKAkSKgoHcnVubmluZxgFIAMoCzIZLnJ1bm5lbC52MS5SdW5uaW5nQXR0ZW1wdCI2Cg5SdW5uaW5nQXR0ZW1wdBITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFInYKFlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USEQoJd29ya2VyX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoAxIqCgdyZXN1bWVkGAMgAygLMhkucnVubmVsLnYxLlJ1bm5pbmdBdHRlbXB0IiIKDUxpc3RlblJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIn0KDkxpc3RlblJlc3BvbnNlEi8KCmFzc2lnbm1lbnQYASABKAsyGS5ydW5uZWwudjEuU3RlcEFzc2lnbm1lbnRIABIzCgxjYW5jZWxsYXRpb24YAiABKAsyGy5ydW5uZWwudjEuU3RlcENhbmNlbGxhdGlvbkgAQgUKA21zZyKQAwoOU3RlcEFzc2lnbm1lbnQSDgoGcnVuX2lkGAEgASgJEhMKC3N0ZXBfcnVuX2lkGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEgwKBHN0ZXAYBCABKAkSDwoHYXR0ZW1wdBgFIAEoBRINCgVpbnB1dBgGIAEoDBJOChNhZGRpdGlvbmFsX21ldGFkYXRhGAcgAygLMjEucnVubmVsLnYxLlN0ZXBBc3NpZ25tZW50LkFkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EkQKDnBhcmVudF9vdXRwdXRzGAggAygLMiwucnVubmVsLnYxLlN0ZXBBc3NpZ25tZW50LlBhcmVudE91dHB1dHNFbnRyeRISCgp0aW1lb3V0X21zGAkgASgDGjkKF0FkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaNAoSUGFyZW50T3V0cHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDDoCOAEiSAoQU3RlcENhbmNlbGxhdGlvbhITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBnJlYXNvbhgDIAEoCSIsChdEZXJlZ2lzdGVyV29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkiGgoYRGVyZWdpc3RlcldvcmtlclJlc3BvbnNlIiUKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIhMKEUhlYXJ0YmVhdFJlc3BvbnNlIl0KEFB1dFN0cmVhbVJlcXVlc3QSEwoLc3RlcF9ydW5faWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIRCglmaXJzdF9zZXEYAyABKAMSEAoIcGF5bG9hZHMYBCADKAwiEwoRUHV0U3RyZWFtUmVzcG9uc2UiSwoTQ29tcGxldGVTdGVwUmVxdWVzdBITCgtzdGVwX3J1bl9pZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEg4KBm91dHB1dBgDIAEoDCIWChRDb21wbGV0ZVN0ZXBSZXNwb25zZSJYCg9GYWlsU3RlcFJlcXVlc3QSEwoLc3RlcF9ydW5faWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRINCgVlcnJvchgDIAEoCRIQCghub19yZXRyeRgEIAEoCCISChBGYWlsU3RlcFJlc3BvbnNlIsIBChFUcmlnZ2VyUnVuUmVxdWVzdBIQCgh3b3JrZmxvdxgBIAEoCRINCgVpbnB1dBgCIAEoDBJRChNhZGRpdGlvbmFsX21ldGFkYXRhGAMgAygLMjQucnVubmVsLnYxLlRyaWdnZXJSdW5SZXF1ZXN0LkFkZGl0aW9uYWxNZXRhZGF0YUVudHJ5GjkKF0FkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiJAoSVHJpZ2dlclJ1blJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCSIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSItCg5HZXRSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDi5ydW5uZWwudjEuUnVuIv0CCgNSdW4SCgoCaWQYASABKAkSEAoId29ya2Zsb3cYAiABKAkSDgoGc3RhdHVzGAMgASgJEg0KBWlucHV0GAQgASgMEg4KBm91dHB1dBgFIAEoDBINCgVlcnJvchgGIAEoCRJDChNhZGRpdGlvbmFsX21ldGFkYXRhGAcgAygLMiYucnVubmVsLnYxLlJ1bi5BZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRIVCg1wYXJlbnRfcnVuX2lkGAggASgJEhoKEnBhcmVudF9zdGVwX3J1bl9pZBgJIAEoCRIVCg1jcmVhdGVkX2F0X3VzGAogASgDEhUKDXN0YXJ0ZWRfYXRfdXMYCyABKAMSFgoOZmluaXNoZWRfYXRfdXMYDCABKAMSIQoFc3RlcHMYDSADKAsyEi5ydW5uZWwudjEuU3RlcFJ1bho5ChdBZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIs0BCgdTdGVwUnVuEgoKAmlkGAEgASgJEgwKBHN0ZXAYAiABKAkSDwoHcGFyZW50cxgDIAMoCRIOCgZzdGF0dXMYBCABKAkSDwoHYXR0ZW1wdBgFIAEoBRIOCgZvdXRwdXQYBiABKAwSDQoFZXJyb3IYByABKAkSFQoNc3RhcnRlZF9hdF91cxgIIAEoAxIWCg5maW5pc2hlZF9hdF91cxgJIAEoAxIoCghhdHRlbXB0cxgKIAMoCzIWLnJ1bm5lbC52MS5TdGVwQXR0ZW1wdCJ/CgtTdGVwQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEg4KBnN0YXR1cxgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSDQoFZXJyb3IYBCABKAkSFQoNc3RhcnRlZF9hdF91cxgFIAEoAxIWCg5maW5pc2hlZF9hdF91cxgGIAEoAyJ4Cg9MaXN0UnVuc1JlcXVlc3QSEAoId29ya2Zsb3cYASABKAkSDgoGc3RhdHVzGAIgASgJEhAKCG1ldGFfa2V5GAMgASgJEhIKCm1ldGFfdmFsdWUYBCABKAkSDQoFbGltaXQYBSABKAUSDgoGYmVmb3JlGAYgASgJIjAKEExpc3RSdW5zUmVzcG9uc2USHAoEcnVucxgBIAMoCzIOLnJ1bm5lbC52MS5SdW4iIgoQQ2FuY2VsUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiIwoRQ2FuY2VsUnVuUmVzcG9uc2USDgoGc3RhdHVzGAEgASgJIhYKFExpc3RXb3JrZmxvd3NSZXF1ZXN0IkkKFUxpc3RXb3JrZmxvd3NSZXNwb25zZRIwCgl3b3JrZmxvd3MYASADKAsyHS5ydW5uZWwudjEuV29ya2Zsb3dEZWZpbml0aW9uIj8KEFN1YnNjcmliZVJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEgwKBGZyb20YAiABKAkSDQoFdHlwZXMYAyADKAkiWgoRU3Vic2NyaWJlUmVzcG9uc2USIAoGZXZlbnRzGAEgAygLMhAucnVubmVsLnYxLkV2ZW50EhAKCHBvc2l0aW9uGAIgASgJEhEKCXJ1bl9lbmRlZBgDIAEoCCKtAQoFRXZlbnQSEAoIcG9zaXRpb24YASABKAkSDgoGcnVuX2lkGAIgASgJEhAKCHdvcmtmbG93GAMgASgJEgwKBHR5cGUYBCABKAkSEwoLc3RlcF9ydW5faWQYBSABKAkSDAoEc3RlcBgGIAEoCRIPCgdhdHRlbXB0GAcgASgFEg8KB3BheWxvYWQYCCABKAwSDAoEZGF0YRgJIAEoDBIPCgd0aW1lX3VzGAogASgDIlgKEkNyZWF0ZVRva2VuUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDAoEbmFtZRgCIAEoCRIVCg1leHBpcmVzX2luX21zGAMgASgDEg0KBWFkbWluGAQgASgIImAKE0NyZWF0ZVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSEQoJdGVuYW50X2lkGAIgASgJEhAKCHRva2VuX2lkGAMgASgJEhUKDWV4cGlyZXNfYXRfdXMYBCABKAMiiAEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkSDAoEa2luZBgDIAEoCRIMCgRuYW1lGAQgASgJEhUKDWNyZWF0ZWRfYXRfdXMYBSABKAMSFQoNZXhwaXJlc19hdF91cxgGIAEoAxIVCg1yZXZva2VkX2F0X3VzGAcgASgDIhMKEUxpc3RUb2tlbnNSZXF1ZXN0IjoKEkxpc3RUb2tlbnNSZXNwb25zZRIkCgZ0b2tlbnMYASADKAsyFC5ydW5uZWwudjEuVG9rZW5JbmZvIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSIqChNSZXZva2VUb2tlblJlc3BvbnNlEhMKC3Jldm9rZWRfaWRzGAEgAygJIv8BCg9TcGF3blJ1blJlcXVlc3QSGgoScGFyZW50X3N0ZXBfcnVuX2lkGAEgASgJEhYKDnBhcmVudF9hdHRlbXB0GAIgASgFEhAKCHdvcmtmbG93GAMgASgJEg0KBWlucHV0GAQgASgMEk8KE2FkZGl0aW9uYWxfbWV0YWRhdGEYBSADKAsyMi5ydW5uZWwudjEuU3Bhd25SdW5SZXF1ZXN0LkFkZGl0aW9uYWxNZXRhZGF0YUVudHJ5EgsKA2tleRgGIAEoCRo5ChdBZGRpdGlvbmFsTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiIKEFNwYXduUnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJIlMKGFN1YnNjcmliZU1ldGFkYXRhUmVxdWVzdBILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkSDAoEZnJvbRgDIAEoCRINCgV0eXBlcxgEIAMoCSK9AQoQUHVzaEV2ZW50UmVxdWVzdBILCgNrZXkYASABKAkSDwoHcGF5bG9hZBgCIAEoDBJQChNhZGRpdGlvbmFsX21ldGFkYXRhGAMgAygLMjMucnVubmVsLnYxLlB1c2hFdmVudFJlcXVlc3QuQWRkaXRpb25hbE1ldGFkYXRhRW50cnkaOQoXQWRkaXRpb25hbE1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIkChFQdXNoRXZlbnRSZXNwb25zZRIPCgdydW5faWRzGAEgAygJMu8ECg1Xb3JrZXJTZXJ2aWNlElUKDlJlZ2lzdGVyV29ya2VyEiAucnVubmVsLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBohLnJ1bm5lbC52MS5SZWdpc3RlcldvcmtlclJlc3BvbnNlEj8KBkxpc3RlbhIYLnJ1bm5lbC52MS5MaXN0ZW5SZXF1ZXN0GhkucnVubmVsLnYxLkxpc3RlblJlc3BvbnNlMAESWwoQRGVyZWdpc3RlcldvcmtlchIiLnJ1bm5lbC52MS5EZXJlZ2lzdGVyV29ya2VyUmVxdWVzdBojLnJ1bm5lbC52MS5EZXJlZ2lzdGVyV29ya2VyUmVzcG9uc2USRgoJSGVhcnRiZWF0EhsucnVubmVsLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHC5ydW5uZWwudjEuSGVhcnRiZWF0UmVzcG9uc2USRgoJUHV0U3RyZWFtEhsucnVubmVsLnYxLlB1dFN0cmVhbVJlcXVlc3QaHC5ydW5uZWwudjEuUHV0U3RyZWFtUmVzcG9uc2USTwoMQ29tcGxldGVTdGVwEh4ucnVubmVsLnYxLkNvbXBsZXRlU3RlcFJlcXVlc3QaHy5ydW5uZWwudjEuQ29tcGxldGVTdGVwUmVzcG9uc2USQwoIRmFpbFN0ZXASGi5ydW5uZWwudjEuRmFpbFN0ZXBSZXF1ZXN0GhsucnVubmVsLnYxLkZhaWxTdGVwUmVzcG9uc2USQwoIU3Bhd25SdW4SGi5ydW5uZWwudjEuU3Bhd25SdW5SZXF1ZXN0GhsucnVubmVsLnYxLlNwYXduUnVuUmVzcG9uc2UyygYKClJ1blNlcnZpY2USSQoKVHJpZ2dlclJ1bhIcLnJ1bm5lbC52MS5UcmlnZ2VyUnVuUmVxdWVzdBodLnJ1bm5lbC52MS5UcmlnZ2VyUnVuUmVzcG9uc2USPQoGR2V0UnVuEhgucnVubmVsLnYxLkdldFJ1blJlcXVlc3QaGS5ydW5uZWwudjEuR2V0UnVuUmVzcG9uc2USQwoITGlzdFJ1bnMSGi5ydW5uZWwudjEuTGlzdFJ1bnNSZXF1ZXN0GhsucnVubmVsLnYxLkxpc3RSdW5zUmVzcG9uc2USRgoJQ2FuY2VsUnVuEhsucnVubmVsLnYxLkNhbmNlbFJ1blJlcXVlc3QaHC5ydW5uZWwudjEuQ2FuY2VsUnVuUmVzcG9uc2USUgoNTGlzdFdvcmtmbG93cxIfLnJ1bm5lbC52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBogLnJ1bm5lbC52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2USSAoJU3Vic2NyaWJlEhsucnVubmVsLnYxLlN1YnNjcmliZVJlcXVlc3QaHC5ydW5uZWwudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJMCgtDcmVhdGVUb2tlbhIdLnJ1bm5lbC52MS5DcmVhdGVUb2tlblJlcXVlc3QaHi5ydW5uZWwudjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJYChFTdWJzY3JpYmVNZXRhZGF0YRIjLnJ1bm5lbC52MS5TdWJzY3JpYmVNZXRhZGF0YVJlcXVlc3QaHC5ydW5uZWwudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJGCglQdXNoRXZlbnQSGy5ydW5uZWwudjEuUHVzaEV2ZW50UmVxdWVzdBocLnJ1bm5lbC52MS5QdXNoRXZlbnRSZXNwb25zZRJJCgpMaXN0VG9rZW5zEhwucnVubmVsLnYxLkxpc3RUb2tlbnNSZXF1ZXN0Gh0ucnVubmVsLnYxLkxpc3RUb2tlbnNSZXNwb25zZRJMCgtSZXZva2VUb2tlbhIdLnJ1bm5lbC52MS5SZXZva2VUb2tlblJlcXVlc3QaHi5ydW5uZWwudjEuUmV2b2tlVG9rZW5SZXNwb25zZUI+WjxnaXRodWIuY29tL3J1bm5lbC1kZXYvcnVubmVsL2ludGVybmFsL2dlbi9ydW5uZWwvdjE7cnVubmVsdjFiBnByb3RvMw");
 
 /**
  * @generated from message runnel.v1.StepDefinition
@@ -305,6 +305,36 @@ export const StepCancellationSchema: GenMessage<StepCancellation> = /*@__PURE__*
   messageDesc(file_runnel_v1_runnel, 8);
 
 /**
+ * @generated from message runnel.v1.DeregisterWorkerRequest
+ */
+export type DeregisterWorkerRequest = Message<"runnel.v1.DeregisterWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message runnel.v1.DeregisterWorkerRequest.
+ * Use `create(DeregisterWorkerRequestSchema)` to create a new message.
+ */
+export const DeregisterWorkerRequestSchema: GenMessage<DeregisterWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_runnel_v1_runnel, 9);
+
+/**
+ * @generated from message runnel.v1.DeregisterWorkerResponse
+ */
+export type DeregisterWorkerResponse = Message<"runnel.v1.DeregisterWorkerResponse"> & {
+};
+
+/**
+ * Describes the message runnel.v1.DeregisterWorkerResponse.
+ * Use `create(DeregisterWorkerResponseSchema)` to create a new message.
+ */
+export const DeregisterWorkerResponseSchema: GenMessage<DeregisterWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_runnel_v1_runnel, 10);
+
+/**
  * @generated from message runnel.v1.HeartbeatRequest
  */
 export type HeartbeatRequest = Message<"runnel.v1.HeartbeatRequest"> & {
@@ -319,7 +349,7 @@ export type HeartbeatRequest = Message<"runnel.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 9);
+  messageDesc(file_runnel_v1_runnel, 11);
 
 /**
  * @generated from message runnel.v1.HeartbeatResponse
@@ -332,7 +362,7 @@ export type HeartbeatResponse = Message<"runnel.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 10);
+  messageDesc(file_runnel_v1_runnel, 12);
 
 /**
  * @generated from message runnel.v1.PutStreamRequest
@@ -367,7 +397,7 @@ export type PutStreamRequest = Message<"runnel.v1.PutStreamRequest"> & {
  * Use `create(PutStreamRequestSchema)` to create a new message.
  */
 export const PutStreamRequestSchema: GenMessage<PutStreamRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 11);
+  messageDesc(file_runnel_v1_runnel, 13);
 
 /**
  * @generated from message runnel.v1.PutStreamResponse
@@ -380,7 +410,7 @@ export type PutStreamResponse = Message<"runnel.v1.PutStreamResponse"> & {
  * Use `create(PutStreamResponseSchema)` to create a new message.
  */
 export const PutStreamResponseSchema: GenMessage<PutStreamResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 12);
+  messageDesc(file_runnel_v1_runnel, 14);
 
 /**
  * @generated from message runnel.v1.CompleteStepRequest
@@ -407,7 +437,7 @@ export type CompleteStepRequest = Message<"runnel.v1.CompleteStepRequest"> & {
  * Use `create(CompleteStepRequestSchema)` to create a new message.
  */
 export const CompleteStepRequestSchema: GenMessage<CompleteStepRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 13);
+  messageDesc(file_runnel_v1_runnel, 15);
 
 /**
  * @generated from message runnel.v1.CompleteStepResponse
@@ -420,7 +450,7 @@ export type CompleteStepResponse = Message<"runnel.v1.CompleteStepResponse"> & {
  * Use `create(CompleteStepResponseSchema)` to create a new message.
  */
 export const CompleteStepResponseSchema: GenMessage<CompleteStepResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 14);
+  messageDesc(file_runnel_v1_runnel, 16);
 
 /**
  * @generated from message runnel.v1.FailStepRequest
@@ -454,7 +484,7 @@ export type FailStepRequest = Message<"runnel.v1.FailStepRequest"> & {
  * Use `create(FailStepRequestSchema)` to create a new message.
  */
 export const FailStepRequestSchema: GenMessage<FailStepRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 15);
+  messageDesc(file_runnel_v1_runnel, 17);
 
 /**
  * @generated from message runnel.v1.FailStepResponse
@@ -467,7 +497,7 @@ export type FailStepResponse = Message<"runnel.v1.FailStepResponse"> & {
  * Use `create(FailStepResponseSchema)` to create a new message.
  */
 export const FailStepResponseSchema: GenMessage<FailStepResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 16);
+  messageDesc(file_runnel_v1_runnel, 18);
 
 /**
  * @generated from message runnel.v1.TriggerRunRequest
@@ -494,7 +524,7 @@ export type TriggerRunRequest = Message<"runnel.v1.TriggerRunRequest"> & {
  * Use `create(TriggerRunRequestSchema)` to create a new message.
  */
 export const TriggerRunRequestSchema: GenMessage<TriggerRunRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 17);
+  messageDesc(file_runnel_v1_runnel, 19);
 
 /**
  * @generated from message runnel.v1.TriggerRunResponse
@@ -511,7 +541,7 @@ export type TriggerRunResponse = Message<"runnel.v1.TriggerRunResponse"> & {
  * Use `create(TriggerRunResponseSchema)` to create a new message.
  */
 export const TriggerRunResponseSchema: GenMessage<TriggerRunResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 18);
+  messageDesc(file_runnel_v1_runnel, 20);
 
 /**
  * @generated from message runnel.v1.GetRunRequest
@@ -528,7 +558,7 @@ export type GetRunRequest = Message<"runnel.v1.GetRunRequest"> & {
  * Use `create(GetRunRequestSchema)` to create a new message.
  */
 export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 19);
+  messageDesc(file_runnel_v1_runnel, 21);
 
 /**
  * @generated from message runnel.v1.GetRunResponse
@@ -545,7 +575,7 @@ export type GetRunResponse = Message<"runnel.v1.GetRunResponse"> & {
  * Use `create(GetRunResponseSchema)` to create a new message.
  */
 export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 20);
+  messageDesc(file_runnel_v1_runnel, 22);
 
 /**
  * @generated from message runnel.v1.Run
@@ -622,7 +652,7 @@ export type Run = Message<"runnel.v1.Run"> & {
  * Use `create(RunSchema)` to create a new message.
  */
 export const RunSchema: GenMessage<Run> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 21);
+  messageDesc(file_runnel_v1_runnel, 23);
 
 /**
  * @generated from message runnel.v1.StepRun
@@ -684,7 +714,7 @@ export type StepRun = Message<"runnel.v1.StepRun"> & {
  * Use `create(StepRunSchema)` to create a new message.
  */
 export const StepRunSchema: GenMessage<StepRun> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 22);
+  messageDesc(file_runnel_v1_runnel, 24);
 
 /**
  * @generated from message runnel.v1.StepAttempt
@@ -726,7 +756,7 @@ export type StepAttempt = Message<"runnel.v1.StepAttempt"> & {
  * Use `create(StepAttemptSchema)` to create a new message.
  */
 export const StepAttemptSchema: GenMessage<StepAttempt> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 23);
+  messageDesc(file_runnel_v1_runnel, 25);
 
 /**
  * @generated from message runnel.v1.ListRunsRequest
@@ -768,7 +798,7 @@ export type ListRunsRequest = Message<"runnel.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 24);
+  messageDesc(file_runnel_v1_runnel, 26);
 
 /**
  * @generated from message runnel.v1.ListRunsResponse
@@ -785,7 +815,7 @@ export type ListRunsResponse = Message<"runnel.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 25);
+  messageDesc(file_runnel_v1_runnel, 27);
 
 /**
  * @generated from message runnel.v1.CancelRunRequest
@@ -802,7 +832,7 @@ export type CancelRunRequest = Message<"runnel.v1.CancelRunRequest"> & {
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 26);
+  messageDesc(file_runnel_v1_runnel, 28);
 
 /**
  * @generated from message runnel.v1.CancelRunResponse
@@ -819,7 +849,7 @@ export type CancelRunResponse = Message<"runnel.v1.CancelRunResponse"> & {
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 27);
+  messageDesc(file_runnel_v1_runnel, 29);
 
 /**
  * @generated from message runnel.v1.ListWorkflowsRequest
@@ -832,7 +862,7 @@ export type ListWorkflowsRequest = Message<"runnel.v1.ListWorkflowsRequest"> & {
  * Use `create(ListWorkflowsRequestSchema)` to create a new message.
  */
 export const ListWorkflowsRequestSchema: GenMessage<ListWorkflowsRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 28);
+  messageDesc(file_runnel_v1_runnel, 30);
 
 /**
  * @generated from message runnel.v1.ListWorkflowsResponse
@@ -849,7 +879,7 @@ export type ListWorkflowsResponse = Message<"runnel.v1.ListWorkflowsResponse"> &
  * Use `create(ListWorkflowsResponseSchema)` to create a new message.
  */
 export const ListWorkflowsResponseSchema: GenMessage<ListWorkflowsResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 29);
+  messageDesc(file_runnel_v1_runnel, 31);
 
 /**
  * @generated from message runnel.v1.SubscribeRequest
@@ -882,7 +912,7 @@ export type SubscribeRequest = Message<"runnel.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 30);
+  messageDesc(file_runnel_v1_runnel, 32);
 
 /**
  * @generated from message runnel.v1.SubscribeResponse
@@ -920,7 +950,7 @@ export type SubscribeResponse = Message<"runnel.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 31);
+  messageDesc(file_runnel_v1_runnel, 33);
 
 /**
  * @generated from message runnel.v1.Event
@@ -984,7 +1014,7 @@ export type Event = Message<"runnel.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 32);
+  messageDesc(file_runnel_v1_runnel, 34);
 
 /**
  * @generated from message runnel.v1.CreateTokenRequest
@@ -1020,7 +1050,7 @@ export type CreateTokenRequest = Message<"runnel.v1.CreateTokenRequest"> & {
  * Use `create(CreateTokenRequestSchema)` to create a new message.
  */
 export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 33);
+  messageDesc(file_runnel_v1_runnel, 35);
 
 /**
  * @generated from message runnel.v1.CreateTokenResponse
@@ -1056,7 +1086,7 @@ export type CreateTokenResponse = Message<"runnel.v1.CreateTokenResponse"> & {
  * Use `create(CreateTokenResponseSchema)` to create a new message.
  */
 export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 34);
+  messageDesc(file_runnel_v1_runnel, 36);
 
 /**
  * TokenInfo describes a token; never its secret (only a hash is stored).
@@ -1113,7 +1143,7 @@ export type TokenInfo = Message<"runnel.v1.TokenInfo"> & {
  * Use `create(TokenInfoSchema)` to create a new message.
  */
 export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 35);
+  messageDesc(file_runnel_v1_runnel, 37);
 
 /**
  * @generated from message runnel.v1.ListTokensRequest
@@ -1126,7 +1156,7 @@ export type ListTokensRequest = Message<"runnel.v1.ListTokensRequest"> & {
  * Use `create(ListTokensRequestSchema)` to create a new message.
  */
 export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 36);
+  messageDesc(file_runnel_v1_runnel, 38);
 
 /**
  * @generated from message runnel.v1.ListTokensResponse
@@ -1143,7 +1173,7 @@ export type ListTokensResponse = Message<"runnel.v1.ListTokensResponse"> & {
  * Use `create(ListTokensResponseSchema)` to create a new message.
  */
 export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 37);
+  messageDesc(file_runnel_v1_runnel, 39);
 
 /**
  * @generated from message runnel.v1.RevokeTokenRequest
@@ -1160,7 +1190,7 @@ export type RevokeTokenRequest = Message<"runnel.v1.RevokeTokenRequest"> & {
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 38);
+  messageDesc(file_runnel_v1_runnel, 40);
 
 /**
  * @generated from message runnel.v1.RevokeTokenResponse
@@ -1180,7 +1210,7 @@ export type RevokeTokenResponse = Message<"runnel.v1.RevokeTokenResponse"> & {
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 39);
+  messageDesc(file_runnel_v1_runnel, 41);
 
 /**
  * @generated from message runnel.v1.SpawnRunRequest
@@ -1225,7 +1255,7 @@ export type SpawnRunRequest = Message<"runnel.v1.SpawnRunRequest"> & {
  * Use `create(SpawnRunRequestSchema)` to create a new message.
  */
 export const SpawnRunRequestSchema: GenMessage<SpawnRunRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 40);
+  messageDesc(file_runnel_v1_runnel, 42);
 
 /**
  * @generated from message runnel.v1.SpawnRunResponse
@@ -1242,7 +1272,7 @@ export type SpawnRunResponse = Message<"runnel.v1.SpawnRunResponse"> & {
  * Use `create(SpawnRunResponseSchema)` to create a new message.
  */
 export const SpawnRunResponseSchema: GenMessage<SpawnRunResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 41);
+  messageDesc(file_runnel_v1_runnel, 43);
 
 /**
  * @generated from message runnel.v1.SubscribeMetadataRequest
@@ -1277,7 +1307,7 @@ export type SubscribeMetadataRequest = Message<"runnel.v1.SubscribeMetadataReque
  * Use `create(SubscribeMetadataRequestSchema)` to create a new message.
  */
 export const SubscribeMetadataRequestSchema: GenMessage<SubscribeMetadataRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 42);
+  messageDesc(file_runnel_v1_runnel, 44);
 
 /**
  * @generated from message runnel.v1.PushEventRequest
@@ -1306,7 +1336,7 @@ export type PushEventRequest = Message<"runnel.v1.PushEventRequest"> & {
  * Use `create(PushEventRequestSchema)` to create a new message.
  */
 export const PushEventRequestSchema: GenMessage<PushEventRequest> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 43);
+  messageDesc(file_runnel_v1_runnel, 45);
 
 /**
  * @generated from message runnel.v1.PushEventResponse
@@ -1323,7 +1353,7 @@ export type PushEventResponse = Message<"runnel.v1.PushEventResponse"> & {
  * Use `create(PushEventResponseSchema)` to create a new message.
  */
 export const PushEventResponseSchema: GenMessage<PushEventResponse> = /*@__PURE__*/
-  messageDesc(file_runnel_v1_runnel, 44);
+  messageDesc(file_runnel_v1_runnel, 46);
 
 /**
  * WorkerService is used by worker processes.
@@ -1360,6 +1390,19 @@ export const WorkerService: GenService<{
     methodKind: "server_streaming";
     input: typeof ListenRequestSchema;
     output: typeof ListenResponseSchema;
+  },
+  /**
+   * DeregisterWorker is a worker leaving on purpose (its Run ended, SIGTERM):
+   * its running attempts are re-queued at once as new attempts (not counted
+   * against retries) instead of after the heartbeat timeout, and the worker
+   * id is dead. Unknown or another tenant's worker ids are not found.
+   *
+   * @generated from rpc runnel.v1.WorkerService.DeregisterWorker
+   */
+  deregisterWorker: {
+    methodKind: "unary";
+    input: typeof DeregisterWorkerRequestSchema;
+    output: typeof DeregisterWorkerResponseSchema;
   },
   /**
    * Heartbeat keeps the worker alive; a worker silent for longer than the
