@@ -5,7 +5,7 @@
 //   RUNNEL_TOKEN=$(cat runnel-data/admin.token) node dist/server.js
 import { createServer, type IncomingMessage } from "node:http";
 import { readFile } from "node:fs/promises";
-import { Runnel, RunnelError } from "@runnel/sdk";
+import { Runnel } from "@runnel/sdk";
 import type { UIMessage } from "ai";
 import { WORKFLOW } from "./model.js";
 
@@ -32,15 +32,7 @@ async function json(req: IncomingMessage): Promise<unknown> {
 
 /** A browser token for the chat's run: read-only, that run only. */
 async function session(chat: Chat) {
-  let token: string;
-  try {
-    ({ token } = await runnel.admin.createBrowserToken({ runId: chat.runId }, { ttlSeconds: 600 }));
-  } catch (err) {
-    // After an engine restart the first call can fail on a stale
-    // keep-alive connection; minting a token twice is harmless.
-    if (!(err instanceof RunnelError && err.code === "unavailable")) throw err;
-    ({ token } = await runnel.admin.createBrowserToken({ runId: chat.runId }, { ttlSeconds: 600 }));
-  }
+  const { token } = await runnel.admin.createBrowserToken({ runId: chat.runId }, { ttlSeconds: 600 });
   return { runId: chat.runId, token, host: runnel.host };
 }
 
@@ -71,8 +63,7 @@ const server = createServer(async (req, res) => {
       send(404, { error: "not found" });
     }
   } catch (err) {
-    const cause = (err as { cause?: { cause?: unknown } }).cause;
-    console.error(`${req.method} ${req.url}: ${String(err)} (${String(cause?.cause ?? cause)})`);
+    console.error(`${req.method} ${req.url}: ${String(err)}`);
     send(500, { error: String(err) });
   }
 });

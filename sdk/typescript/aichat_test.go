@@ -47,6 +47,7 @@ func TestAIChat(t *testing.T) {
 		t.Fatalf("read the example's answer: %v", err)
 	}
 
+	parent := t
 	t.Run("DocsSnippetsCompile", func(t *testing.T) { docsSnippets(t, example) })
 
 	dataDir, engineAddr, siteAddr := t.TempDir(), freeAddr(t), freeAddr(t)
@@ -111,7 +112,7 @@ func TestAIChat(t *testing.T) {
 		send(t, "kill")
 		_ = engine.cmd.Process.Kill()
 		_ = engine.cmd.Wait()
-		engine = startProcess(t, nil, bin, engineArgs...)
+		engine = startProcess(parent, nil, bin, engineArgs...) // outlives this subtest
 		engine.waitFor(t, "engine listening")
 		final(t, tab, "after the engine was SIGKILLed and restarted mid-answer")
 	})
