@@ -52,7 +52,9 @@ func TestAIChat(t *testing.T) {
 
 	dataDir, engineAddr, siteAddr := t.TempDir(), freeAddr(t), freeAddr(t)
 	hooks := hooksServer(t)
-	engineArgs := []string{"server", "--addr", engineAddr, "--data-dir", dataDir, "--cors-origin", "http://" + siteAddr, "--cors-origin", hooks.URL}
+	engineArgs := []string{"server", "--addr", engineAddr, "--data-dir", dataDir, "--cors-origin", "http://" + siteAddr, "--cors-origin", hooks.URL,
+		// A killed worker is declared gone quickly (WorkerKilledMidAnswer).
+		"--heartbeat-interval", "250ms", "--heartbeat-timeout", "1500ms"}
 	engine := startProcess(t, nil, bin, engineArgs...)
 	engine.waitFor(t, "engine listening")
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
@@ -100,6 +102,33 @@ func TestAIChat(t *testing.T) {
 		}
 	}
 
+	// attempts returns the attempts whose chunks the chat's run stored.
+	attempts := func(t *testing.T, chat string) string {
+		t.Helper()
+		runID, err := chromedp.Run(tab.Ctx, chromedp.Evaluate[string](fmt.Sprintf(`JSON.parse(sessionStorage.getItem("runnel:chat:%s")).runId`, chat)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := runnel.NewClient(runnel.WithHost("http://"+engineAddr), runnel.WithToken(strings.TrimSpace(string(token))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		seen := map[int]bool{}
+		var list []string
+		for ev, err := range c.Listener().Stream(ctx, runID) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Type == runnel.EventStepStream && !seen[ev.Attempt] {
+				seen[ev.Attempt] = true
+				list = append(list, fmt.Sprint(ev.Attempt))
+			}
+		}
+		return strings.Join(list, ",")
+	}
+
 	t.Run("ReloadMidAnswer", func(t *testing.T) {
 		send(t, "reload")
 		if err := chromedp.Do(tab.Ctx, chromedp.Reload()); err != nil {
@@ -115,6 +144,24 @@ func TestAIChat(t *testing.T) {
 		engine = startProcess(parent, nil, bin, engineArgs...) // outlives this subtest
 		engine.waitFor(t, "engine listening")
 		final(t, tab, "after the engine was SIGKILLed and restarted mid-answer")
+		if a := attempts(t, "kill"); a != "1" {
+			t.Errorf("the run's chunks are of attempts %s: the step should have survived the engine restart", a)
+		}
+	})
+
+	// The worker itself dies mid-answer: the step runs again as attempt 2,
+	// which streams the whole answer again; the transport drops attempt 1's
+	// half (reset-step) and the page ends showing the answer once.
+	t.Run("WorkerKilledMidAnswer", func(t *testing.T) {
+		send(t, "crash")
+		_ = worker.cmd.Process.Kill()
+		_ = worker.cmd.Wait()
+		worker = startProcess(parent, append(env, "MODEL_DELAY_MS=15"), "node", filepath.Join(example, "dist", "worker.js"))
+		worker.waitFor(t, "worker ready")
+		final(t, tab, "after the worker was SIGKILLed mid-answer")
+		if a := attempts(t, "crash"); a != "1,2" {
+			t.Errorf("the run's chunks are of attempts %s, want 1,2 (half an answer, then a whole one)", a)
+		}
 	})
 
 	t.Run("FinishedChatInNewTab", func(t *testing.T) {
