@@ -68,6 +68,11 @@ func TestAIChat(t *testing.T) {
 	site := startProcess(t, append(env, "PORT="+port), "node", filepath.Join(example, "dist", "server.js"))
 	site.waitFor(t, "chat at")
 
+	t.Run("ReactHooksSSR", func(t *testing.T) {
+		if out, err := exec.Command("node", filepath.Join("packages", "react", "test", "ssr.mjs")).CombinedOutput(); err != nil {
+			t.Fatalf("server rendering: %v\n%s", err, out)
+		}
+	})
 	t.Run("ReactHooks", func(t *testing.T) {
 		reactHooks(t, hooks.URL, "http://"+engineAddr, strings.TrimSpace(string(token)))
 	})
