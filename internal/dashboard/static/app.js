@@ -278,6 +278,92 @@ async function triggerPage(params) {
   app.append(form);
 }
 
+// AI SDK UI message chunks (what @runnel/ai's writeUIMessageStream and Go's
+// aichunk put, one per event, as JSON) are shown as the message they
+// assemble: its text, reasoning and tool calls, not the raw chunks.
+const UI_CHUNK_TYPES = new Set(["start", "finish", "abort", "start-step", "finish-step", "reset-step", "message-metadata",
+  "text-start", "text-delta", "text-end", "reasoning-start", "reasoning-delta", "reasoning-end", "error",
+  "tool-input-start", "tool-input-delta", "tool-input-available", "tool-input-error", "tool-output-available",
+  "tool-output-error", "tool-output-denied", "tool-approval-request", "source-url", "source-document", "file"]);
+
+function uiMessageChunk(payload) {
+  if (typeof payload !== "string" || payload[0] !== "{") return null;
+  try {
+    const c = JSON.parse(payload);
+    return c && typeof c.type === "string" && (UI_CHUNK_TYPES.has(c.type) || c.type.startsWith("data-")) ? c : null;
+  } catch {
+    return null;
+  }
+}
+
+function uiMessage() {
+  const body = el("div", { class: "ai-body" });
+  const state = el("span", { class: "muted" }, "streaming…");
+  const node = el("div", { class: "ai-message" }, el("div", { class: "muted" }, "assistant message ", state), body);
+  const parts = new Map(); // text/reasoning id or tool call id → element
+  const tools = new Map(); // tool call id → { name, input, output }
+  const showTool = (id) => {
+    const t = tools.get(id);
+    let text = `🔧 ${t.name}(${t.input === undefined ? "…" : JSON.stringify(t.input)})`;
+    if (t.output !== undefined) text += " → " + JSON.stringify(t.output);
+    if (t.error) text += " ✗ " + t.error;
+    parts.get("tool:" + id).textContent = text;
+  };
+  const tool = (c) => {
+    if (!tools.has(c.toolCallId)) {
+      tools.set(c.toolCallId, { name: c.toolName || "tool" });
+      const code = el("code", { class: "ai-tool" });
+      parts.set("tool:" + c.toolCallId, code);
+      body.append(code);
+    }
+    return tools.get(c.toolCallId);
+  };
+  return {
+    node,
+    add(c) {
+      switch (c.type) {
+        case "text-start":
+        case "reasoning-start": {
+          const span = el("span", { class: c.type === "text-start" ? "ai-text" : "ai-reasoning" });
+          parts.set(c.type[0] + c.id, span);
+          body.append(span);
+          break;
+        }
+        case "text-delta":
+        case "reasoning-delta": {
+          const span = parts.get(c.type[0] + c.id);
+          if (span) span.textContent += c.delta;
+          break;
+        }
+        case "tool-input-start":
+        case "tool-input-available":
+        case "tool-input-error":
+          tool(c).input = c.input;
+          if (c.errorText) tools.get(c.toolCallId).error = c.errorText;
+          showTool(c.toolCallId);
+          break;
+        case "tool-output-available":
+        case "tool-output-error":
+          if (tools.has(c.toolCallId)) {
+            tools.get(c.toolCallId).output = c.output;
+            if (c.errorText) tools.get(c.toolCallId).error = c.errorText;
+            showTool(c.toolCallId);
+          }
+          break;
+        case "error":
+          body.append(el("div", { class: "error" }, c.errorText));
+          break;
+        case "finish":
+          state.textContent = c.finishReason ? "finished (" + c.finishReason + ")" : "finished";
+          break;
+        case "abort":
+          state.textContent = "aborted";
+          break;
+      }
+    },
+  };
+}
+
 // A binary payload: a download link, and the picture itself when it is one.
 function binaryItem(bytes, index) {
   const kind = sniffImage(bytes);
@@ -387,12 +473,24 @@ async function runPage(runId) {
     output.append(node);
     if (follow.checked) output.scrollTop = output.scrollHeight;
   };
+  let message = null; // the AI SDK message the current attempt assembles
   const onStream = (ev) => {
     if (ev.attempt !== lastAttempt) {
       if (lastAttempt !== 0) append(el("div", { class: "attempt-mark" }, `— ${ev.step}, attempt ${ev.attempt} —`));
       lastAttempt = ev.attempt;
+      message = null;
     }
     chunkCount++;
+    const chunk = uiMessageChunk(ev.payload);
+    if (chunk) {
+      if (!message) {
+        message = uiMessage();
+        append(message.node);
+      }
+      message.add(chunk);
+      if (follow.checked) output.scrollTop = output.scrollHeight;
+      return;
+    }
     if (ev.payload instanceof Uint8Array) append(binaryItem(ev.payload, chunkCount));
     else append(el("span", { class: "chunk", "data-attempt": ev.attempt }, ev.payload));
   };
