@@ -6,7 +6,6 @@ import (
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
-	"github.com/runnel-dev/runnel/internal/store"
 )
 
 // eventRequest is the body of POST /api/v1/events.
@@ -51,10 +50,6 @@ func (h *HTTP) streamMetadata(w http.ResponseWriter, r *http.Request, p engine.P
 	key, value := q.Get("metaKey"), q.Get("metaValue")
 	if key == "" {
 		h.writeError(w, r, apierr.New(apierr.InvalidArgument, "metaKey is required (with metaValue): the additional metadata pair to follow"))
-		return
-	}
-	if p.Kind == store.TokenBrowser && (p.MetaKey != key || p.MetaValue != value) {
-		h.writeError(w, r, apierr.New(apierr.PermissionDenied, "this token may only follow the metadata pair it was minted for"))
 		return
 	}
 	from, types, err := streamStart(r.Header, q)

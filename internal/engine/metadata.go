@@ -39,6 +39,11 @@ func (e *Engine) SubscribeMetadata(ctx context.Context, p SubscribeMetadataParam
 	if err := checkTexts("metadata key", p.Key, "metadata value", p.Value); err != nil {
 		return err
 	}
+	// Checked here, once, for every edge: a browser token follows only the
+	// pair it was minted for.
+	if !p.Principal.CanFollowMetadata(p.Key, p.Value) {
+		return apierr.New(apierr.PermissionDenied, "this token may only follow the metadata pair it was minted for")
+	}
 	// A pair no run can carry (TriggerRun refuses such keys and values) is
 	// a mistake worth reporting rather than a subscription that stays
 	// silent forever.

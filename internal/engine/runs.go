@@ -313,12 +313,19 @@ type SubscribeParams struct {
 
 // Subscribe delivers a run's events from the start point until the run's
 // terminal event (then returns nil); see eventlog.Reader.Follow. Errors:
-// NotFound for an unknown run, InvalidArgument for a bad start point or type,
+// NotFound for an unknown run or one outside the principal's scope, InvalidArgument for a bad start point or type,
 // ResourceExhausted over the subscriber limits, Unavailable when the node
 // is shutting down (before or during the subscription).
 func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver eventlog.Deliver) error {
 	if err := CheckText("run id", p.RunID); err != nil {
 		return err
+	}
+	// Every edge (RPC, SSE, the dashboard, the SDK proxies) subscribes
+	// through here, so the principal's scope is checked once, here: a run
+	// outside it looks unknown, so a token cannot probe for other runs.
+	run, err := e.store.GetRun(ctx, p.TenantID, p.RunID)
+	if err != nil || !p.Principal.CanReadRun(run) {
+		return notFound(orNotFound(err), "unknown run %s", p.RunID)
 	}
 	start, err := e.parseSubscription(ctx, p.From, p.Types)
 	if err != nil {
