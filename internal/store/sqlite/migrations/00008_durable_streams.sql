@@ -1,0 +1,32 @@
+-- +goose Up
+-- Standalone durable streams (issue 21): named per tenant, outside runs.
+-- Their data lives in the events table like a run's stream, with run_id =
+-- the stream's id (a "ds_" UUID that never names a run), so appends get
+-- log positions, commit order and wake-ups exactly as run events do.
+CREATE TABLE durable_streams (
+    id            TEXT    PRIMARY KEY,
+    tenant_id     TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    content_type  TEXT    NOT NULL,
+    ttl_seconds   INTEGER  NOT NULL DEFAULT 0, -- sliding TTL; 0: none
+    expires_at    INTEGER  NOT NULL DEFAULT 0, -- absolute expiry, unix micros; 0: none
+    closed        BOOLEAN NOT NULL DEFAULT FALSE,
+    closed_by     TEXT    NOT NULL DEFAULT '', -- producer id/epoch/seq of the closing append
+    last_seq      TEXT    NOT NULL DEFAULT '', -- last Stream-Seq accepted
+    accessed_at   INTEGER  NOT NULL,
+    created_at    INTEGER  NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+
+-- Idempotent producer state, one row per (stream, producer id).
+CREATE TABLE durable_stream_producers (
+    stream_id   TEXT   NOT NULL,
+    producer_id TEXT   NOT NULL,
+    epoch       INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, producer_id)
+);
+
+-- +goose Down
+DROP TABLE durable_stream_producers;
+DROP TABLE durable_streams;
