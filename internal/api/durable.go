@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,8 @@ import (
 // PROTOCOL.md) on standalone streams, under DurablePrefix: PUT creates,
 // POST appends or closes, GET reads (catch-up, long-poll, SSE), HEAD
 // describes, DELETE deletes. Offsets are log positions, zero-padded to 20
-// digits so that they sort as strings; "-1" is the start, "now" the tail.
+// digits and followed by "_" and 16 zeros (room for a sub-position) so that
+// they sort as strings; "-1" is the start, "now" the tail.
 // Auth is the API's (bearer or ?token=); a stream of another tenant, or one
 // a token may not see, is 404.
 
@@ -41,7 +43,39 @@ const (
 var cursorEpoch = time.Date(2024, 10, 9, 0, 0, 0, 0, time.UTC)
 
 func (h *HTTP) mountDurable(mux *http.ServeMux) {
-	mux.Handle(DurablePrefix+"{name...}", h.durableHeaders(h.authenticated(h.durable)))
+	mux.Handle(DurablePrefix+"{name...}", h.durableHeaders(h.durableCORS(h.authenticated(h.durable))))
+}
+
+// durableCORS applies the configured origins (--cors-origin) to the
+// protocol's routes, with the protocol's methods and headers. Preflights
+// carry no token and get no stream data.
+func (h *HTTP) durableCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && (slices.Contains(h.cfg.CORSOrigins, origin) || slices.Contains(h.cfg.CORSOrigins, "*"))
+		if origin != "" {
+			w.Header().Add("Vary", "Origin")
+		}
+		if allowed {
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			w.Header().Set("Access-Control-Expose-Headers", "Content-Type, Retry-After, ETag, Location, Stream-Next-Offset, Stream-Cursor, "+
+				"Stream-Up-To-Date, Stream-Closed, Stream-TTL, Stream-Expires-At, Stream-Sse-Data-Encoding, "+
+				"Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq")
+		}
+		if r.Method == http.MethodOptions {
+			if !allowed {
+				durableError(w, http.StatusForbidden, fmt.Sprintf("origin %q is not allowed (see --cors-origin)", origin))
+				return
+			}
+			w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, DELETE, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-None-Match, Stream-TTL, Stream-Expires-At, "+
+				"Stream-Closed, Stream-Seq, Producer-Id, Producer-Epoch, Producer-Seq")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // durableHeaders sets the browser security headers of every protocol
@@ -70,16 +104,17 @@ func (h *HTTP) durable(w http.ResponseWriter, r *http.Request, p engine.Principa
 	case http.MethodHead:
 		h.durableHead(w, r, p, name)
 	case http.MethodDelete:
-		ok, err := h.engine.DeleteDurableStream(r.Context(), p, name)
-		if err != nil {
+		out, err := h.engine.DeleteDurableStream(r.Context(), p, name)
+		switch {
+		case err != nil:
 			h.writeError(w, r, err)
-			return
-		}
-		if !ok {
+		case out == engine.DurableNotFound:
 			durableError(w, http.StatusNotFound, "no stream "+name)
-			return
+		case out == engine.DurableGone:
+			durableError(w, http.StatusGone, "stream "+name+" was deleted")
+		default:
+			w.WriteHeader(http.StatusNoContent)
 		}
-		w.WriteHeader(http.StatusNoContent)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, PUT, POST, DELETE")
 		durableError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not part of the protocol")
@@ -93,9 +128,9 @@ func durableError(w http.ResponseWriter, status int, msg string) {
 }
 
 // FormatOffset renders a log position as a protocol offset.
-func FormatOffset(pos int64) string { return fmt.Sprintf("%020d", pos) }
+func FormatOffset(pos int64) string { return fmt.Sprintf("%016d_0000000000000000", pos) }
 
-var offsetRE = regexp.MustCompile(`^[0-9]{20}$`)
+var offsetRE = regexp.MustCompile(`^[0-9]{16}_0{16}$`)
 
 // parseOffset: "-1" or absent is the start (0), "now" the tail.
 func parseOffset(q string, present bool, tail int64) (int64, bool, error) {
@@ -105,7 +140,7 @@ func parseOffset(q string, present bool, tail int64) (int64, bool, error) {
 	case q == "now":
 		return tail, true, nil
 	case offsetRE.MatchString(q):
-		n, err := strconv.ParseInt(q, 10, 64)
+		n, err := strconv.ParseInt(q[:16], 10, 64)
 		if err != nil {
 			return 0, false, fmt.Errorf("offset %q is out of range", q)
 		}
@@ -190,11 +225,43 @@ func setStreamHeaders(w http.ResponseWriter, s store.DurableStream, tail int64) 
 }
 
 func (h *HTTP) durableCreate(w http.ResponseWriter, r *http.Request, p engine.Principal, name string) {
-	if r.Header.Get("Stream-Forked-From") != "" {
-		durableError(w, http.StatusNotImplemented, "forks are not supported by this server")
+	c := engine.DurableCreate{Name: name, ContentType: r.Header.Get("Content-Type"), Closed: closedHeader(r)}
+	c.ContentTypeSet = c.ContentType != ""
+	from, hasFrom := r.Header.Get("Stream-Forked-From"), len(r.Header.Values("Stream-Forked-From")) > 0
+	offHdr, hasOff := r.Header.Get("Stream-Fork-Offset"), len(r.Header.Values("Stream-Fork-Offset")) > 0
+	subHdr, hasSub := r.Header.Get("Stream-Fork-Sub-Offset"), len(r.Header.Values("Stream-Fork-Sub-Offset")) > 0
+	if !hasFrom && (hasOff || hasSub) {
+		durableError(w, http.StatusBadRequest, "Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From")
 		return
 	}
-	c := engine.DurableCreate{Name: name, ContentType: r.Header.Get("Content-Type"), Closed: closedHeader(r)}
+	if hasFrom {
+		src, ok := strings.CutPrefix(from, DurablePrefix)
+		if !ok || src == "" {
+			durableError(w, http.StatusNotFound, fmt.Sprintf("Stream-Forked-From %q is not a stream of this server (%s...)", from, DurablePrefix))
+			return
+		}
+		f := &engine.DurableFork{SourceName: src}
+		if hasOff {
+			if !offsetRE.MatchString(offHdr) {
+				durableError(w, http.StatusBadRequest, fmt.Sprintf("Stream-Fork-Offset %q is not an offset this server returned", offHdr))
+				return
+			}
+			f.Offset, _ = strconv.ParseInt(offHdr[:16], 10, 64)
+			f.HasOffset = true
+		}
+		if hasSub {
+			if !producerNumRE.MatchString(subHdr) {
+				durableError(w, http.StatusBadRequest, fmt.Sprintf("Stream-Fork-Sub-Offset %q is not a non-negative integer", subHdr))
+				return
+			}
+			f.SubOffset, _ = strconv.ParseInt(subHdr, 10, 64)
+			if f.SubOffset > 0 && !hasOff {
+				durableError(w, http.StatusBadRequest, "Stream-Fork-Sub-Offset needs Stream-Fork-Offset")
+				return
+			}
+		}
+		c.Fork = f
+	}
 	if c.ContentType == "" {
 		c.ContentType = "application/octet-stream"
 	}
@@ -228,7 +295,14 @@ func (h *HTTP) durableCreate(w http.ResponseWriter, r *http.Request, p engine.Pr
 		durableError(w, status, err.Error())
 		return
 	}
-	if c.Messages, err = splitMessages(body, isJSONType(c.ContentType), true); err != nil {
+	ct := c.ContentType
+	if c.Fork != nil && !c.ContentTypeSet {
+		// The fork's type is its source's: look it up to frame the body.
+		if src, _, err := h.engine.GetDurableStream(r.Context(), p, c.Fork.SourceName, false); err == nil {
+			ct = src.ContentType
+		}
+	}
+	if c.Messages, err = splitMessages(body, isJSONType(ct), true); err != nil {
 		durableError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -239,14 +313,20 @@ func (h *HTTP) durableCreate(w http.ResponseWriter, r *http.Request, p engine.Pr
 	}
 	switch res.Outcome {
 	case engine.DurableNotFound:
-		durableError(w, http.StatusNotFound, "no stream "+name)
+		durableError(w, http.StatusNotFound, strings.TrimSpace("no stream "+name+" "+res.Reason))
 	case engine.DurableConflict:
 		durableError(w, http.StatusConflict, res.Reason)
+	case engine.DurableBadRequest:
+		durableError(w, http.StatusBadRequest, res.Reason)
 	case engine.DurableCreated, engine.DurableExists:
 		w.Header().Set("Content-Type", res.Stream.ContentType)
 		setStreamHeaders(w, res.Stream, res.Tail)
 		if res.Outcome == engine.DurableCreated {
-			w.Header().Set("Location", r.URL.Path)
+			scheme := "http"
+			if r.TLS != nil {
+				scheme = "https"
+			}
+			w.Header().Set("Location", scheme+"://"+r.Host+r.URL.EscapedPath())
 			w.WriteHeader(http.StatusCreated)
 		} else {
 			w.WriteHeader(http.StatusOK)
@@ -320,6 +400,10 @@ func (h *HTTP) durableAppend(w http.ResponseWriter, r *http.Request, p engine.Pr
 	// JSON bodies are checked against the stream's type once known: read
 	// it first (a missing stream is 404 before a bad body is 400).
 	s, _, err := h.engine.GetDurableStream(r.Context(), p, name, false)
+	if errors.Is(err, engine.ErrDurableGone) {
+		durableError(w, http.StatusGone, "stream "+name+" was deleted")
+		return
+	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		h.writeError(w, r, err)
 		return
@@ -341,6 +425,8 @@ func (h *HTTP) durableAppend(w http.ResponseWriter, r *http.Request, p engine.Pr
 	switch res.Outcome {
 	case engine.DurableNotFound:
 		durableError(w, http.StatusNotFound, "no stream "+name)
+	case engine.DurableGone:
+		durableError(w, http.StatusGone, "stream "+name+" was deleted")
 	case engine.DurableClosedErr:
 		setStreamHeaders(w, res.Stream, res.Tail)
 		durableError(w, http.StatusConflict, res.Reason)
@@ -361,7 +447,7 @@ func (h *HTTP) durableAppend(w http.ResponseWriter, r *http.Request, p engine.Pr
 			hd.Set("Producer-Epoch", strconv.FormatInt(res.ProducerEpoch, 10))
 			hd.Set("Producer-Seq", strconv.FormatInt(res.ProducerSeq, 10))
 		}
-		if res.Outcome == engine.DurableAppended && pr != nil {
+		if res.Outcome == engine.DurableAppended && pr != nil && len(a.Messages) > 0 {
 			w.WriteHeader(http.StatusOK)
 		} else {
 			w.WriteHeader(http.StatusNoContent)
@@ -379,6 +465,10 @@ func (h *HTTP) durableHead(w http.ResponseWriter, r *http.Request, p engine.Prin
 	s, tail, err := h.engine.GetDurableStream(r.Context(), p, name, false)
 	if errors.Is(err, store.ErrNotFound) {
 		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	if errors.Is(err, engine.ErrDurableGone) {
+		w.WriteHeader(http.StatusGone)
 		return
 	}
 	if err != nil {
@@ -452,6 +542,10 @@ func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Prin
 	s, tail, err := h.engine.GetDurableStream(r.Context(), p, name, true)
 	if errors.Is(err, store.ErrNotFound) {
 		durableError(w, http.StatusNotFound, "no stream "+name)
+		return
+	}
+	if errors.Is(err, engine.ErrDurableGone) {
+		durableError(w, http.StatusGone, "stream "+name+" was deleted")
 		return
 	}
 	if err != nil {
@@ -549,7 +643,7 @@ func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Prin
 		}
 		wake = h.engine.WaitDurable(s.ID)
 		s, tail, err = h.engine.GetDurableStream(r.Context(), p, name, false)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, engine.ErrDurableGone) {
 			durableError(w, http.StatusNotFound, "stream "+name+" was deleted")
 			return
 		}
@@ -602,9 +696,13 @@ func (h *HTTP) durableSSE(w http.ResponseWriter, r *http.Request, p engine.Princ
 				if !text {
 					payload = []byte(base64.StdEncoding.EncodeToString(payload))
 				}
+				// Every line break of SSE (CRLF, LF, CR) starts a new data
+				// line, so a payload cannot inject an event or field.
+				payload = bytes.ReplaceAll(payload, []byte("\r\n"), []byte("\n"))
+				payload = bytes.ReplaceAll(payload, []byte("\r"), []byte("\n"))
 				for _, line := range bytes.Split(payload, []byte("\n")) {
 					buf.WriteString("data:")
-					buf.Write(bytes.TrimSuffix(line, []byte("\r")))
+					buf.Write(line)
 					buf.WriteByte('\n')
 				}
 				buf.WriteByte('\n')

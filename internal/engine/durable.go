@@ -38,7 +38,13 @@ const (
 	DurableStaleEpoch                         // 403: producer epoch fenced
 	DurableSeqGap                             // 409: producer sequence gap
 	DurableBadEpochSeq                        // 400: a new epoch must start at seq 0
+	DurableGone                               // 410: deleted, kept for its forks
+	DurableBadRequest                         // 400: Reason says why
 )
+
+// ErrDurableGone: the stream was deleted (or expired) while forks still
+// read it; the protocol answers 410 Gone.
+var ErrDurableGone = errors.New("the stream was deleted; its forks still read it")
 
 // DurableCreate describes a stream to create.
 type DurableCreate struct {
@@ -48,6 +54,20 @@ type DurableCreate struct {
 	ExpiresAt   time.Time // zero: none
 	Closed      bool
 	Messages    [][]byte // initial content, one event each
+	// ContentTypeSet: the request named a content type (a fork inherits
+	// its source's otherwise, and its TTL or expiry when neither is set).
+	ContentTypeSet bool
+	Fork           *DurableFork
+}
+
+// DurableFork asks for a fork of SourceName at Offset (a position;
+// HasOffset false: the source's tail), SubOffset messages (JSON) or bytes
+// further.
+type DurableFork struct {
+	SourceName string
+	Offset     int64
+	HasOffset  bool
+	SubOffset  int64
 }
 
 // Producer identifies an idempotent producer's request.
@@ -113,20 +133,54 @@ func (e *Engine) CreateDurableStream(ctx context.Context, p Principal, c Durable
 	if !p.CanWrite() {
 		return DurableResult{Outcome: DurableNotFound}, nil
 	}
+	var fk forkPlan
+	if c.Fork != nil {
+		var res DurableResult
+		fk, res = e.planFork(ctx, p, &c)
+		if res.Outcome != DurableCreated {
+			return res, nil
+		}
+	}
 	var res DurableResult
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		res = DurableResult{}
 		now := time.Now()
+		if c.Fork != nil {
+			src, err := tx.GetDurableStreamForUpdate(ctx, p.TenantID, c.Fork.SourceName)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && src.ID != fk.sourceID) {
+				res.Outcome = DurableNotFound
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if src.Deleted {
+				res.Outcome, res.Reason = DurableConflict, "the source stream was deleted"
+				return nil
+			}
+		}
 		old, err := tx.GetDurableStreamForUpdate(ctx, p.TenantID, c.Name)
 		switch {
+		case err == nil && old.Deleted:
+			res.Outcome, res.Reason = DurableConflict, "a deleted stream of that name is kept for its forks"
+			return nil
 		case err == nil && durableExpired(old, now):
-			if err := tx.DeleteDurableStream(ctx, old.ID); err != nil {
+			n, err := tx.CountDurableForks(ctx, old.ID)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				res.Outcome, res.Reason = DurableConflict, "an expired stream of that name is kept for its forks"
+				return nil
+			}
+			if err := e.deleteCascade(ctx, tx, old); err != nil {
 				return err
 			}
 		case err == nil:
 			res.Stream = old
 			if sameMediaType(old.ContentType, c.ContentType) && old.TTLSeconds == c.TTLSeconds &&
-				old.ExpiresAt.Equal(c.ExpiresAt) && old.Closed == c.Closed {
+				old.ExpiresAt.Equal(c.ExpiresAt) && old.Closed == c.Closed &&
+				old.ForkSourceID == fk.sourceID && old.ForkOffset == fk.offset && old.ForkSubOffset == fk.subOffset {
 				res.Outcome = DurableExists
 			} else {
 				res.Outcome = DurableConflict
@@ -140,6 +194,10 @@ func (e *Engine) CreateDurableStream(ctx context.Context, p Principal, c Durable
 			ID: "ds_" + uuid.Must(uuid.NewV7()).String(), TenantID: p.TenantID, Name: c.Name,
 			ContentType: c.ContentType, TTLSeconds: c.TTLSeconds, ExpiresAt: c.ExpiresAt,
 			Closed: c.Closed, AccessedAt: now, CreatedAt: now,
+			ForkSourceID: fk.sourceID, ForkOffset: fk.offset, ForkSubOffset: fk.subOffset,
+		}
+		if fk.prefix != nil {
+			c.Messages = append([][]byte{fk.prefix}, c.Messages...)
 		}
 		if err := tx.InsertDurableStream(ctx, s); err != nil {
 			return err
@@ -157,10 +215,176 @@ func (e *Engine) CreateDurableStream(ctx context.Context, p Principal, c Durable
 	if err != nil {
 		return DurableResult{}, err
 	}
-	if res.Outcome == DurableExists {
-		res.Tail, err = e.store.LastRunPosition(ctx, p.TenantID, res.Stream.ID)
+	if res.Outcome == DurableExists || (res.Outcome == DurableCreated && res.Tail == 0) {
+		res.Tail, err = e.durableTail(ctx, res.Stream)
 	}
 	return res, err
+}
+
+// forkPlan is a fork's resolved source and offsets.
+type forkPlan struct {
+	sourceID  string
+	offset    int64
+	subOffset int64
+	prefix    []byte // a binary sub-offset's bytes, stored as the fork's first event
+}
+
+// planFork resolves a fork request against its source (read outside the
+// write: the offsets it checks never change once returned). Outcome is
+// DurableCreated when the fork may be created.
+func (e *Engine) planFork(ctx context.Context, p Principal, c *DurableCreate) (forkPlan, DurableResult) {
+	f := c.Fork
+	src, tail, err := e.GetDurableStream(ctx, p, f.SourceName, false)
+	switch {
+	case errors.Is(err, ErrDurableGone):
+		return forkPlan{}, DurableResult{Outcome: DurableConflict, Reason: "the source stream was deleted"}
+	case errors.Is(err, store.ErrNotFound):
+		return forkPlan{}, DurableResult{Outcome: DurableNotFound, Reason: "no source stream " + f.SourceName}
+	case err != nil:
+		return forkPlan{}, DurableResult{Outcome: DurableBadRequest, Reason: err.Error()}
+	}
+	if c.ContentTypeSet && !sameMediaType(c.ContentType, src.ContentType) {
+		return forkPlan{}, DurableResult{Outcome: DurableConflict, Reason: fmt.Sprintf("content type %q differs from the source's %q", c.ContentType, src.ContentType)}
+	}
+	c.ContentType = src.ContentType
+	if c.TTLSeconds == 0 && c.ExpiresAt.IsZero() {
+		c.TTLSeconds, c.ExpiresAt = src.TTLSeconds, src.ExpiresAt
+	}
+	fk := forkPlan{sourceID: src.ID, offset: tail, subOffset: f.SubOffset}
+	if f.HasOffset {
+		if f.Offset > tail {
+			return forkPlan{}, DurableResult{Outcome: DurableBadRequest, Reason: "Stream-Fork-Offset is beyond the source's tail"}
+		}
+		fk.offset = f.Offset
+	}
+	if f.SubOffset > 0 {
+		json := strings.EqualFold(strings.TrimSpace(strings.SplitN(src.ContentType, ";", 2)[0]), "application/json")
+		evs, err := e.readSegments(ctx, src, fk.offset, 0, int(f.SubOffset))
+		if err != nil {
+			return forkPlan{}, DurableResult{Outcome: DurableBadRequest, Reason: err.Error()}
+		}
+		if json {
+			if int64(len(evs)) < f.SubOffset {
+				return forkPlan{}, DurableResult{Outcome: DurableBadRequest, Reason: "Stream-Fork-Sub-Offset is past the next messages"}
+			}
+			fk.offset = evs[f.SubOffset-1].Position
+		} else {
+			if len(evs) == 0 || int64(len(evs[0].Payload)) < f.SubOffset {
+				return forkPlan{}, DurableResult{Outcome: DurableBadRequest, Reason: "Stream-Fork-Sub-Offset is past the next append"}
+			}
+			if int64(len(evs[0].Payload)) == f.SubOffset {
+				fk.offset = evs[0].Position
+			} else {
+				fk.prefix = evs[0].Payload[:f.SubOffset]
+			}
+		}
+	}
+	return fk, DurableResult{Outcome: DurableCreated}
+}
+
+// segment is one stream of a fork chain, read up to bound.
+type segment struct {
+	id    string
+	bound int64
+}
+
+// segments lists a stream's fork chain, oldest source first.
+func (e *Engine) segments(ctx context.Context, s store.DurableStream) ([]segment, error) {
+	segs := []segment{{id: s.ID, bound: 1<<63 - 1}}
+	bound, src := s.ForkOffset, s.ForkSourceID
+	for src != "" {
+		st, err := e.store.GetDurableStreamByID(ctx, src)
+		if err != nil {
+			return nil, fmt.Errorf("fork source of %s: %w", s.Name, err)
+		}
+		segs = append([]segment{{id: st.ID, bound: bound}}, segs...)
+		bound, src = min(bound, st.ForkOffset), st.ForkSourceID
+	}
+	return segs, nil
+}
+
+// readSegments reads a stream's events (its fork chain's, then its own)
+// after a position: one page, from the first segment that has any.
+func (e *Engine) readSegments(ctx context.Context, s store.DurableStream, after int64, maxBytes, limit int) ([]store.Event, error) {
+	segs := []segment{{id: s.ID, bound: 1<<63 - 1}}
+	if s.ForkSourceID != "" {
+		var err error
+		if segs, err = e.segments(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	// One page spans the segments, in order, until the byte budget or the
+	// limit is spent (a segment's page that stops early ends it).
+	var out []store.Event
+	bytes := 0
+	for _, sg := range segs {
+		if after >= sg.bound {
+			continue
+		}
+		p := store.ReadEventsParams{TenantID: s.TenantID, RunID: sg.id, After: after, Limit: limit}
+		if maxBytes > 0 {
+			p.MaxBytes = max(1, maxBytes-bytes)
+		}
+		if limit > 0 {
+			p.Limit = limit - len(out)
+		}
+		evs, err := e.store.ReadEvents(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for n < len(evs) && evs[n].Position <= sg.bound {
+			bytes += len(evs[n].Payload)
+			n++
+		}
+		out = append(out, evs[:n]...)
+		if n > 0 {
+			after = evs[n-1].Position
+		}
+		full := (maxBytes > 0 && bytes >= maxBytes) || (limit > 0 && len(out) >= limit)
+		if full || (n == len(evs) && n == p.PageLimit()) {
+			break // this page is full: the next read goes on from after
+		}
+	}
+	return out, nil
+}
+
+// durableTail is the position of a stream's last event, inherited ones
+// included: its own last, else its fork offset.
+func (e *Engine) durableTail(ctx context.Context, s store.DurableStream) (int64, error) {
+	last, err := e.store.LastRunPosition(ctx, s.TenantID, s.ID)
+	if err != nil || last > 0 {
+		return last, err
+	}
+	return s.ForkOffset, nil
+}
+
+// deleteCascade deletes a stream, then each source up its fork chain that
+// was deleted and has no fork left.
+func (e *Engine) deleteCascade(ctx context.Context, tx store.Tx, s store.DurableStream) error {
+	for {
+		if err := tx.DeleteDurableStream(ctx, s.ID); err != nil {
+			return err
+		}
+		if s.ForkSourceID == "" {
+			return nil
+		}
+		src, err := tx.GetDurableStreamByID(ctx, s.ForkSourceID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !src.Deleted && !durableExpired(src, time.Now()) {
+			return nil
+		}
+		n, err := tx.CountDurableForks(ctx, src.ID)
+		if err != nil || n > 0 {
+			return err
+		}
+		s = src
+	}
 }
 
 func producerKey(pr *Producer) string {
@@ -188,6 +412,10 @@ func (e *Engine) AppendDurable(ctx context.Context, p Principal, a DurableAppend
 			return err
 		}
 		res.Stream = s
+		if s.Deleted {
+			res.Outcome = DurableGone
+			return nil
+		}
 		if s.Closed {
 			switch {
 			case a.Producer != nil && s.ClosedBy == producerKey(a.Producer):
@@ -202,11 +430,6 @@ func (e *Engine) AppendDurable(ctx context.Context, p Principal, a DurableAppend
 		if len(a.Messages) > 0 && !sameMediaType(s.ContentType, a.ContentType) {
 			res.Outcome = DurableConflict
 			res.Reason = fmt.Sprintf("content type %q does not match the stream's %q", a.ContentType, s.ContentType)
-			return nil
-		}
-		if a.StreamSeq != "" && a.StreamSeq <= s.LastSeq {
-			res.Outcome = DurableConflict
-			res.Reason = fmt.Sprintf("Stream-Seq %q is not above the last one, %q", a.StreamSeq, s.LastSeq)
 			return nil
 		}
 		if pr := a.Producer; pr != nil {
@@ -236,10 +459,19 @@ func (e *Engine) AppendDurable(ctx context.Context, p Principal, a DurableAppend
 				res.Outcome, res.ExpectedSeq, res.ProducerSeq = DurableSeqGap, st.LastSeq+1, pr.Seq
 				return nil
 			}
+			res.ProducerEpoch, res.ProducerSeq = pr.Epoch, pr.Seq
+		}
+		// Stream-Seq after the producer check: a producer's retry is a
+		// duplicate (204) even when it repeats its Stream-Seq.
+		if a.StreamSeq != "" && a.StreamSeq <= s.LastSeq {
+			res.Outcome = DurableConflict
+			res.Reason = fmt.Sprintf("Stream-Seq %q is not above the last one, %q", a.StreamSeq, s.LastSeq)
+			return nil
+		}
+		if pr := a.Producer; pr != nil {
 			if err := tx.UpsertDurableProducer(ctx, store.DurableProducer{StreamID: s.ID, ProducerID: pr.ID, Epoch: pr.Epoch, LastSeq: pr.Seq}); err != nil {
 				return err
 			}
-			res.ProducerEpoch, res.ProducerSeq = pr.Epoch, pr.Seq
 		}
 		if a.StreamSeq != "" {
 			s.LastSeq = a.StreamSeq
@@ -264,8 +496,8 @@ func (e *Engine) AppendDurable(ctx context.Context, p Principal, a DurableAppend
 	if err != nil {
 		return DurableResult{}, err
 	}
-	if res.Outcome != DurableNotFound && res.Tail == 0 {
-		res.Tail, err = e.store.LastRunPosition(ctx, p.TenantID, res.Stream.ID)
+	if res.Outcome != DurableNotFound && res.Outcome != DurableGone && res.Tail == 0 {
+		res.Tail, err = e.durableTail(ctx, res.Stream)
 	}
 	return res, err
 }
@@ -282,37 +514,73 @@ func (e *Engine) GetDurableStream(ctx context.Context, p Principal, name string,
 	if err != nil {
 		return s, 0, err
 	}
+	if s.Deleted {
+		return s, 0, ErrDurableGone
+	}
 	now := time.Now()
 	if durableExpired(s, now) {
-		return store.DurableStream{}, 0, fmt.Errorf("durable stream %s expired: %w", name, store.ErrNotFound)
+		return store.DurableStream{}, 0, e.expireDurable(ctx, p.TenantID, name)
 	}
 	if touch && s.TTLSeconds > 0 {
 		if err := e.store.Write(ctx, func(tx store.Tx) error { return tx.TouchDurableStream(ctx, s.ID, now) }); err != nil {
 			return s, 0, err
 		}
 	}
-	tail, err := e.store.LastRunPosition(ctx, p.TenantID, s.ID)
+	tail, err := e.durableTail(ctx, s)
 	return s, tail, err
+}
+
+// expireDurable deletes an expired stream as DELETE would, and returns
+// the error a reader gets: not found, or gone when forks keep it.
+func (e *Engine) expireDurable(ctx context.Context, tenantID, name string) error {
+	gone := false
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		gone = false
+		s, err := tx.GetDurableStreamForUpdate(ctx, tenantID, name)
+		if err != nil || !durableExpired(s, time.Now()) {
+			return err
+		}
+		n, err := tx.CountDurableForks(ctx, s.ID)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			gone, s.Deleted = true, true
+			return tx.UpdateDurableStream(ctx, s)
+		}
+		return e.deleteCascade(ctx, tx, s)
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if gone {
+		return ErrDurableGone
+	}
+	return fmt.Errorf("durable stream %s expired: %w", name, store.ErrNotFound)
 }
 
 // ReadDurable reads a stream's events after a position, up to about
 // maxBytes of payload (at least one event).
 func (e *Engine) ReadDurable(ctx context.Context, s store.DurableStream, after int64, maxBytes int) ([]store.Event, error) {
-	return e.store.ReadEvents(ctx, store.ReadEventsParams{TenantID: s.TenantID, RunID: s.ID, After: after, MaxBytes: maxBytes})
+	return e.readSegments(ctx, s, after, maxBytes, 0)
 }
 
 // WaitDurable returns a channel closed at the next append to the stream
 // (or any wake-up that may concern it). Arm it before reading.
 func (e *Engine) WaitDurable(id string) <-chan struct{} { return e.hub.Wait(id) }
 
-// DeleteDurableStream deletes a stream and its data; false if none.
-func (e *Engine) DeleteDurableStream(ctx context.Context, p Principal, name string) (bool, error) {
+// DeleteDurableStream deletes a stream and its data: DurableAppended when
+// done, DurableNotFound, or DurableGone when it was deleted already but
+// forks keep it. A stream with forks is only marked deleted (410 from then
+// on); the last fork's deletion removes it.
+func (e *Engine) DeleteDurableStream(ctx context.Context, p Principal, name string) (DurableOutcome, error) {
 	if !p.CanWrite() {
-		return false, nil
+		return DurableNotFound, nil
 	}
-	found, id := false, ""
+	var out DurableOutcome
+	id := ""
 	err := e.store.Write(ctx, func(tx store.Tx) error {
-		found, id = false, ""
+		out, id = DurableNotFound, ""
 		s, err := tx.GetDurableStreamForUpdate(ctx, p.TenantID, name)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
@@ -320,14 +588,32 @@ func (e *Engine) DeleteDurableStream(ctx context.Context, p Principal, name stri
 		if err != nil {
 			return err
 		}
-		found = !durableExpired(s, time.Now())
-		id = s.ID
-		return tx.DeleteDurableStream(ctx, s.ID)
+		if s.Deleted {
+			out = DurableGone
+			return nil
+		}
+		expired := durableExpired(s, time.Now())
+		n, err := tx.CountDurableForks(ctx, s.ID)
+		if err != nil {
+			return err
+		}
+		out, id = DurableAppended, s.ID
+		if n > 0 {
+			if expired {
+				out = DurableGone
+			}
+			s.Deleted = true
+			return tx.UpdateDurableStream(ctx, s)
+		}
+		if expired {
+			out = DurableNotFound
+		}
+		return e.deleteCascade(ctx, tx, s)
 	})
 	if err == nil && id != "" {
 		e.hub.NotifyRuns(id) // live readers look again and find it gone
 	}
-	return found, err
+	return out, err
 }
 
 // ListDurableStreams lists the tenant's streams.
@@ -340,5 +626,5 @@ func (e *Engine) ListDurableStreams(ctx context.Context, p Principal) ([]store.D
 
 // LastDurablePosition is the position of the stream's last event.
 func (e *Engine) LastDurablePosition(ctx context.Context, s store.DurableStream) (int64, error) {
-	return e.store.LastRunPosition(ctx, s.TenantID, s.ID)
+	return e.durableTail(ctx, s)
 }

@@ -21,6 +21,14 @@ type DurableStream struct {
 	// append that closed the stream, encoded by the engine; "" if none.
 	ClosedBy   string
 	LastSeq    string // the last Stream-Seq accepted ("" none)
+	// A fork reads ForkSourceID's events up to ForkOffset (a position),
+	// then its own. ForkSubOffset is as the fork was asked for (to compare
+	// a repeated PUT).
+	ForkSourceID  string
+	ForkOffset    int64
+	ForkSubOffset int64
+	// Deleted: deleted while forks read it (410 Gone until they are gone).
+	Deleted    bool
 	AccessedAt time.Time
 	CreatedAt  time.Time
 }
@@ -40,10 +48,14 @@ type DurableTx interface {
 	InsertDurableStream(ctx context.Context, s DurableStream) error
 	// GetDurableStreamForUpdate reads and locks a stream by name.
 	GetDurableStreamForUpdate(ctx context.Context, tenantID, name string) (DurableStream, error)
-	// UpdateDurableStream writes Closed, ClosedBy, LastSeq and AccessedAt.
+	// UpdateDurableStream writes Closed, ClosedBy, LastSeq, Deleted and AccessedAt.
 	UpdateDurableStream(ctx context.Context, s DurableStream) error
 	// TouchDurableStream sets AccessedAt (sliding TTL).
 	TouchDurableStream(ctx context.Context, id string, at time.Time) error
+	// GetDurableStreamByID reads a stream by id (a fork's source).
+	GetDurableStreamByID(ctx context.Context, id string) (DurableStream, error)
+	// CountDurableForks counts the streams forked from a stream.
+	CountDurableForks(ctx context.Context, sourceID string) (int64, error)
 	// DeleteDurableStream deletes a stream with its producers and events.
 	DeleteDurableStream(ctx context.Context, id string) error
 	// GetDurableProducer reads a producer's state; ErrNotFound if none.
@@ -54,5 +66,6 @@ type DurableTx interface {
 // DurableReader holds the durable stream reads of Store.
 type DurableReader interface {
 	GetDurableStream(ctx context.Context, tenantID, name string) (DurableStream, error)
+	GetDurableStreamByID(ctx context.Context, id string) (DurableStream, error)
 	ListDurableStreams(ctx context.Context, tenantID string) ([]DurableStream, error)
 }

@@ -13,7 +13,8 @@ func durableFromRow(r dbsqlc.DurableStream) store.DurableStream {
 	return store.DurableStream{
 		ID: r.ID, TenantID: r.TenantID, Name: r.Name, ContentType: r.ContentType,
 		TTLSeconds: r.TtlSeconds, ExpiresAt: fromMicros(r.ExpiresAt), Closed: r.Closed,
-		ClosedBy: r.ClosedBy, LastSeq: r.LastSeq,
+		ClosedBy: r.ClosedBy, LastSeq: r.LastSeq, ForkSourceID: r.ForkSourceID,
+		ForkOffset: r.ForkOffset, ForkSubOffset: r.ForkSubOffset, Deleted: r.Deleted,
 		AccessedAt: fromMicros(r.AccessedAt), CreatedAt: fromMicros(r.CreatedAt),
 	}
 }
@@ -22,7 +23,8 @@ func (t *tx) InsertDurableStream(ctx context.Context, s store.DurableStream) err
 	n, err := t.q.InsertDurableStream(t.ctx(ctx), dbsqlc.InsertDurableStreamParams{
 		ID: s.ID, TenantID: s.TenantID, Name: s.Name, ContentType: s.ContentType,
 		TtlSeconds: s.TTLSeconds, ExpiresAt: toMicros(s.ExpiresAt), Closed: s.Closed,
-		ClosedBy: s.ClosedBy, LastSeq: s.LastSeq,
+		ClosedBy: s.ClosedBy, LastSeq: s.LastSeq, ForkSourceID: s.ForkSourceID,
+		ForkOffset: s.ForkOffset, ForkSubOffset: s.ForkSubOffset,
 		AccessedAt: toMicros(s.AccessedAt), CreatedAt: toMicros(s.CreatedAt),
 	})
 	if err != nil {
@@ -44,7 +46,7 @@ func (t *tx) GetDurableStreamForUpdate(ctx context.Context, tenantID, name strin
 
 func (t *tx) UpdateDurableStream(ctx context.Context, s store.DurableStream) error {
 	n, err := t.q.UpdateDurableStream(t.ctx(ctx), dbsqlc.UpdateDurableStreamParams{
-		Closed: s.Closed, ClosedBy: s.ClosedBy, LastSeq: s.LastSeq, AccessedAt: toMicros(s.AccessedAt), ID: s.ID,
+		Closed: s.Closed, ClosedBy: s.ClosedBy, LastSeq: s.LastSeq, Deleted: s.Deleted, AccessedAt: toMicros(s.AccessedAt), ID: s.ID,
 	})
 	if err != nil {
 		return mapErr(err, "update durable stream %s", s.Name)
@@ -103,4 +105,25 @@ func (s *Store) ListDurableStreams(ctx context.Context, tenantID string) ([]stor
 		out[i] = durableFromRow(r)
 	}
 	return out, nil
+}
+
+func (t *tx) GetDurableStreamByID(ctx context.Context, id string) (store.DurableStream, error) {
+	r, err := t.q.GetDurableStreamByID(t.ctx(ctx), id)
+	if err != nil {
+		return store.DurableStream{}, mapErr(err, "get durable stream %s", id)
+	}
+	return durableFromRow(r), nil
+}
+
+func (t *tx) CountDurableForks(ctx context.Context, sourceID string) (int64, error) {
+	n, err := t.q.CountDurableForks(t.ctx(ctx), sourceID)
+	return n, mapErr(err, "count forks of %s", sourceID)
+}
+
+func (s *Store) GetDurableStreamByID(ctx context.Context, id string) (store.DurableStream, error) {
+	r, err := s.read.GetDurableStreamByID(ctx, id)
+	if err != nil {
+		return store.DurableStream{}, mapErr(err, "get durable stream %s", id)
+	}
+	return durableFromRow(r), nil
 }

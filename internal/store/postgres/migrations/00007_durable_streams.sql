@@ -13,10 +13,19 @@ CREATE TABLE durable_streams (
     closed        BOOLEAN NOT NULL DEFAULT FALSE,
     closed_by     TEXT    NOT NULL DEFAULT '', -- producer id/epoch/seq of the closing append
     last_seq      TEXT    NOT NULL DEFAULT '', -- last Stream-Seq accepted
+    -- A fork (PUT with Stream-Forked-From) reads its source's events up to
+    -- fork_offset (a position), copy-free, then its own.
+    fork_source_id  TEXT    NOT NULL DEFAULT '',
+    fork_offset     BIGINT  NOT NULL DEFAULT 0,
+    fork_sub_offset BIGINT  NOT NULL DEFAULT 0,
+    -- Deleted while forks still read it: kept (410 Gone) until the last
+    -- fork is deleted.
+    deleted       BOOLEAN NOT NULL DEFAULT FALSE,
     accessed_at   BIGINT  NOT NULL,
     created_at    BIGINT  NOT NULL,
     UNIQUE (tenant_id, name)
 );
+CREATE INDEX durable_streams_fork_source ON durable_streams (fork_source_id) WHERE fork_source_id <> '';
 
 -- Idempotent producer state, one row per (stream, producer id).
 CREATE TABLE durable_stream_producers (

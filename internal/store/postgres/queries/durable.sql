@@ -1,7 +1,7 @@
 -- name: InsertDurableStream :execrows
 -- Zero rows: the name is taken.
-INSERT INTO durable_streams (id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, accessed_at, created_at)
-VALUES (@id, @tenant_id, @name, @content_type, @ttl_seconds, @expires_at, @closed, @closed_by, @last_seq, @accessed_at, @created_at)
+INSERT INTO durable_streams (id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, fork_source_id, fork_offset, fork_sub_offset, accessed_at, created_at)
+VALUES (@id, @tenant_id, @name, @content_type, @ttl_seconds, @expires_at, @closed, @closed_by, @last_seq, @fork_source_id, @fork_offset, @fork_sub_offset, @accessed_at, @created_at)
 ON CONFLICT DO NOTHING;
 
 -- name: GetDurableStream :one
@@ -12,7 +12,7 @@ SELECT * FROM durable_streams WHERE tenant_id = @tenant_id AND name = @name FOR 
 
 -- name: UpdateDurableStream :execrows
 UPDATE durable_streams
-SET closed = @closed, closed_by = @closed_by, last_seq = @last_seq, accessed_at = @accessed_at
+SET closed = @closed, closed_by = @closed_by, last_seq = @last_seq, deleted = @deleted, accessed_at = @accessed_at
 WHERE id = @id;
 
 -- name: TouchDurableStream :exec
@@ -37,3 +37,9 @@ ON CONFLICT (stream_id, producer_id) DO UPDATE SET epoch = excluded.epoch, last_
 
 -- name: ListDurableStreams :many
 SELECT * FROM durable_streams WHERE tenant_id = @tenant_id ORDER BY name;
+
+-- name: GetDurableStreamByID :one
+SELECT * FROM durable_streams WHERE id = @id;
+
+-- name: CountDurableForks :one
+SELECT COUNT(*) FROM durable_streams WHERE fork_source_id = @source_id;

@@ -9,6 +9,17 @@ import (
 	"context"
 )
 
+const countDurableForks = `-- name: CountDurableForks :one
+SELECT COUNT(*) FROM durable_streams WHERE fork_source_id = $1
+`
+
+func (q *Queries) CountDurableForks(ctx context.Context, sourceID string) (int64, error) {
+	row := q.db.QueryRow(ctx, countDurableForks, sourceID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const deleteDurableStream = `-- name: DeleteDurableStream :exec
 DELETE FROM durable_streams WHERE id = $1
 `
@@ -53,7 +64,7 @@ func (q *Queries) GetDurableProducer(ctx context.Context, streamID string, produ
 }
 
 const getDurableStream = `-- name: GetDurableStream :one
-SELECT id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, accessed_at, created_at FROM durable_streams WHERE tenant_id = $1 AND name = $2
+SELECT id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, fork_source_id, fork_offset, fork_sub_offset, deleted, accessed_at, created_at FROM durable_streams WHERE tenant_id = $1 AND name = $2
 `
 
 func (q *Queries) GetDurableStream(ctx context.Context, tenantID string, name string) (DurableStream, error) {
@@ -69,6 +80,37 @@ func (q *Queries) GetDurableStream(ctx context.Context, tenantID string, name st
 		&i.Closed,
 		&i.ClosedBy,
 		&i.LastSeq,
+		&i.ForkSourceID,
+		&i.ForkOffset,
+		&i.ForkSubOffset,
+		&i.Deleted,
+		&i.AccessedAt,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
+const getDurableStreamByID = `-- name: GetDurableStreamByID :one
+SELECT id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, fork_source_id, fork_offset, fork_sub_offset, deleted, accessed_at, created_at FROM durable_streams WHERE id = $1
+`
+
+func (q *Queries) GetDurableStreamByID(ctx context.Context, id string) (DurableStream, error) {
+	row := q.db.QueryRow(ctx, getDurableStreamByID, id)
+	var i DurableStream
+	err := row.Scan(
+		&i.ID,
+		&i.TenantID,
+		&i.Name,
+		&i.ContentType,
+		&i.TtlSeconds,
+		&i.ExpiresAt,
+		&i.Closed,
+		&i.ClosedBy,
+		&i.LastSeq,
+		&i.ForkSourceID,
+		&i.ForkOffset,
+		&i.ForkSubOffset,
+		&i.Deleted,
 		&i.AccessedAt,
 		&i.CreatedAt,
 	)
@@ -76,7 +118,7 @@ func (q *Queries) GetDurableStream(ctx context.Context, tenantID string, name st
 }
 
 const getDurableStreamForUpdate = `-- name: GetDurableStreamForUpdate :one
-SELECT id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, accessed_at, created_at FROM durable_streams WHERE tenant_id = $1 AND name = $2 FOR UPDATE
+SELECT id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, fork_source_id, fork_offset, fork_sub_offset, deleted, accessed_at, created_at FROM durable_streams WHERE tenant_id = $1 AND name = $2 FOR UPDATE
 `
 
 func (q *Queries) GetDurableStreamForUpdate(ctx context.Context, tenantID string, name string) (DurableStream, error) {
@@ -92,6 +134,10 @@ func (q *Queries) GetDurableStreamForUpdate(ctx context.Context, tenantID string
 		&i.Closed,
 		&i.ClosedBy,
 		&i.LastSeq,
+		&i.ForkSourceID,
+		&i.ForkOffset,
+		&i.ForkSubOffset,
+		&i.Deleted,
 		&i.AccessedAt,
 		&i.CreatedAt,
 	)
@@ -99,23 +145,26 @@ func (q *Queries) GetDurableStreamForUpdate(ctx context.Context, tenantID string
 }
 
 const insertDurableStream = `-- name: InsertDurableStream :execrows
-INSERT INTO durable_streams (id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, accessed_at, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+INSERT INTO durable_streams (id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, fork_source_id, fork_offset, fork_sub_offset, accessed_at, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT DO NOTHING
 `
 
 type InsertDurableStreamParams struct {
-	ID          string
-	TenantID    string
-	Name        string
-	ContentType string
-	TtlSeconds  int64
-	ExpiresAt   int64
-	Closed      bool
-	ClosedBy    string
-	LastSeq     string
-	AccessedAt  int64
-	CreatedAt   int64
+	ID            string
+	TenantID      string
+	Name          string
+	ContentType   string
+	TtlSeconds    int64
+	ExpiresAt     int64
+	Closed        bool
+	ClosedBy      string
+	LastSeq       string
+	ForkSourceID  string
+	ForkOffset    int64
+	ForkSubOffset int64
+	AccessedAt    int64
+	CreatedAt     int64
 }
 
 // Zero rows: the name is taken.
@@ -130,6 +179,9 @@ func (q *Queries) InsertDurableStream(ctx context.Context, arg InsertDurableStre
 		arg.Closed,
 		arg.ClosedBy,
 		arg.LastSeq,
+		arg.ForkSourceID,
+		arg.ForkOffset,
+		arg.ForkSubOffset,
 		arg.AccessedAt,
 		arg.CreatedAt,
 	)
@@ -140,7 +192,7 @@ func (q *Queries) InsertDurableStream(ctx context.Context, arg InsertDurableStre
 }
 
 const listDurableStreams = `-- name: ListDurableStreams :many
-SELECT id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, accessed_at, created_at FROM durable_streams WHERE tenant_id = $1 ORDER BY name
+SELECT id, tenant_id, name, content_type, ttl_seconds, expires_at, closed, closed_by, last_seq, fork_source_id, fork_offset, fork_sub_offset, deleted, accessed_at, created_at FROM durable_streams WHERE tenant_id = $1 ORDER BY name
 `
 
 func (q *Queries) ListDurableStreams(ctx context.Context, tenantID string) ([]DurableStream, error) {
@@ -162,6 +214,10 @@ func (q *Queries) ListDurableStreams(ctx context.Context, tenantID string) ([]Du
 			&i.Closed,
 			&i.ClosedBy,
 			&i.LastSeq,
+			&i.ForkSourceID,
+			&i.ForkOffset,
+			&i.ForkSubOffset,
+			&i.Deleted,
 			&i.AccessedAt,
 			&i.CreatedAt,
 		); err != nil {
@@ -186,14 +242,15 @@ func (q *Queries) TouchDurableStream(ctx context.Context, accessedAt int64, iD s
 
 const updateDurableStream = `-- name: UpdateDurableStream :execrows
 UPDATE durable_streams
-SET closed = $1, closed_by = $2, last_seq = $3, accessed_at = $4
-WHERE id = $5
+SET closed = $1, closed_by = $2, last_seq = $3, deleted = $4, accessed_at = $5
+WHERE id = $6
 `
 
 type UpdateDurableStreamParams struct {
 	Closed     bool
 	ClosedBy   string
 	LastSeq    string
+	Deleted    bool
 	AccessedAt int64
 	ID         string
 }
@@ -203,6 +260,7 @@ func (q *Queries) UpdateDurableStream(ctx context.Context, arg UpdateDurableStre
 		arg.Closed,
 		arg.ClosedBy,
 		arg.LastSeq,
+		arg.Deleted,
 		arg.AccessedAt,
 		arg.ID,
 	)

@@ -36,6 +36,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.countActiveRunsStmt, err = db.PrepareContext(ctx, countActiveRuns); err != nil {
 		return nil, fmt.Errorf("error preparing query CountActiveRuns: %w", err)
 	}
+	if q.countDurableForksStmt, err = db.PrepareContext(ctx, countDurableForks); err != nil {
+		return nil, fmt.Errorf("error preparing query CountDurableForks: %w", err)
+	}
 	if q.countTenantsStmt, err = db.PrepareContext(ctx, countTenants); err != nil {
 		return nil, fmt.Errorf("error preparing query CountTenants: %w", err)
 	}
@@ -68,6 +71,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.getDurableStreamStmt, err = db.PrepareContext(ctx, getDurableStream); err != nil {
 		return nil, fmt.Errorf("error preparing query GetDurableStream: %w", err)
+	}
+	if q.getDurableStreamByIDStmt, err = db.PrepareContext(ctx, getDurableStreamByID); err != nil {
+		return nil, fmt.Errorf("error preparing query GetDurableStreamByID: %w", err)
 	}
 	if q.getLogIDStmt, err = db.PrepareContext(ctx, getLogID); err != nil {
 		return nil, fmt.Errorf("error preparing query GetLogID: %w", err)
@@ -229,6 +235,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing countActiveRunsStmt: %w", cerr)
 		}
 	}
+	if q.countDurableForksStmt != nil {
+		if cerr := q.countDurableForksStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countDurableForksStmt: %w", cerr)
+		}
+	}
 	if q.countTenantsStmt != nil {
 		if cerr := q.countTenantsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing countTenantsStmt: %w", cerr)
@@ -282,6 +293,11 @@ func (q *Queries) Close() error {
 	if q.getDurableStreamStmt != nil {
 		if cerr := q.getDurableStreamStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing getDurableStreamStmt: %w", cerr)
+		}
+	}
+	if q.getDurableStreamByIDStmt != nil {
+		if cerr := q.getDurableStreamByIDStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getDurableStreamByIDStmt: %w", cerr)
 		}
 	}
 	if q.getLogIDStmt != nil {
@@ -552,6 +568,7 @@ type Queries struct {
 	bumpLogHeadStmt                  *sql.Stmt
 	claimStepRunStmt                 *sql.Stmt
 	countActiveRunsStmt              *sql.Stmt
+	countDurableForksStmt            *sql.Stmt
 	countTenantsStmt                 *sql.Stmt
 	createTenantStmt                 *sql.Stmt
 	createTokenStmt                  *sql.Stmt
@@ -563,6 +580,7 @@ type Queries struct {
 	getChildRunBySpawnKeyStmt        *sql.Stmt
 	getDurableProducerStmt           *sql.Stmt
 	getDurableStreamStmt             *sql.Stmt
+	getDurableStreamByIDStmt         *sql.Stmt
 	getLogIDStmt                     *sql.Stmt
 	getRunStmt                       *sql.Stmt
 	getRunForUpdateStmt              *sql.Stmt
@@ -618,6 +636,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		bumpLogHeadStmt:                  q.bumpLogHeadStmt,
 		claimStepRunStmt:                 q.claimStepRunStmt,
 		countActiveRunsStmt:              q.countActiveRunsStmt,
+		countDurableForksStmt:            q.countDurableForksStmt,
 		countTenantsStmt:                 q.countTenantsStmt,
 		createTenantStmt:                 q.createTenantStmt,
 		createTokenStmt:                  q.createTokenStmt,
@@ -629,6 +648,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		getChildRunBySpawnKeyStmt:        q.getChildRunBySpawnKeyStmt,
 		getDurableProducerStmt:           q.getDurableProducerStmt,
 		getDurableStreamStmt:             q.getDurableStreamStmt,
+		getDurableStreamByIDStmt:         q.getDurableStreamByIDStmt,
 		getLogIDStmt:                     q.getLogIDStmt,
 		getRunStmt:                       q.getRunStmt,
 		getRunForUpdateStmt:              q.getRunForUpdateStmt,
