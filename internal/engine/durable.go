@@ -391,7 +391,9 @@ func producerKey(pr *Producer) string {
 	if pr == nil {
 		return ""
 	}
-	return pr.ID + "\x00" + strconv.FormatInt(pr.Epoch, 10) + "\x00" + strconv.FormatInt(pr.Seq, 10)
+	// Numbers first: the id may hold any character but NUL, which
+	// PostgreSQL text refuses.
+	return strconv.FormatInt(pr.Epoch, 10) + ":" + strconv.FormatInt(pr.Seq, 10) + ":" + pr.ID
 }
 
 // AppendDurable appends to (and/or closes) a stream.
