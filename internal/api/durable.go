@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,7 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/ssewire"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -44,6 +47,7 @@ var cursorEpoch = time.Date(2024, 10, 9, 0, 0, 0, 0, time.UTC)
 
 func (h *HTTP) mountDurable(mux *http.ServeMux) {
 	mux.Handle(DurablePrefix+"{name...}", h.durableHeaders(h.durableCORS(h.authenticated(h.durable))))
+	mux.Handle(RunStreamPath, h.durableHeaders(h.durableCORS(h.authenticated(h.runStream))))
 }
 
 // durableCORS applies the configured origins (--cors-origin) to the
@@ -100,7 +104,7 @@ func (h *HTTP) durable(w http.ResponseWriter, r *http.Request, p engine.Principa
 	case http.MethodPost:
 		h.durableAppend(w, r, p, name)
 	case http.MethodGet:
-		h.durableRead(w, r, p, name)
+		h.durableRead(w, r, h.standaloneSource(p, name), name)
 	case http.MethodHead:
 		h.durableHead(w, r, p, name)
 	case http.MethodDelete:
@@ -515,7 +519,29 @@ func renderBody(events []store.Event, jsonMode bool) []byte {
 	return b.Bytes()
 }
 
-func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Principal, name string) {
+// protoSource is what the protocol's read path reads: a standalone stream,
+// or a run's events (read-only).
+type protoSource struct {
+	// load returns the stream (Closed: no more data will come) and the
+	// position of its last event; store.ErrNotFound or ErrDurableGone.
+	load func(ctx context.Context, touch bool) (store.DurableStream, int64, error)
+	// read returns a page of messages after a position (Payload: the
+	// message's bytes).
+	read func(ctx context.Context, s store.DurableStream, after int64) ([]store.Event, error)
+}
+
+func (h *HTTP) standaloneSource(p engine.Principal, name string) protoSource {
+	return protoSource{
+		load: func(ctx context.Context, touch bool) (store.DurableStream, int64, error) {
+			return h.engine.GetDurableStream(ctx, p, name, touch)
+		},
+		read: func(ctx context.Context, s store.DurableStream, after int64) ([]store.Event, error) {
+			return h.engine.ReadDurable(ctx, s, after, durableReadBytes)
+		},
+	}
+}
+
+func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, src protoSource, name string) {
 	q := r.URL.Query()
 	live := q.Get("live")
 	if live != "" && live != "long-poll" && live != "sse" {
@@ -539,7 +565,7 @@ func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Prin
 			return
 		}
 	}
-	s, tail, err := h.engine.GetDurableStream(r.Context(), p, name, true)
+	s, tail, err := src.load(r.Context(), true)
 	if errors.Is(err, store.ErrNotFound) {
 		durableError(w, http.StatusNotFound, "no stream "+name)
 		return
@@ -558,7 +584,7 @@ func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Prin
 		return
 	}
 	if live == "sse" {
-		h.durableSSE(w, r, p, s, after)
+		h.durableSSE(w, r, src, s, after)
 		return
 	}
 	jsonMode := isJSONType(s.ContentType)
@@ -574,7 +600,7 @@ func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Prin
 	for {
 		var events []store.Event
 		if !(isNow && live == "") {
-			events, err = h.engine.ReadDurable(r.Context(), s, after, durableReadBytes)
+			events, err = src.read(r.Context(), s, after)
 			if err != nil {
 				h.writeError(w, r, err)
 				return
@@ -589,7 +615,7 @@ func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Prin
 				tail = next
 			}
 			if len(events) > 0 {
-				if tail2, err := h.engine.LastDurablePosition(r.Context(), s); err == nil && tail2 > tail {
+				if _, tail2, err := src.load(r.Context(), false); err == nil && tail2 > tail {
 					tail = tail2
 				}
 			}
@@ -642,7 +668,7 @@ func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Prin
 		case <-wake:
 		}
 		wake = h.engine.WaitDurable(s.ID)
-		s, tail, err = h.engine.GetDurableStream(r.Context(), p, name, false)
+		s, tail, err = src.load(r.Context(), false)
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, engine.ErrDurableGone) {
 			durableError(w, http.StatusNotFound, "stream "+name+" was deleted")
 			return
@@ -655,7 +681,7 @@ func (h *HTTP) durableRead(w http.ResponseWriter, r *http.Request, p engine.Prin
 	}
 }
 
-func (h *HTTP) durableSSE(w http.ResponseWriter, r *http.Request, p engine.Principal, s store.DurableStream, after int64) {
+func (h *HTTP) durableSSE(w http.ResponseWriter, r *http.Request, src protoSource, s store.DurableStream, after int64) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		durableError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
@@ -677,11 +703,11 @@ func (h *HTTP) durableSSE(w http.ResponseWriter, r *http.Request, p engine.Princ
 	first := true
 	for {
 		wake := h.engine.WaitDurable(s.ID)
-		events, err := h.engine.ReadDurable(r.Context(), s, after, durableReadBytes)
+		events, err := src.read(r.Context(), s, after)
 		if err != nil {
 			return
 		}
-		cur, tail, err := h.engine.GetDurableStream(r.Context(), p, s.Name, false)
+		cur, tail, err := src.load(r.Context(), false)
 		if err != nil || cur.ID != s.ID {
 			return // deleted: end the stream
 		}
@@ -742,5 +768,69 @@ func (h *HTTP) durableSSE(w http.ResponseWriter, r *http.Request, p engine.Princ
 			return
 		case <-wake:
 		}
+	}
+}
+
+// RunStreamPath is where a run's event log is served as a read-only
+// durable stream: application/json, one message per event (the SSE API's
+// event object), offsets = the events' log positions, closed once the run
+// has ended and its last event is read.
+const RunStreamPath = "/v1/runs/{runId}/stream"
+
+func (h *HTTP) runSource(r *http.Request, p engine.Principal, runID string) protoSource {
+	codec := h.engine.Codec()
+	return protoSource{
+		load: func(ctx context.Context, _ bool) (store.DurableStream, int64, error) {
+			view, err := h.readableRun(r, p, runID)
+			if err != nil {
+				if apierr.CodeOf(codeStoreErr(err)) == apierr.NotFound {
+					return store.DurableStream{}, 0, fmt.Errorf("run %s: %w", runID, store.ErrNotFound)
+				}
+				return store.DurableStream{}, 0, err
+			}
+			s := store.DurableStream{ID: runID, TenantID: p.TenantID, Name: runID, ContentType: "application/json", Closed: view.Status.Terminal()}
+			tail, err := h.engine.RunStreamTail(ctx, p.TenantID, runID)
+			return s, tail, err
+		},
+		read: func(ctx context.Context, s store.DurableStream, after int64) ([]store.Event, error) {
+			evs, err := h.engine.ReadRunStream(ctx, s.TenantID, s.ID, after, durableReadBytes)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]store.Event, len(evs))
+			for i, ev := range evs {
+				msg, err := json.Marshal(ssewire.DataObject(wireEvent(codec, ev)))
+				if err != nil {
+					return nil, err
+				}
+				out[i] = store.Event{Position: ev.Position, Payload: msg}
+			}
+			return out, nil
+		},
+	}
+}
+
+func (h *HTTP) runStream(w http.ResponseWriter, r *http.Request, p engine.Principal) {
+	switch r.Method {
+	case http.MethodGet:
+		h.durableRead(w, r, h.runSource(r, p, r.PathValue("runId")), r.PathValue("runId"))
+	case http.MethodHead:
+		src := h.runSource(r, p, r.PathValue("runId"))
+		s, tail, err := src.load(r.Context(), false)
+		if errors.Is(err, store.ErrNotFound) {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", s.ContentType)
+		w.Header().Set("Cache-Control", "no-store")
+		setStreamHeaders(w, s, tail)
+		w.WriteHeader(http.StatusOK)
+	default:
+		w.Header().Set("Allow", "GET, HEAD")
+		durableError(w, http.StatusMethodNotAllowed, "a run's stream is read-only")
 	}
 }

@@ -630,3 +630,14 @@ func (e *Engine) ListDurableStreams(ctx context.Context, p Principal) ([]store.D
 func (e *Engine) LastDurablePosition(ctx context.Context, s store.DurableStream) (int64, error) {
 	return e.durableTail(ctx, s)
 }
+
+// RunStreamTail is the position of a run's last event (0: none), for
+// serving a run as a read-only durable stream.
+func (e *Engine) RunStreamTail(ctx context.Context, tenantID, runID string) (int64, error) {
+	return e.store.LastRunPosition(ctx, tenantID, runID)
+}
+
+// ReadRunStream reads a page of a run's events after a position.
+func (e *Engine) ReadRunStream(ctx context.Context, tenantID, runID string, after int64, maxBytes int) ([]store.Event, error) {
+	return e.store.ReadEvents(ctx, store.ReadEventsParams{TenantID: tenantID, RunID: runID, After: after, MaxBytes: maxBytes})
+}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-dev/runnel/internal/api"
+	"github.com/runnel-dev/runnel/internal/demo"
 )
 
 // durableDo sends one Durable Streams protocol request.
@@ -109,8 +111,75 @@ func TestOpenAPIExcludesDurableStreamsProtocol(t *testing.T) {
 	t.Parallel()
 	doc := loadOpenAPI(t)
 	require.Equal(t, "/v1/stream/", api.DurablePrefix)
+	require.Equal(t, "/v1/runs/{runId}/stream", api.RunStreamPath)
+	require.False(t, strings.HasPrefix(api.RunStreamPath, doc.Servers[0].URL))
 	require.False(t, strings.HasPrefix(api.DurablePrefix, doc.Servers[0].URL), "the protocol moved under the described prefix: describe it")
 	for path := range doc.Paths.Map() {
 		require.False(t, strings.HasPrefix(doc.Servers[0].URL+path, api.DurablePrefix), "openapi.json describes %s", path)
 	}
+}
+
+// A run's events are readable through the protocol, read-only: one JSON
+// message per event, offsets = positions, closed once the run ended; a
+// browser token reads its own run only, another tenant's token gets 404.
+func TestRunStreamThroughProtocol(t *testing.T) {
+	forEachStore(t, func(t *testing.T, n *node) {
+		startWorker(t, n, "demo", 2, demo.Workflows()...)
+		ctx := context.Background()
+		admin := n.srv.AdminToken
+		runA, err := n.client.Admin().RunWorkflow(ctx, "demo-text", map[string]int{"chunks": 3, "intervalMs": 1})
+		require.NoError(t, err)
+		_, events := waitRun(t, n, runA)
+		runB, err := n.client.Admin().RunWorkflow(ctx, "demo-text", map[string]int{"chunks": 1, "intervalMs": 1})
+		require.NoError(t, err)
+		waitRun(t, n, runB)
+		url := n.url + "/v1/runs/" + runA + "/stream"
+
+		resp, body := durableDo(t, "GET", url+"?offset=-1", admin, "")
+		require.Equal(t, 200, resp.StatusCode, body)
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+		var msgs []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(body), &msgs))
+		require.Len(t, msgs, len(events))
+		for i, ev := range events {
+			require.Equal(t, string(ev.Type), msgs[i]["type"], "message %d", i)
+		}
+		require.Equal(t, "true", resp.Header.Get("Stream-Closed"))
+		tail := resp.Header.Get("Stream-Next-Offset")
+
+		// At the tail of an ended run: EOF at once, in every mode.
+		resp, _ = durableDo(t, "GET", url+"?offset="+tail+"&live=long-poll", admin, "")
+		require.Equal(t, 204, resp.StatusCode)
+		require.Equal(t, "true", resp.Header.Get("Stream-Closed"))
+		resp, body = durableDo(t, "GET", url+"?offset="+tail+"&live=sse", admin, "")
+		require.Equal(t, 200, resp.StatusCode)
+		require.Contains(t, body, `"streamClosed":true`)
+		resp, _ = durableDo(t, "HEAD", url, admin, "")
+		require.Equal(t, 200, resp.StatusCode)
+		require.Equal(t, tail, resp.Header.Get("Stream-Next-Offset"))
+
+		// Read-only.
+		for _, m := range []string{"POST", "PUT", "DELETE"} {
+			resp, _ = durableDo(t, m, url, admin, "x", "Content-Type", "application/json")
+			require.Equal(t, 405, resp.StatusCode, m)
+		}
+
+		// A browser token for run A reads it; one for run B, and another
+		// tenant's token, get 404 on every endpoint.
+		status, tb := call(t, "POST", n.url+"/api/v1/tokens", admin, `{"runId": "`+runA+`", "ttl": "1m"}`)
+		require.Equal(t, 201, status)
+		resp, _ = durableDo(t, "GET", url+"?offset=-1", tb["token"].(string), "")
+		require.Equal(t, 200, resp.StatusCode)
+		status, tb = call(t, "POST", n.url+"/api/v1/tokens", admin, `{"runId": "`+runB+`", "ttl": "1m"}`)
+		require.Equal(t, 201, status)
+		tokB, err := n.client.Admin().CreateToken(ctx, "tenant-b", "")
+		require.NoError(t, err)
+		for _, tok := range []string{tb["token"].(string), tokB} {
+			for _, q := range []string{"HEAD ", "GET ?offset=-1", "GET ?offset=-1&live=long-poll", "GET ?offset=-1&live=sse"} {
+				method, query, _ := strings.Cut(q, " ")
+				resp, _ = durableDo(t, method, url+query, tok, "")
+				require.Equal(t, 404, resp.StatusCode, q)
+			}
+		}
+	})
 }
