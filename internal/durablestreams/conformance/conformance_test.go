@@ -51,7 +51,11 @@ func requireSuite(t *testing.T) string {
 func startEngine(t *testing.T, db string) (string, string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "runnel")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/runnel").CombinedOutput(); err != nil {
+	build := []string{"build", "-o", bin}
+	if os.Getenv("RUNNEL_CONFORMANCE_RACE") == "1" {
+		build = append(build, "-race") // the engine under the race detector
+	}
+	if out, err := exec.Command("go", append(build, "../../../cmd/runnel")...).CombinedOutput(); err != nil {
 		t.Fatalf("build runnel: %v\n%s", err, out)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -88,7 +92,7 @@ func startEngine(t *testing.T, db string) (string, string) {
 				once = true
 				close(ready)
 			}
-			if !once || strings.Contains(line, "level=ERROR") {
+			if !once || strings.Contains(line, "level=ERROR") || strings.Contains(line, "DATA RACE") {
 				t.Log("engine: " + line)
 			}
 		}
