@@ -28,18 +28,18 @@ const EventDurableAppend = "durable.append"
 type DurableOutcome int
 
 const (
-	DurableCreated      DurableOutcome = iota // 201
-	DurableExists                             // 200: same configuration
-	DurableAppended                           // new data (or closed)
-	DurableDuplicate                          // idempotent producer retry: nothing written
-	DurableNotFound                           // 404
-	DurableConflict                           // 409: configuration differs, content type, Stream-Seq
-	DurableClosedErr                          // 409 with Stream-Closed: the stream is closed
-	DurableStaleEpoch                         // 403: producer epoch fenced
-	DurableSeqGap                             // 409: producer sequence gap
-	DurableBadEpochSeq                        // 400: a new epoch must start at seq 0
-	DurableGone                               // 410: deleted, kept for its forks
-	DurableBadRequest                         // 400: Reason says why
+	DurableCreated     DurableOutcome = iota // 201
+	DurableExists                            // 200: same configuration
+	DurableAppended                          // new data (or closed)
+	DurableDuplicate                         // idempotent producer retry: nothing written
+	DurableNotFound                          // 404
+	DurableConflict                          // 409: configuration differs, content type, Stream-Seq
+	DurableClosedErr                         // 409 with Stream-Closed: the stream is closed
+	DurableStaleEpoch                        // 403: producer epoch fenced
+	DurableSeqGap                            // 409: producer sequence gap
+	DurableBadEpochSeq                       // 400: a new epoch must start at seq 0
+	DurableGone                              // 410: deleted, kept for its forks
+	DurableBadRequest                        // 400: Reason says why
 )
 
 // ErrDurableGone: the stream was deleted (or expired) while forks still

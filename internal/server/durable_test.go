@@ -57,7 +57,7 @@ func TestDurableStreamIsolation(t *testing.T) {
 		for _, tok := range []struct{ name, secret string }{{"tenant B", tokB}, {"browser", browser}} {
 			for _, rq := range []struct {
 				method, query, body string
-				header             []string
+				header              []string
 			}{
 				{"HEAD", "", "", nil},
 				{"GET", "", "", nil},

@@ -19,8 +19,8 @@ type DurableStream struct {
 	Closed      bool
 	// ClosedBy is the idempotent producer tuple (id, epoch, seq) of the
 	// append that closed the stream, encoded by the engine; "" if none.
-	ClosedBy   string
-	LastSeq    string // the last Stream-Seq accepted ("" none)
+	ClosedBy string
+	LastSeq  string // the last Stream-Seq accepted ("" none)
 	// A fork reads ForkSourceID's events up to ForkOffset (a position),
 	// then its own. ForkSubOffset is as the fork was asked for (to compare
 	// a repeated PUT).
