@@ -318,3 +318,8 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 	}
 	return secret, expires, nil
 }
+
+// CanReadDurable reports whether a browser principal may read the named
+// durable stream. Browser tokens are not minted for durable streams yet, so
+// none may.
+func (p Principal) CanReadDurable(name string) bool { return false }

@@ -416,6 +416,8 @@ type Tx interface {
 	// in slice order (written back into the slice). Call it last in a
 	// transaction: it takes the log's counter lock until commit.
 	AppendEvents(ctx context.Context, events []Event) error
+
+	DurableTx
 }
 
 // Store is the engine's database.
@@ -477,6 +479,8 @@ type Store interface {
 	// Every event at or below it has committed (positions follow commit
 	// order), so reading after it yields exactly the events appended later.
 	LastPosition(ctx context.Context) (int64, error)
+
+	DurableReader
 
 	Close() error
 }

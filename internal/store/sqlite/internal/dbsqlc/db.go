@@ -36,6 +36,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.countActiveRunsStmt, err = db.PrepareContext(ctx, countActiveRuns); err != nil {
 		return nil, fmt.Errorf("error preparing query CountActiveRuns: %w", err)
 	}
+	if q.countDurableForksStmt, err = db.PrepareContext(ctx, countDurableForks); err != nil {
+		return nil, fmt.Errorf("error preparing query CountDurableForks: %w", err)
+	}
 	if q.countTenantsStmt, err = db.PrepareContext(ctx, countTenants); err != nil {
 		return nil, fmt.Errorf("error preparing query CountTenants: %w", err)
 	}
@@ -45,6 +48,15 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.createTokenStmt, err = db.PrepareContext(ctx, createToken); err != nil {
 		return nil, fmt.Errorf("error preparing query CreateToken: %w", err)
 	}
+	if q.deleteDurableStreamStmt, err = db.PrepareContext(ctx, deleteDurableStream); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteDurableStream: %w", err)
+	}
+	if q.deleteDurableStreamEventsStmt, err = db.PrepareContext(ctx, deleteDurableStreamEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteDurableStreamEvents: %w", err)
+	}
+	if q.deleteDurableStreamProducersStmt, err = db.PrepareContext(ctx, deleteDurableStreamProducers); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteDurableStreamProducers: %w", err)
+	}
 	if q.deleteRunEventsStmt, err = db.PrepareContext(ctx, deleteRunEvents); err != nil {
 		return nil, fmt.Errorf("error preparing query DeleteRunEvents: %w", err)
 	}
@@ -53,6 +65,15 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.getChildRunBySpawnKeyStmt, err = db.PrepareContext(ctx, getChildRunBySpawnKey); err != nil {
 		return nil, fmt.Errorf("error preparing query GetChildRunBySpawnKey: %w", err)
+	}
+	if q.getDurableProducerStmt, err = db.PrepareContext(ctx, getDurableProducer); err != nil {
+		return nil, fmt.Errorf("error preparing query GetDurableProducer: %w", err)
+	}
+	if q.getDurableStreamStmt, err = db.PrepareContext(ctx, getDurableStream); err != nil {
+		return nil, fmt.Errorf("error preparing query GetDurableStream: %w", err)
+	}
+	if q.getDurableStreamByIDStmt, err = db.PrepareContext(ctx, getDurableStreamByID); err != nil {
+		return nil, fmt.Errorf("error preparing query GetDurableStreamByID: %w", err)
 	}
 	if q.getLogIDStmt, err = db.PrepareContext(ctx, getLogID); err != nil {
 		return nil, fmt.Errorf("error preparing query GetLogID: %w", err)
@@ -87,6 +108,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.initLogHeadStmt, err = db.PrepareContext(ctx, initLogHead); err != nil {
 		return nil, fmt.Errorf("error preparing query InitLogHead: %w", err)
 	}
+	if q.insertDurableStreamStmt, err = db.PrepareContext(ctx, insertDurableStream); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertDurableStream: %w", err)
+	}
 	if q.insertRunStmt, err = db.PrepareContext(ctx, insertRun); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertRun: %w", err)
 	}
@@ -116,6 +140,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.listDeadWorkersStmt, err = db.PrepareContext(ctx, listDeadWorkers); err != nil {
 		return nil, fmt.Errorf("error preparing query ListDeadWorkers: %w", err)
+	}
+	if q.listDurableStreamsStmt, err = db.PrepareContext(ctx, listDurableStreams); err != nil {
+		return nil, fmt.Errorf("error preparing query ListDurableStreams: %w", err)
 	}
 	if q.listExpiredRunsStmt, err = db.PrepareContext(ctx, listExpiredRuns); err != nil {
 		return nil, fmt.Errorf("error preparing query ListExpiredRuns: %w", err)
@@ -159,14 +186,23 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.revokeTokenStmt, err = db.PrepareContext(ctx, revokeToken); err != nil {
 		return nil, fmt.Errorf("error preparing query RevokeToken: %w", err)
 	}
+	if q.touchDurableStreamStmt, err = db.PrepareContext(ctx, touchDurableStream); err != nil {
+		return nil, fmt.Errorf("error preparing query TouchDurableStream: %w", err)
+	}
 	if q.touchWorkerStmt, err = db.PrepareContext(ctx, touchWorker); err != nil {
 		return nil, fmt.Errorf("error preparing query TouchWorker: %w", err)
+	}
+	if q.updateDurableStreamStmt, err = db.PrepareContext(ctx, updateDurableStream); err != nil {
+		return nil, fmt.Errorf("error preparing query UpdateDurableStream: %w", err)
 	}
 	if q.updateRunStmt, err = db.PrepareContext(ctx, updateRun); err != nil {
 		return nil, fmt.Errorf("error preparing query UpdateRun: %w", err)
 	}
 	if q.updateStepRunStmt, err = db.PrepareContext(ctx, updateStepRun); err != nil {
 		return nil, fmt.Errorf("error preparing query UpdateStepRun: %w", err)
+	}
+	if q.upsertDurableProducerStmt, err = db.PrepareContext(ctx, upsertDurableProducer); err != nil {
+		return nil, fmt.Errorf("error preparing query UpsertDurableProducer: %w", err)
 	}
 	if q.upsertStepAttemptStmt, err = db.PrepareContext(ctx, upsertStepAttempt); err != nil {
 		return nil, fmt.Errorf("error preparing query UpsertStepAttempt: %w", err)
@@ -199,6 +235,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing countActiveRunsStmt: %w", cerr)
 		}
 	}
+	if q.countDurableForksStmt != nil {
+		if cerr := q.countDurableForksStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countDurableForksStmt: %w", cerr)
+		}
+	}
 	if q.countTenantsStmt != nil {
 		if cerr := q.countTenantsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing countTenantsStmt: %w", cerr)
@@ -214,6 +255,21 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing createTokenStmt: %w", cerr)
 		}
 	}
+	if q.deleteDurableStreamStmt != nil {
+		if cerr := q.deleteDurableStreamStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteDurableStreamStmt: %w", cerr)
+		}
+	}
+	if q.deleteDurableStreamEventsStmt != nil {
+		if cerr := q.deleteDurableStreamEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteDurableStreamEventsStmt: %w", cerr)
+		}
+	}
+	if q.deleteDurableStreamProducersStmt != nil {
+		if cerr := q.deleteDurableStreamProducersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteDurableStreamProducersStmt: %w", cerr)
+		}
+	}
 	if q.deleteRunEventsStmt != nil {
 		if cerr := q.deleteRunEventsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing deleteRunEventsStmt: %w", cerr)
@@ -227,6 +283,21 @@ func (q *Queries) Close() error {
 	if q.getChildRunBySpawnKeyStmt != nil {
 		if cerr := q.getChildRunBySpawnKeyStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing getChildRunBySpawnKeyStmt: %w", cerr)
+		}
+	}
+	if q.getDurableProducerStmt != nil {
+		if cerr := q.getDurableProducerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getDurableProducerStmt: %w", cerr)
+		}
+	}
+	if q.getDurableStreamStmt != nil {
+		if cerr := q.getDurableStreamStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getDurableStreamStmt: %w", cerr)
+		}
+	}
+	if q.getDurableStreamByIDStmt != nil {
+		if cerr := q.getDurableStreamByIDStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getDurableStreamByIDStmt: %w", cerr)
 		}
 	}
 	if q.getLogIDStmt != nil {
@@ -284,6 +355,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing initLogHeadStmt: %w", cerr)
 		}
 	}
+	if q.insertDurableStreamStmt != nil {
+		if cerr := q.insertDurableStreamStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertDurableStreamStmt: %w", cerr)
+		}
+	}
 	if q.insertRunStmt != nil {
 		if cerr := q.insertRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertRunStmt: %w", cerr)
@@ -332,6 +408,11 @@ func (q *Queries) Close() error {
 	if q.listDeadWorkersStmt != nil {
 		if cerr := q.listDeadWorkersStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listDeadWorkersStmt: %w", cerr)
+		}
+	}
+	if q.listDurableStreamsStmt != nil {
+		if cerr := q.listDurableStreamsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listDurableStreamsStmt: %w", cerr)
 		}
 	}
 	if q.listExpiredRunsStmt != nil {
@@ -404,9 +485,19 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing revokeTokenStmt: %w", cerr)
 		}
 	}
+	if q.touchDurableStreamStmt != nil {
+		if cerr := q.touchDurableStreamStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing touchDurableStreamStmt: %w", cerr)
+		}
+	}
 	if q.touchWorkerStmt != nil {
 		if cerr := q.touchWorkerStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing touchWorkerStmt: %w", cerr)
+		}
+	}
+	if q.updateDurableStreamStmt != nil {
+		if cerr := q.updateDurableStreamStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing updateDurableStreamStmt: %w", cerr)
 		}
 	}
 	if q.updateRunStmt != nil {
@@ -417,6 +508,11 @@ func (q *Queries) Close() error {
 	if q.updateStepRunStmt != nil {
 		if cerr := q.updateStepRunStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing updateStepRunStmt: %w", cerr)
+		}
+	}
+	if q.upsertDurableProducerStmt != nil {
+		if cerr := q.upsertDurableProducerStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing upsertDurableProducerStmt: %w", cerr)
 		}
 	}
 	if q.upsertStepAttemptStmt != nil {
@@ -466,113 +562,137 @@ func (q *Queries) queryRow(ctx context.Context, stmt *sql.Stmt, query string, ar
 }
 
 type Queries struct {
-	db                        DBTX
-	tx                        *sql.Tx
-	appendEventStmt           *sql.Stmt
-	bumpLogHeadStmt           *sql.Stmt
-	claimStepRunStmt          *sql.Stmt
-	countActiveRunsStmt       *sql.Stmt
-	countTenantsStmt          *sql.Stmt
-	createTenantStmt          *sql.Stmt
-	createTokenStmt           *sql.Stmt
-	deleteRunEventsStmt       *sql.Stmt
-	deleteRunsStmt            *sql.Stmt
-	getChildRunBySpawnKeyStmt *sql.Stmt
-	getLogIDStmt              *sql.Stmt
-	getRunStmt                *sql.Stmt
-	getRunForUpdateStmt       *sql.Stmt
-	getStepRunStmt            *sql.Stmt
-	getStepRunForUpdateStmt   *sql.Stmt
-	getTenantStmt             *sql.Stmt
-	getTenantByNameStmt       *sql.Stmt
-	getTokenByIDStmt          *sql.Stmt
-	getWorkerForUpdateStmt    *sql.Stmt
-	getWorkflowStmt           *sql.Stmt
-	initLogHeadStmt           *sql.Stmt
-	insertRunStmt             *sql.Stmt
-	insertRunMetadataStmt     *sql.Stmt
-	insertStepRunStmt         *sql.Stmt
-	insertWorkerStmt          *sql.Stmt
-	lastPositionStmt          *sql.Stmt
-	lastRunPositionStmt       *sql.Stmt
-	listActiveChildRunsStmt   *sql.Stmt
-	listChildRunsStmt         *sql.Stmt
-	listClaimableStepRunsStmt *sql.Stmt
-	listDeadWorkersStmt       *sql.Stmt
-	listExpiredRunsStmt       *sql.Stmt
-	listOrphanedChildRunsStmt *sql.Stmt
-	listStepAttemptsStmt      *sql.Stmt
-	listStepRunsStmt          *sql.Stmt
-	listStepRunsForUpdateStmt *sql.Stmt
-	listStepRunsOfWorkerStmt  *sql.Stmt
-	listTimedOutStepRunsStmt  *sql.Stmt
-	listTokensStmt            *sql.Stmt
-	listWorkflowsStmt         *sql.Stmt
-	lookupTokenStmt           *sql.Stmt
-	markWorkerDeadStmt        *sql.Stmt
-	readEventsStmt            *sql.Stmt
-	readMetadataEventsStmt    *sql.Stmt
-	revokeTokenStmt           *sql.Stmt
-	touchWorkerStmt           *sql.Stmt
-	updateRunStmt             *sql.Stmt
-	updateStepRunStmt         *sql.Stmt
-	upsertStepAttemptStmt     *sql.Stmt
-	upsertWorkflowStmt        *sql.Stmt
+	db                               DBTX
+	tx                               *sql.Tx
+	appendEventStmt                  *sql.Stmt
+	bumpLogHeadStmt                  *sql.Stmt
+	claimStepRunStmt                 *sql.Stmt
+	countActiveRunsStmt              *sql.Stmt
+	countDurableForksStmt            *sql.Stmt
+	countTenantsStmt                 *sql.Stmt
+	createTenantStmt                 *sql.Stmt
+	createTokenStmt                  *sql.Stmt
+	deleteDurableStreamStmt          *sql.Stmt
+	deleteDurableStreamEventsStmt    *sql.Stmt
+	deleteDurableStreamProducersStmt *sql.Stmt
+	deleteRunEventsStmt              *sql.Stmt
+	deleteRunsStmt                   *sql.Stmt
+	getChildRunBySpawnKeyStmt        *sql.Stmt
+	getDurableProducerStmt           *sql.Stmt
+	getDurableStreamStmt             *sql.Stmt
+	getDurableStreamByIDStmt         *sql.Stmt
+	getLogIDStmt                     *sql.Stmt
+	getRunStmt                       *sql.Stmt
+	getRunForUpdateStmt              *sql.Stmt
+	getStepRunStmt                   *sql.Stmt
+	getStepRunForUpdateStmt          *sql.Stmt
+	getTenantStmt                    *sql.Stmt
+	getTenantByNameStmt              *sql.Stmt
+	getTokenByIDStmt                 *sql.Stmt
+	getWorkerForUpdateStmt           *sql.Stmt
+	getWorkflowStmt                  *sql.Stmt
+	initLogHeadStmt                  *sql.Stmt
+	insertDurableStreamStmt          *sql.Stmt
+	insertRunStmt                    *sql.Stmt
+	insertRunMetadataStmt            *sql.Stmt
+	insertStepRunStmt                *sql.Stmt
+	insertWorkerStmt                 *sql.Stmt
+	lastPositionStmt                 *sql.Stmt
+	lastRunPositionStmt              *sql.Stmt
+	listActiveChildRunsStmt          *sql.Stmt
+	listChildRunsStmt                *sql.Stmt
+	listClaimableStepRunsStmt        *sql.Stmt
+	listDeadWorkersStmt              *sql.Stmt
+	listDurableStreamsStmt           *sql.Stmt
+	listExpiredRunsStmt              *sql.Stmt
+	listOrphanedChildRunsStmt        *sql.Stmt
+	listStepAttemptsStmt             *sql.Stmt
+	listStepRunsStmt                 *sql.Stmt
+	listStepRunsForUpdateStmt        *sql.Stmt
+	listStepRunsOfWorkerStmt         *sql.Stmt
+	listTimedOutStepRunsStmt         *sql.Stmt
+	listTokensStmt                   *sql.Stmt
+	listWorkflowsStmt                *sql.Stmt
+	lookupTokenStmt                  *sql.Stmt
+	markWorkerDeadStmt               *sql.Stmt
+	readEventsStmt                   *sql.Stmt
+	readMetadataEventsStmt           *sql.Stmt
+	revokeTokenStmt                  *sql.Stmt
+	touchDurableStreamStmt           *sql.Stmt
+	touchWorkerStmt                  *sql.Stmt
+	updateDurableStreamStmt          *sql.Stmt
+	updateRunStmt                    *sql.Stmt
+	updateStepRunStmt                *sql.Stmt
+	upsertDurableProducerStmt        *sql.Stmt
+	upsertStepAttemptStmt            *sql.Stmt
+	upsertWorkflowStmt               *sql.Stmt
 }
 
 func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 	return &Queries{
-		db:                        tx,
-		tx:                        tx,
-		appendEventStmt:           q.appendEventStmt,
-		bumpLogHeadStmt:           q.bumpLogHeadStmt,
-		claimStepRunStmt:          q.claimStepRunStmt,
-		countActiveRunsStmt:       q.countActiveRunsStmt,
-		countTenantsStmt:          q.countTenantsStmt,
-		createTenantStmt:          q.createTenantStmt,
-		createTokenStmt:           q.createTokenStmt,
-		deleteRunEventsStmt:       q.deleteRunEventsStmt,
-		deleteRunsStmt:            q.deleteRunsStmt,
-		getChildRunBySpawnKeyStmt: q.getChildRunBySpawnKeyStmt,
-		getLogIDStmt:              q.getLogIDStmt,
-		getRunStmt:                q.getRunStmt,
-		getRunForUpdateStmt:       q.getRunForUpdateStmt,
-		getStepRunStmt:            q.getStepRunStmt,
-		getStepRunForUpdateStmt:   q.getStepRunForUpdateStmt,
-		getTenantStmt:             q.getTenantStmt,
-		getTenantByNameStmt:       q.getTenantByNameStmt,
-		getTokenByIDStmt:          q.getTokenByIDStmt,
-		getWorkerForUpdateStmt:    q.getWorkerForUpdateStmt,
-		getWorkflowStmt:           q.getWorkflowStmt,
-		initLogHeadStmt:           q.initLogHeadStmt,
-		insertRunStmt:             q.insertRunStmt,
-		insertRunMetadataStmt:     q.insertRunMetadataStmt,
-		insertStepRunStmt:         q.insertStepRunStmt,
-		insertWorkerStmt:          q.insertWorkerStmt,
-		lastPositionStmt:          q.lastPositionStmt,
-		lastRunPositionStmt:       q.lastRunPositionStmt,
-		listActiveChildRunsStmt:   q.listActiveChildRunsStmt,
-		listChildRunsStmt:         q.listChildRunsStmt,
-		listClaimableStepRunsStmt: q.listClaimableStepRunsStmt,
-		listDeadWorkersStmt:       q.listDeadWorkersStmt,
-		listExpiredRunsStmt:       q.listExpiredRunsStmt,
-		listOrphanedChildRunsStmt: q.listOrphanedChildRunsStmt,
-		listStepAttemptsStmt:      q.listStepAttemptsStmt,
-		listStepRunsStmt:          q.listStepRunsStmt,
-		listStepRunsForUpdateStmt: q.listStepRunsForUpdateStmt,
-		listStepRunsOfWorkerStmt:  q.listStepRunsOfWorkerStmt,
-		listTimedOutStepRunsStmt:  q.listTimedOutStepRunsStmt,
-		listTokensStmt:            q.listTokensStmt,
-		listWorkflowsStmt:         q.listWorkflowsStmt,
-		lookupTokenStmt:           q.lookupTokenStmt,
-		markWorkerDeadStmt:        q.markWorkerDeadStmt,
-		readEventsStmt:            q.readEventsStmt,
-		readMetadataEventsStmt:    q.readMetadataEventsStmt,
-		revokeTokenStmt:           q.revokeTokenStmt,
-		touchWorkerStmt:           q.touchWorkerStmt,
-		updateRunStmt:             q.updateRunStmt,
-		updateStepRunStmt:         q.updateStepRunStmt,
-		upsertStepAttemptStmt:     q.upsertStepAttemptStmt,
-		upsertWorkflowStmt:        q.upsertWorkflowStmt,
+		db:                               tx,
+		tx:                               tx,
+		appendEventStmt:                  q.appendEventStmt,
+		bumpLogHeadStmt:                  q.bumpLogHeadStmt,
+		claimStepRunStmt:                 q.claimStepRunStmt,
+		countActiveRunsStmt:              q.countActiveRunsStmt,
+		countDurableForksStmt:            q.countDurableForksStmt,
+		countTenantsStmt:                 q.countTenantsStmt,
+		createTenantStmt:                 q.createTenantStmt,
+		createTokenStmt:                  q.createTokenStmt,
+		deleteDurableStreamStmt:          q.deleteDurableStreamStmt,
+		deleteDurableStreamEventsStmt:    q.deleteDurableStreamEventsStmt,
+		deleteDurableStreamProducersStmt: q.deleteDurableStreamProducersStmt,
+		deleteRunEventsStmt:              q.deleteRunEventsStmt,
+		deleteRunsStmt:                   q.deleteRunsStmt,
+		getChildRunBySpawnKeyStmt:        q.getChildRunBySpawnKeyStmt,
+		getDurableProducerStmt:           q.getDurableProducerStmt,
+		getDurableStreamStmt:             q.getDurableStreamStmt,
+		getDurableStreamByIDStmt:         q.getDurableStreamByIDStmt,
+		getLogIDStmt:                     q.getLogIDStmt,
+		getRunStmt:                       q.getRunStmt,
+		getRunForUpdateStmt:              q.getRunForUpdateStmt,
+		getStepRunStmt:                   q.getStepRunStmt,
+		getStepRunForUpdateStmt:          q.getStepRunForUpdateStmt,
+		getTenantStmt:                    q.getTenantStmt,
+		getTenantByNameStmt:              q.getTenantByNameStmt,
+		getTokenByIDStmt:                 q.getTokenByIDStmt,
+		getWorkerForUpdateStmt:           q.getWorkerForUpdateStmt,
+		getWorkflowStmt:                  q.getWorkflowStmt,
+		initLogHeadStmt:                  q.initLogHeadStmt,
+		insertDurableStreamStmt:          q.insertDurableStreamStmt,
+		insertRunStmt:                    q.insertRunStmt,
+		insertRunMetadataStmt:            q.insertRunMetadataStmt,
+		insertStepRunStmt:                q.insertStepRunStmt,
+		insertWorkerStmt:                 q.insertWorkerStmt,
+		lastPositionStmt:                 q.lastPositionStmt,
+		lastRunPositionStmt:              q.lastRunPositionStmt,
+		listActiveChildRunsStmt:          q.listActiveChildRunsStmt,
+		listChildRunsStmt:                q.listChildRunsStmt,
+		listClaimableStepRunsStmt:        q.listClaimableStepRunsStmt,
+		listDeadWorkersStmt:              q.listDeadWorkersStmt,
+		listDurableStreamsStmt:           q.listDurableStreamsStmt,
+		listExpiredRunsStmt:              q.listExpiredRunsStmt,
+		listOrphanedChildRunsStmt:        q.listOrphanedChildRunsStmt,
+		listStepAttemptsStmt:             q.listStepAttemptsStmt,
+		listStepRunsStmt:                 q.listStepRunsStmt,
+		listStepRunsForUpdateStmt:        q.listStepRunsForUpdateStmt,
+		listStepRunsOfWorkerStmt:         q.listStepRunsOfWorkerStmt,
+		listTimedOutStepRunsStmt:         q.listTimedOutStepRunsStmt,
+		listTokensStmt:                   q.listTokensStmt,
+		listWorkflowsStmt:                q.listWorkflowsStmt,
+		lookupTokenStmt:                  q.lookupTokenStmt,
+		markWorkerDeadStmt:               q.markWorkerDeadStmt,
+		readEventsStmt:                   q.readEventsStmt,
+		readMetadataEventsStmt:           q.readMetadataEventsStmt,
+		revokeTokenStmt:                  q.revokeTokenStmt,
+		touchDurableStreamStmt:           q.touchDurableStreamStmt,
+		touchWorkerStmt:                  q.touchWorkerStmt,
+		updateDurableStreamStmt:          q.updateDurableStreamStmt,
+		updateRunStmt:                    q.updateRunStmt,
+		updateStepRunStmt:                q.updateStepRunStmt,
+		upsertDurableProducerStmt:        q.upsertDurableProducerStmt,
+		upsertStepAttemptStmt:            q.upsertStepAttemptStmt,
+		upsertWorkflowStmt:               q.upsertWorkflowStmt,
 	}
 }

@@ -4,6 +4,31 @@
 
 package dbsqlc
 
+type DurableStream struct {
+	ID            string
+	TenantID      string
+	Name          string
+	ContentType   string
+	TtlSeconds    int64
+	ExpiresAt     int64
+	Closed        bool
+	ClosedBy      string
+	LastSeq       string
+	ForkSourceID  string
+	ForkOffset    int64
+	ForkSubOffset int64
+	Deleted       bool
+	AccessedAt    int64
+	CreatedAt     int64
+}
+
+type DurableStreamProducer struct {
+	StreamID   string
+	ProducerID string
+	Epoch      int64
+	LastSeq    int64
+}
+
 type Event struct {
 	Position    int64
 	TenantID    string
