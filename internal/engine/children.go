@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/eventlog"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -117,10 +118,12 @@ func (e *Engine) SpawnRun(ctx context.Context, tenantID, parentStepRunID string,
 		if err != nil {
 			return notFound(err, "unknown step run %s", parentStepRunID)
 		}
-		if parent.Status.Terminal() || step.Status != store.StepRunning || step.Attempt != parentAttempt {
+		if err := eventlog.CheckAttemptRunning(step, parentAttempt); err != nil {
+			return err
+		}
+		if parent.Status.Terminal() {
 			return apierr.New(apierr.FailedPrecondition,
-				"step run %s attempt %d is no longer running (now attempt %d, %s; run %s): it cannot spawn runs",
-				parentStepRunID, parentAttempt, step.Attempt, step.Status, parent.Status)
+				"run %s is %s: step run %s cannot spawn runs", sr.RunID, parent.Status, parentStepRunID)
 		}
 		if spawnKey != "" {
 			existing, err := tx.GetChildRunBySpawnKey(ctx, parentStepRunID, spawnKey)

@@ -525,9 +525,8 @@ func (e *Engine) onAttempt(ctx context.Context, tenantID, stepRunID string, atte
 		if i < 0 {
 			return apierr.New(apierr.NotFound, "unknown step run %s", stepRunID)
 		}
-		if s := rs.steps[i]; s.Status != store.StepRunning || s.Attempt != attempt {
-			return apierr.New(apierr.FailedPrecondition,
-				"step run %s attempt %d is no longer running (now attempt %d, %s)", stepRunID, attempt, s.Attempt, s.Status)
+		if err := eventlog.CheckAttemptRunning(rs.steps[i], attempt); err != nil {
+			return err
 		}
 		if err := apply(ctx, tx, rs, i); err != nil {
 			return err

@@ -215,9 +215,8 @@ func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 				results[i] = apierr.New(apierr.NotFound, "unknown step run %s", put.StepRunID)
 				continue
 			}
-			if s.Status != store.StepRunning || s.Attempt != put.Attempt {
-				results[i] = apierr.New(apierr.FailedPrecondition,
-					"step run %s attempt %d is no longer running (now attempt %d, %s)", s.ID, put.Attempt, s.Attempt, s.Status)
+			if err := CheckAttemptRunning(*s, put.Attempt); err != nil {
+				results[i] = err
 				continue
 			}
 			last := put.FirstSeq + int64(len(put.Payloads)) - 1
@@ -272,3 +271,16 @@ func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 }
 
 var errStopping = apierr.New(apierr.Unavailable, "engine is shutting down; retry on another node or after restart")
+
+// CheckAttemptRunning refuses a report (stream data, a result, a spawn) of
+// an attempt that is no longer its step run's running attempt: cancelled,
+// timed out, or re-queued as a new attempt. Every path that takes such a
+// report asks here, so a stale worker always hears the same
+// FailedPrecondition.
+func CheckAttemptRunning(current store.StepRun, attempt int) error {
+	if current.Status == store.StepRunning && current.Attempt == attempt {
+		return nil
+	}
+	return apierr.New(apierr.FailedPrecondition,
+		"step run %s attempt %d is no longer running (now attempt %d, %s)", current.ID, attempt, current.Attempt, current.Status)
+}
