@@ -118,8 +118,9 @@ type SubscribeOption interface {
 }
 
 type subscribeConfig struct {
-	from  string
-	types []EventType
+	from         string
+	types        []EventType
+	onSubscribed func(Position)
 }
 
 type subscribeOptionFunc func(*subscribeConfig)
@@ -151,6 +152,16 @@ func After(p Position) SubscribeOption {
 func WithTypes(types ...EventType) SubscribeOption {
 	types = slices.Clone(types)
 	return subscribeOptionFunc(func(c *subscribeConfig) { c.types = types })
+}
+
+// OnSubscribed calls fn each time the engine confirms the subscription
+// (at the start, and again after every reconnection), with the position it
+// starts after: "now" resolved to a real position. It runs before any
+// event of that connection is delivered. A proxy can hold its own response
+// back until then, so that a refused subscription (an unknown run, a
+// position of another event log) is still answered with an error status.
+func OnSubscribed(fn func(Position)) SubscribeOption {
+	return subscribeOptionFunc(func(c *subscribeConfig) { c.onSubscribed = fn })
 }
 
 // Listener subscribes to runs' event streams. Get one from
@@ -244,7 +255,7 @@ func (l *Listener) stream(ctx context.Context, sub subscription, cfg subscribeCo
 	emptyEnds := 0 // clean ends in a row that delivered no event
 	for {
 		before := from
-		done, progressed, err := l.subscribeOnce(ctx, sub, &from, types, wanted, yield)
+		done, progressed, err := l.subscribeOnce(ctx, sub, &from, types, wanted, cfg.onSubscribed, yield)
 		if done {
 			return
 		}
@@ -295,15 +306,24 @@ const maxEmptyEnds = 3
 // yield returned false); otherwise err says why the call ended, and
 // progressed whether any message arrived.
 func (l *Listener) subscribeOnce(ctx context.Context, sub subscription, from *string, types []string,
-	wanted func(EventType) bool, yield func(Event, error) bool) (done, progressed bool, err error) {
+	wanted func(EventType) bool, onSubscribed func(Position), yield func(Event, error) bool) (done, progressed bool, err error) {
 	stream, err := sub.open(ctx, *from, types)
 	if err != nil {
 		return false, false, err
 	}
 	defer stream.Close()
 	for stream.Receive() {
-		progressed = true
 		msg := stream.Msg()
+		if !progressed && onSubscribed != nil {
+			// The engine's first message confirms the subscription and
+			// carries its resolved start position.
+			at := Position(msg.GetPosition())
+			if at == "" {
+				at = Position(*from)
+			}
+			onSubscribed(at)
+		}
+		progressed = true
 		for _, pe := range msg.GetEvents() {
 			ev := eventFromProto(pe)
 			if ev.Position != "" {

@@ -26,22 +26,17 @@ const EndEvent = ssewire.EndEvent
 // 60 seconds, keep it open.
 const DefaultHeartbeat = 15 * time.Second
 
-// headerWait bounds how long Stream holds the response headers back
-// waiting for the subscription's first event or error. The engine
-// refuses a position of another event log (a Last-Event-ID from another
-// engine) only once the subscription is made; answering that with 400
-// rather than a stream that ends at once stops EventSource, which would
-// otherwise reconnect with the same bad id forever. The refusal takes
-// one round trip, so a short wait is enough; a run with nothing to send
-// yet only delays its headers by this much. A variable so that tests on
-// a loaded machine can lengthen it.
-var headerWait = 500 * time.Millisecond
+// confirmWait bounds how long Stream holds the response headers back
+// waiting for the engine to confirm the subscription (runnel.OnSubscribed)
+// or refuse it. Holding them back lets a refusal (an unknown run, a
+// position of another event log, say a Last-Event-ID from another engine)
+// be answered with an HTTP status: a 400 or 404 stops EventSource, which
+// would otherwise reconnect with the same request forever. A confirmation
+// takes one round trip; an engine that gives neither within confirmWait
+// is reported unavailable (503). A variable so that tests can shorten it.
+var confirmWait = 10 * time.Second
 
 const (
-	// checkTimeout bounds the run lookup made before streaming: an engine
-	// that does not answer is reported as unavailable instead of leaving the
-	// client waiting.
-	checkTimeout = 10 * time.Second
 	// writeTimeout bounds each write to the client. It replaces any
 	// http.Server.WriteTimeout for this response, which would otherwise cut
 	// every stream that lasts longer, and it drops a client that stopped
@@ -153,9 +148,10 @@ func wireEvent(ev runnel.Event) ssewire.Event {
 // returned: 400 for a malformed or foreign position, 404 for a run the
 // engine does not know (or the client's token may not read), 503 when the
 // engine is unreachable or does not answer, 502 when the engine refuses
-// the backend (a bad token) or fails. Stream looks the run up with
-// [runnel.Admin.GetRun] before it subscribes, so those are answered at once
-// rather than by a subscription that waits for the engine to come back.
+// the backend (a bad token) or fails. Stream holds its headers back until
+// the engine confirms the subscription ([runnel.OnSubscribed]) or refuses
+// it, so those are answered with a status; an engine that does neither
+// within 10 s is answered 503 rather than left to keep the client waiting.
 // Once streaming has begun, the subscription rides out a dropped engine
 // connection or an engine restart by itself (heartbeats keep the client's
 // connection open meanwhile), and an error it cannot cure ends the stream
@@ -191,16 +187,16 @@ func Stream(w http.ResponseWriter, r *http.Request, c *runnel.Client, runID stri
 		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 		return err
 	}
-	if err := checkRun(ctx, c, runID); err != nil {
-		if ctx.Err() != nil {
-			return nil // the client left while we looked the run up
+	// The engine confirms the subscription (or refuses it) before any
+	// event: the headers wait for that, not for a guess of how long it
+	// takes.
+	subscribed := make(chan struct{}, 1)
+	subOpts := []runnel.SubscribeOption{runnel.OnSubscribed(func(runnel.Position) {
+		select {
+		case subscribed <- struct{}{}:
+		default:
 		}
-		status, code, msg := classify(err)
-		writeError(w, status, code, msg)
-		return err
-	}
-
-	var subOpts []runnel.SubscribeOption
+	})}
 	if after != "" {
 		subOpts = append(subOpts, runnel.After(after))
 	}
@@ -243,7 +239,7 @@ func Stream(w http.ResponseWriter, r *http.Request, c *runnel.Client, runID stri
 		<-done
 	}()
 
-	s := &stream{w: w, out: ssewire.NewWriter(w, writeTimeout), cfg: &cfg, runID: runID}
+	s := &stream{w: w, out: ssewire.NewWriter(w, writeTimeout), cfg: &cfg, runID: runID, subscribed: subscribed}
 	err = s.run(ctx, items)
 	if ctx.Err() != nil {
 		return nil
@@ -266,17 +262,18 @@ var errStopped = errors.New("sse: subscription stopped")
 // stream writes one SSE response through the engine's SSE writer, which
 // gives every write a deadline (see writeTimeout).
 type stream struct {
-	w     http.ResponseWriter // for an error answered before the stream starts
-	out   *ssewire.Writer
-	cfg   *config
-	runID string
-	dirty bool // written since the last flush
+	w          http.ResponseWriter // for an error answered before the stream starts
+	out        *ssewire.Writer
+	cfg        *config
+	runID      string
+	subscribed <-chan struct{} // the engine confirmed the subscription
+	dirty      bool            // written since the last flush
 }
 
 func (s *stream) run(ctx context.Context, items <-chan item) error {
-	// Hold the headers back briefly (see headerWait): the first event or
-	// error usually comes within a round trip.
-	wait := time.NewTimer(headerWait)
+	// Hold the headers back until the engine confirms or refuses the
+	// subscription (see confirmWait).
+	wait := time.NewTimer(confirmWait)
 	defer wait.Stop()
 	var first *item
 	select {
@@ -292,7 +289,12 @@ func (s *stream) run(ctx context.Context, items <-chan item) error {
 			return it.err
 		}
 		first = &it
+	case <-s.subscribed:
 	case <-wait.C:
+		// Neither a confirmation nor a refusal: the engine is unreachable
+		// (the subscription keeps retrying it) or overloaded.
+		writeError(s.w, http.StatusServiceUnavailable, "unavailable", "the workflow engine is unavailable; try again later")
+		return fmt.Errorf("sse: the engine did not confirm the subscription to run %s within %s", s.runID, confirmWait)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -457,16 +459,6 @@ func parsePosition(s string) (runnel.Position, error) {
 		}
 	}
 	return runnel.Position(s), nil
-}
-
-// checkRun looks the run up, so that an unknown run or an unreachable
-// engine is answered with an HTTP status at once. A subscription alone
-// would not do: it retries an unreachable engine until it comes back.
-func checkRun(ctx context.Context, c *runnel.Client, runID string) error {
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	defer cancel()
-	_, err := c.Admin().GetRun(ctx, runID)
-	return err
 }
 
 // classify maps an error from the engine to an HTTP status, an error code
