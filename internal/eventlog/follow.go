@@ -100,11 +100,11 @@ func NewReader(st store.Store, hub *Hub) *Reader {
 // the subscriber's last position (positions follow commit order, see package
 // store), and the feed arms its wake-up before each read, so an append that
 // commits after a read always causes another.
+//
+// The caller has checked that the run exists and may be read
+// (engine.Subscribe does, once, for every edge): Follow does not look it
+// up again.
 func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) error {
-	// The run must exist (and belong to the tenant) before anything else.
-	if _, err := r.store.GetRun(ctx, p.TenantID, p.RunID); err != nil {
-		return err
-	}
 	after := p.After
 	if p.FromNow {
 		var err error
