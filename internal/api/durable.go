@@ -781,7 +781,7 @@ func (h *HTTP) runSource(r *http.Request, p engine.Principal, runID string) prot
 	codec := h.engine.Codec()
 	return protoSource{
 		load: func(ctx context.Context, _ bool) (store.DurableStream, int64, error) {
-			view, err := h.readableRun(r, p, runID)
+			view, err := h.engine.ReadRun(r.Context(), p, runID)
 			if err != nil {
 				if apierr.CodeOf(codeStoreErr(err)) == apierr.NotFound {
 					return store.DurableStream{}, 0, fmt.Errorf("run %s: %w", runID, store.ErrNotFound)

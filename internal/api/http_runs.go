@@ -124,22 +124,8 @@ func (h *HTTP) listRuns(w http.ResponseWriter, r *http.Request, p engine.Princip
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// readableRun loads a run the principal may read. Runs of other tenants and
-// runs outside a browser token's scope look unknown (404), so ids do not
-// leak.
-func (h *HTTP) readableRun(r *http.Request, p engine.Principal, runID string) (engine.RunView, error) {
-	view, err := h.engine.GetRun(r.Context(), p.TenantID, runID)
-	if err != nil {
-		return view, err
-	}
-	if !p.CanReadRun(view.Run) {
-		return view, apierr.New(apierr.NotFound, "unknown run %s", runID)
-	}
-	return view, nil
-}
-
 func (h *HTTP) getRun(w http.ResponseWriter, r *http.Request, p engine.Principal) {
-	view, err := h.readableRun(r, p, r.PathValue("runId"))
+	view, err := h.engine.ReadRun(r.Context(), p, r.PathValue("runId"))
 	if err != nil {
 		h.writeError(w, r, err)
 		return

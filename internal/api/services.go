@@ -173,21 +173,8 @@ func (s *runService) TriggerRun(ctx context.Context, req *connect.Request[pb.Tri
 	return connect.NewResponse(&pb.TriggerRunResponse{RunId: id}), nil
 }
 
-// readableRun loads a run the principal may read; out-of-scope runs look
-// unknown, so a token cannot probe for other runs.
-func (s *runService) readableRun(ctx context.Context, p engine.Principal, runID string) (engine.RunView, error) {
-	view, err := s.engine.GetRun(ctx, p.TenantID, runID)
-	if err != nil {
-		return view, err
-	}
-	if !p.CanReadRun(view.Run) {
-		return view, apierr.New(apierr.NotFound, "unknown run %s", runID)
-	}
-	return view, nil
-}
-
 func (s *runService) GetRun(ctx context.Context, req *connect.Request[pb.GetRunRequest]) (*connect.Response[pb.GetRunResponse], error) {
-	view, err := s.readableRun(ctx, mustPrincipal(ctx), req.Msg.RunId)
+	view, err := s.engine.ReadRun(ctx, mustPrincipal(ctx), req.Msg.RunId)
 	if err != nil {
 		return nil, err
 	}

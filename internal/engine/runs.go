@@ -222,6 +222,20 @@ type StepView struct {
 	Attempts []store.StepAttempt
 }
 
+// ReadRun returns a run the principal may read. Runs of other tenants and
+// runs outside a browser token's scope look unknown (NotFound), so ids do
+// not leak. Every edge reads runs through here.
+func (e *Engine) ReadRun(ctx context.Context, p Principal, runID string) (RunView, error) {
+	view, err := e.GetRun(ctx, p.TenantID, runID)
+	if err != nil {
+		return view, err
+	}
+	if !p.CanReadRun(view.Run) {
+		return RunView{}, apierr.New(apierr.NotFound, "unknown run %s", runID)
+	}
+	return view, nil
+}
+
 // GetRun returns a run with its steps and attempts. Errors: NotFound.
 func (e *Engine) GetRun(ctx context.Context, tenantID, runID string) (RunView, error) {
 	if err := CheckText("run id", runID); err != nil {
