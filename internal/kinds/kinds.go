@@ -77,6 +77,9 @@ const (
 	EventStepTimedOut  EventType = "step.timed_out"
 	// EventStepStream carries data a step put on its stream.
 	EventStepStream EventType = "step.stream"
+	// EventStepStreamClosed says a step declared one of its streams finished
+	// (Event.Stream names it); nothing more is stored on it by that attempt.
+	EventStepStreamClosed EventType = "step.stream_closed"
 )
 
 // TerminalEventTypes are the event types that end a run, in a fixed order.

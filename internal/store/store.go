@@ -215,17 +215,18 @@ type Worker struct {
 
 // Event types of the run event log (Event.Type), as plain strings.
 const (
-	EventRunStarted    = string(kinds.EventRunStarted)
-	EventRunCompleted  = string(kinds.EventRunCompleted)
-	EventRunFailed     = string(kinds.EventRunFailed)
-	EventRunCancelled  = string(kinds.EventRunCancelled)
-	EventRunTimedOut   = string(kinds.EventRunTimedOut)
-	EventStepStarted   = string(kinds.EventStepStarted)
-	EventStepCompleted = string(kinds.EventStepCompleted)
-	EventStepFailed    = string(kinds.EventStepFailed)
-	EventStepCancelled = string(kinds.EventStepCancelled)
-	EventStepTimedOut  = string(kinds.EventStepTimedOut)
-	EventStepStream    = string(kinds.EventStepStream)
+	EventRunStarted       = string(kinds.EventRunStarted)
+	EventRunCompleted     = string(kinds.EventRunCompleted)
+	EventRunFailed        = string(kinds.EventRunFailed)
+	EventRunCancelled     = string(kinds.EventRunCancelled)
+	EventRunTimedOut      = string(kinds.EventRunTimedOut)
+	EventStepStarted      = string(kinds.EventStepStarted)
+	EventStepCompleted    = string(kinds.EventStepCompleted)
+	EventStepFailed       = string(kinds.EventStepFailed)
+	EventStepCancelled    = string(kinds.EventStepCancelled)
+	EventStepTimedOut     = string(kinds.EventStepTimedOut)
+	EventStepStream       = string(kinds.EventStepStream)
+	EventStepStreamClosed = string(kinds.EventStepStreamClosed)
 )
 
 // Event is one entry of the run event log.
@@ -239,6 +240,9 @@ type Event struct {
 	StepRunID string // step events only
 	Step      string
 	Attempt   int
+	// Stream names the stream of a step.stream or step.stream_closed event;
+	// "" is the run's default stream.
+	Stream string
 	// Payload is the data a step put on the stream (step.stream only).
 	Payload []byte
 	// Data is a JSON object with the event's details (output, error, ...);
@@ -360,6 +364,9 @@ type Tx interface {
 	InsertStepRuns(ctx context.Context, steps []StepRun) error
 	// GetStepRunForUpdate reads and locks a step run. Lock the run first.
 	GetStepRunForUpdate(ctx context.Context, stepRunID string) (StepRun, error)
+	// StreamClosed reports whether a step.stream_closed event of this
+	// attempt names stream.
+	StreamClosed(ctx context.Context, stepRunID string, attempt int, stream string) (bool, error)
 	// ListStepRunsForUpdate reads and locks every step run of a run.
 	ListStepRunsForUpdate(ctx context.Context, runID string) ([]StepRun, error)
 	// UpdateStepRun writes every field from Status to FinishedAt except
@@ -467,6 +474,10 @@ type Store interface {
 	// LastRunPosition returns the position of a run's newest event, 0 if it
 	// has none.
 	LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error)
+	// LastStreamPosition returns the position of a run's newest step.stream
+	// event on one of streams ("" is the default stream; nil: any stream), 0
+	// if there is none.
+	LastStreamPosition(ctx context.Context, tenantID, runID string, streams []string) (int64, error)
 	// ReadMetadataEvents reads, in position order, the events after a
 	// position of every run of the tenant whose metadata has Key = Value,
 	// whenever the run was created. It reads in one statement (one

@@ -231,6 +231,7 @@ func eventFromRow(e dbsqlc.Event) store.Event {
 		StepRunID: e.StepRunID,
 		Step:      e.Step,
 		Attempt:   int(e.Attempt),
+		Stream:    e.Stream,
 		Payload:   e.Payload,
 		Data:      e.Data,
 		CreatedAt: fromMicros(e.CreatedAt),

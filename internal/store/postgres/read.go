@@ -218,3 +218,13 @@ func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (in
 	}
 	return pos, nil
 }
+
+func (s *Store) LastStreamPosition(ctx context.Context, tenantID, runID string, streams []string) (int64, error) {
+	pos, err := s.q.LastStreamPosition(ctx, dbsqlc.LastStreamPositionParams{
+		TenantID: tenantID, RunID: runID, AnyStream: streams == nil, Streams: streams,
+	})
+	if err != nil {
+		return 0, mapErr(err, "last stream position of run %s", runID)
+	}
+	return pos, nil
+}

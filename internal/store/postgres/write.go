@@ -176,6 +176,7 @@ func (t *tx) insertEvents(ctx context.Context, events []store.Event) error {
 			Payload:   e.Payload,
 			Data:      e.Data,
 			CreatedAt: toMicros(e.CreatedAt),
+			Stream:    e.Stream,
 		}
 	}
 	var firstErr error
@@ -202,6 +203,7 @@ func (t *tx) copyEvents(ctx context.Context, events []store.Event) error {
 			Payload:   e.Payload,
 			Data:      e.Data,
 			CreatedAt: toMicros(e.CreatedAt),
+			Stream:    e.Stream,
 		}
 	}
 	copied, err := t.q.CopyEvents(ctx, params)
@@ -212,4 +214,12 @@ func (t *tx) copyEvents(ctx context.Context, events []store.Event) error {
 		return fmt.Errorf("copy wrote %d rows of %d", copied, len(events))
 	}
 	return nil
+}
+
+func (t *tx) StreamClosed(ctx context.Context, stepRunID string, attempt int, stream string) (bool, error) {
+	closed, err := t.q.StreamClosed(ctx, dbsqlc.StreamClosedParams{StepRunID: stepRunID, Attempt: int64(attempt), Stream: stream})
+	if err != nil {
+		return false, mapErr(err, "is stream %q of step run %s attempt %d closed", stream, stepRunID, attempt)
+	}
+	return closed, nil
 }

@@ -221,6 +221,7 @@ func eventFromRow(r dbsqlc.ReadEventsRow) store.Event {
 		StepRunID: r.StepRunID,
 		Step:      r.Step,
 		Attempt:   int(r.Attempt),
+		Stream:    r.Stream,
 		Payload:   r.Payload,
 		Data:      r.Data,
 		CreatedAt: fromMicros(r.CreatedAt),

@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -219,6 +221,20 @@ func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (in
 	pos, err := s.read.LastRunPosition(ctx, dbsqlc.LastRunPositionParams{TenantID: tenantID, RunID: runID})
 	if err != nil {
 		return 0, mapErr(err, "last position of run %s", runID)
+	}
+	return pos, nil
+}
+
+func (s *Store) LastStreamPosition(ctx context.Context, tenantID, runID string, streams []string) (int64, error) {
+	names, err := json.Marshal(streams)
+	if err != nil {
+		return 0, fmt.Errorf("encode stream names: %w", err)
+	}
+	pos, err := s.read.LastStreamPosition(ctx, dbsqlc.LastStreamPositionParams{
+		TenantID: tenantID, RunID: runID, AnyStream: boolInt(streams == nil), Streams: string(names),
+	})
+	if err != nil {
+		return 0, mapErr(err, "last stream position of run %s", runID)
 	}
 	return pos, nil
 }

@@ -384,6 +384,7 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 			Data:        e.Data,
 			CreatedAt:   toMicros(e.CreatedAt),
 			PayloadSize: int64(len(e.Payload)),
+			Stream:      e.Stream,
 		})
 		if err != nil {
 			return mapErr(err, "append event %d (%s) of run %s", e.Position, e.Type, e.RunID)
@@ -391,4 +392,12 @@ func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 	}
 	t.events = append(t.events, events...)
 	return nil
+}
+
+func (t *tx) StreamClosed(ctx context.Context, stepRunID string, attempt int, stream string) (bool, error) {
+	closed, err := t.q.StreamClosed(t.ctx(ctx), dbsqlc.StreamClosedParams{StepRunID: stepRunID, Attempt: int64(attempt), Stream: stream})
+	if err != nil {
+		return false, mapErr(err, "is stream %q of step run %s attempt %d closed", stream, stepRunID, attempt)
+	}
+	return closed, nil
 }

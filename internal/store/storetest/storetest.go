@@ -47,6 +47,7 @@ func Exercise(t *testing.T, open func(t *testing.T, hook store.CommitHook) store
 		{"StepAttempts", testStepAttempts},
 		{"Workers", testWorkers},
 		{"AppendAndReadEvents", testAppendAndReadEvents},
+		{"NamedStreams", testNamedStreams},
 		{"ReadEventsMaxBytes", testReadEventsMaxBytes},
 		{"LargeAndBinaryPayloads", testLargeAndBinaryPayloads},
 		{"CommitHook", testCommitHook},

@@ -813,8 +813,15 @@ type PutStreamRequest struct {
 	Attempt   int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// Sequence number of the first payload in this attempt's stream (1-based);
 	// payloads are numbered consecutively from it.
-	FirstSeq      int64    `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
-	Payloads      [][]byte `protobuf:"bytes,4,rep,name=payloads,proto3" json:"payloads,omitempty"`
+	FirstSeq int64    `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	Payloads [][]byte `protobuf:"bytes,4,rep,name=payloads,proto3" json:"payloads,omitempty"`
+	// The stream the payloads go to: empty (or "default") for the run's default
+	// stream, else a name of 1-64 characters from [A-Za-z0-9._-].
+	Stream string `protobuf:"bytes,5,opt,name=stream,proto3" json:"stream,omitempty"`
+	// After the payloads (there may be none), the stream is finished: a
+	// step.stream_closed event is stored and later puts to it by this attempt
+	// are refused. Sending it again is harmless.
+	CloseStream   bool `protobuf:"varint,6,opt,name=close_stream,json=closeStream,proto3" json:"close_stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -875,6 +882,20 @@ func (x *PutStreamRequest) GetPayloads() [][]byte {
 		return x.Payloads
 	}
 	return nil
+}
+
+func (x *PutStreamRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *PutStreamRequest) GetCloseStream() bool {
+	if x != nil {
+		return x.CloseStream
+	}
+	return false
 }
 
 type PutStreamResponse struct {
@@ -1946,11 +1967,17 @@ type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	// Where to start: empty = the start of the run; "now" = only new events;
-	// otherwise a position received earlier (resume after it).
+	// "latest" = the newest stream event (of the chosen streams) and everything
+	// after it, or the start when there is none yet; otherwise a position
+	// received earlier (resume after it).
 	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	// Only these event types (empty: all). The run's terminal event always ends
 	// the stream, even when filtered out.
-	Types         []string `protobuf:"bytes,3,rep,name=types,proto3" json:"types,omitempty"`
+	Types []string `protobuf:"bytes,3,rep,name=types,proto3" json:"types,omitempty"`
+	// Only stream events (step.stream, step.stream_closed) of these streams
+	// ("default" is the unnamed one); other events are always delivered. Empty:
+	// every stream.
+	Streams       []string `protobuf:"bytes,4,rep,name=streams,proto3" json:"streams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2002,6 +2029,13 @@ func (x *SubscribeRequest) GetFrom() string {
 func (x *SubscribeRequest) GetTypes() []string {
 	if x != nil {
 		return x.Types
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetStreams() []string {
+	if x != nil {
+		return x.Streams
 	}
 	return nil
 }
@@ -2086,8 +2120,11 @@ type Event struct {
 	Attempt   int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Payload   []byte                 `protobuf:"bytes,8,opt,name=payload,proto3" json:"payload,omitempty"`
 	// JSON object with the event's details (output, error); may be empty.
-	Data          []byte `protobuf:"bytes,9,opt,name=data,proto3" json:"data,omitempty"`
-	TimeUs        int64  `protobuf:"varint,10,opt,name=time_us,json=timeUs,proto3" json:"time_us,omitempty"`
+	Data   []byte `protobuf:"bytes,9,opt,name=data,proto3" json:"data,omitempty"`
+	TimeUs int64  `protobuf:"varint,10,opt,name=time_us,json=timeUs,proto3" json:"time_us,omitempty"`
+	// The stream of a step.stream or step.stream_closed event; empty for the
+	// default stream.
+	Stream        string `protobuf:"bytes,11,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2190,6 +2227,13 @@ func (x *Event) GetTimeUs() int64 {
 		return x.TimeUs
 	}
 	return 0
+}
+
+func (x *Event) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
 }
 
 type CreateTokenRequest struct {
@@ -2964,12 +3008,14 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x18DeregisterWorkerResponse\"/\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\x13\n" +
-	"\x11HeartbeatResponse\"\x85\x01\n" +
+	"\x11HeartbeatResponse\"\xc0\x01\n" +
 	"\x10PutStreamRequest\x12\x1e\n" +
 	"\vstep_run_id\x18\x01 \x01(\tR\tstepRunId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
 	"\tfirst_seq\x18\x03 \x01(\x03R\bfirstSeq\x12\x1a\n" +
-	"\bpayloads\x18\x04 \x03(\fR\bpayloads\"\x13\n" +
+	"\bpayloads\x18\x04 \x03(\fR\bpayloads\x12\x16\n" +
+	"\x06stream\x18\x05 \x01(\tR\x06stream\x12!\n" +
+	"\fclose_stream\x18\x06 \x01(\bR\vcloseStream\"\x13\n" +
 	"\x11PutStreamResponse\"g\n" +
 	"\x13CompleteStepRequest\x12\x1e\n" +
 	"\vstep_run_id\x18\x01 \x01(\tR\tstepRunId\x12\x18\n" +
@@ -3048,15 +3094,16 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\tR\x06status\"\x16\n" +
 	"\x14ListWorkflowsRequest\"T\n" +
 	"\x15ListWorkflowsResponse\x12;\n" +
-	"\tworkflows\x18\x01 \x03(\v2\x1d.runnel.v1.WorkflowDefinitionR\tworkflows\"S\n" +
+	"\tworkflows\x18\x01 \x03(\v2\x1d.runnel.v1.WorkflowDefinitionR\tworkflows\"m\n" +
 	"\x10SubscribeRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x14\n" +
-	"\x05types\x18\x03 \x03(\tR\x05types\"v\n" +
+	"\x05types\x18\x03 \x03(\tR\x05types\x12\x18\n" +
+	"\astreams\x18\x04 \x03(\tR\astreams\"v\n" +
 	"\x11SubscribeResponse\x12(\n" +
 	"\x06events\x18\x01 \x03(\v2\x10.runnel.v1.EventR\x06events\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\tR\bposition\x12\x1b\n" +
-	"\trun_ended\x18\x03 \x01(\bR\brunEnded\"\xff\x01\n" +
+	"\trun_ended\x18\x03 \x01(\bR\brunEnded\"\x97\x02\n" +
 	"\x05Event\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\tR\bposition\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1a\n" +
@@ -3068,7 +3115,8 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\apayload\x18\b \x01(\fR\apayload\x12\x12\n" +
 	"\x04data\x18\t \x01(\fR\x04data\x12\x17\n" +
 	"\atime_us\x18\n" +
-	" \x01(\x03R\x06timeUs\"z\n" +
+	" \x01(\x03R\x06timeUs\x12\x16\n" +
+	"\x06stream\x18\v \x01(\tR\x06stream\"z\n" +
 	"\x12CreateTokenRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +

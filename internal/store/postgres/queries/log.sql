@@ -22,18 +22,18 @@ RETURNING last_position;
 -- Small appends: the rows go out in one pipelined batch (one round trip).
 INSERT INTO events (
     position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
-    payload, data, created_at
+    payload, data, created_at, stream
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 );
 
 -- name: CopyEvents :copyfrom
 -- Large appends: COPY, the fastest way to load many rows.
 INSERT INTO events (
     position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
-    payload, data, created_at
+    payload, data, created_at, stream
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 );
 
 -- name: NotifyEvents :exec
@@ -50,16 +50,16 @@ SELECT pg_notify(sqlc.arg(channel)::text, sqlc.arg(payload)::text);
 -- before the LIMIT of its own query level, so a sum over the unlimited rows
 -- would read every remaining event of the run for each page.
 SELECT position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
-       payload, data, created_at
+       payload, data, created_at, stream
 FROM (
     SELECT p.position, p.tenant_id, p.run_id, p.workflow, p.type, p.step_run_id,
-           p.step, p.attempt, p.payload, p.data, p.created_at,
+           p.step, p.attempt, p.payload, p.data, p.created_at, p.stream,
            coalesce(sum(octet_length(p.payload)) OVER (
                ORDER BY p.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
            ), 0)::bigint AS bytes_before
     FROM (
         SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id,
-               e.step, e.attempt, e.payload, e.data, e.created_at
+               e.step, e.attempt, e.payload, e.data, e.created_at, e.stream
         FROM events e
         WHERE e.tenant_id = sqlc.arg(tenant_id)
           AND e.run_id = sqlc.arg(run_id)
@@ -75,3 +75,22 @@ ORDER BY position;
 SELECT coalesce(max(position), 0)::bigint
 FROM events
 WHERE tenant_id = sqlc.arg(tenant_id) AND run_id = sqlc.arg(run_id);
+
+-- name: LastStreamPosition :one
+-- The newest step.stream event of a run on one of the streams (all streams
+-- when any_stream): walks events_run backwards and stops at the first match.
+SELECT coalesce((
+    SELECT x.position FROM events x
+    WHERE x.tenant_id = sqlc.arg(tenant_id) AND x.run_id = sqlc.arg(run_id)
+      AND x.type = 'step.stream'
+      AND (sqlc.arg(any_stream)::boolean OR x.stream = ANY(sqlc.arg(streams)::text[]))
+    ORDER BY x.position DESC
+    LIMIT 1
+), 0)::bigint AS position;
+
+-- name: StreamClosed :one
+SELECT EXISTS (
+    SELECT 1 FROM events
+    WHERE step_run_id = sqlc.arg(step_run_id) AND attempt = sqlc.arg(attempt)
+      AND stream = sqlc.arg(stream) AND type = 'step.stream_closed'
+);

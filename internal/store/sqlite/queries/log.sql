@@ -12,8 +12,8 @@ UPDATE log_head SET last_position = last_position + @n WHERE id = 1
 RETURNING last_position;
 
 -- name: AppendEvent :exec
-INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at, payload_size)
-VALUES (@position, @tenant_id, @run_id, @workflow, @type, @step_run_id, @step, @attempt, @payload, @data, @created_at, @payload_size);
+INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at, payload_size, stream)
+VALUES (@position, @tenant_id, @run_id, @workflow, @type, @step_run_id, @step, @attempt, @payload, @data, @created_at, @payload_size, @stream);
 
 -- name: ReadEvents :many
 -- A page of a run's events after a position, in one statement. With a byte
@@ -24,7 +24,7 @@ VALUES (@position, @tenant_id, @run_id, @workflow, @type, @step_run_id, @step, @
 -- then reads the rows straight off the index, in order, with no sort. (The
 -- subquery needs no tenant filter: a run id belongs to one tenant, and the
 -- outer query checks it.)
-SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at
+SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at, e.stream
 FROM events e
 WHERE e.tenant_id = @tenant_id AND e.run_id = @run_id AND e.position > @after
   AND e.position <= CASE WHEN CAST(@max_bytes AS INTEGER) = 0 THEN 9223372036854775807 ELSE (
@@ -53,3 +53,22 @@ SELECT CAST(COALESCE((
     ORDER BY x.position DESC
     LIMIT 1
 ), 0) AS INTEGER) AS position;
+
+-- name: LastStreamPosition :one
+-- The newest step.stream event of a run on one of the streams (a JSON array;
+-- all streams when any_stream): walks events_run backwards to the first match.
+SELECT CAST(COALESCE((
+    SELECT x.position FROM events x
+    WHERE x.tenant_id = @tenant_id AND x.run_id = @run_id
+      AND x.type = 'step.stream'
+      AND (CAST(@any_stream AS INTEGER) <> 0 OR x.stream IN (SELECT value FROM json_each(CAST(@streams AS TEXT))))
+    ORDER BY x.position DESC
+    LIMIT 1
+), 0) AS INTEGER) AS position;
+
+-- name: StreamClosed :one
+SELECT EXISTS (
+    SELECT 1 FROM events
+    WHERE step_run_id = @step_run_id AND attempt = @attempt
+      AND stream = @stream AND type = 'step.stream_closed'
+) AS closed;

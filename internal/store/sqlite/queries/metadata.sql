@@ -30,7 +30,7 @@ WITH page AS (
     FROM page p
     JOIN events s ON s.position = p.position
 )
-SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at
+SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at, e.stream
 FROM events e
 WHERE e.tenant_id = @tenant_id
   AND e.position IN (

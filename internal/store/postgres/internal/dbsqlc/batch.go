@@ -19,9 +19,9 @@ var (
 const appendEvent = `-- name: AppendEvent :batchexec
 INSERT INTO events (
     position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
-    payload, data, created_at
+    payload, data, created_at, stream
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 )
 `
 
@@ -43,6 +43,7 @@ type AppendEventParams struct {
 	Payload   []byte
 	Data      []byte
 	CreatedAt int64
+	Stream    string
 }
 
 // Small appends: the rows go out in one pipelined batch (one round trip).
@@ -61,6 +62,7 @@ func (q *Queries) AppendEvent(ctx context.Context, arg []AppendEventParams) *App
 			a.Payload,
 			a.Data,
 			a.CreatedAt,
+			a.Stream,
 		}
 		batch.Queue(appendEvent, vals...)
 	}

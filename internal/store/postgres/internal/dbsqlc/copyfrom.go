@@ -40,6 +40,7 @@ func (r iteratorForCopyEvents) Values() ([]interface{}, error) {
 		r.rows[0].Payload,
 		r.rows[0].Data,
 		r.rows[0].CreatedAt,
+		r.rows[0].Stream,
 	}, nil
 }
 
@@ -49,5 +50,5 @@ func (r iteratorForCopyEvents) Err() error {
 
 // Large appends: COPY, the fastest way to load many rows.
 func (q *Queries) CopyEvents(ctx context.Context, arg []CopyEventsParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"events"}, []string{"position", "tenant_id", "run_id", "workflow", "type", "step_run_id", "step", "attempt", "payload", "data", "created_at"}, &iteratorForCopyEvents{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"events"}, []string{"position", "tenant_id", "run_id", "workflow", "type", "step_run_id", "step", "attempt", "payload", "data", "created_at", "stream"}, &iteratorForCopyEvents{rows: arg})
 }

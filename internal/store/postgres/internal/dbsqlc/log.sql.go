@@ -37,6 +37,7 @@ type CopyEventsParams struct {
 	Payload   []byte
 	Data      []byte
 	CreatedAt int64
+	Stream    string
 }
 
 const getLogID = `-- name: GetLogID :one
@@ -78,6 +79,38 @@ func (q *Queries) LastRunPosition(ctx context.Context, tenantID string, runID st
 	return column_1, err
 }
 
+const lastStreamPosition = `-- name: LastStreamPosition :one
+SELECT coalesce((
+    SELECT x.position FROM events x
+    WHERE x.tenant_id = $1 AND x.run_id = $2
+      AND x.type = 'step.stream'
+      AND ($3::boolean OR x.stream = ANY($4::text[]))
+    ORDER BY x.position DESC
+    LIMIT 1
+), 0)::bigint AS position
+`
+
+type LastStreamPositionParams struct {
+	TenantID  string
+	RunID     string
+	AnyStream bool
+	Streams   []string
+}
+
+// The newest step.stream event of a run on one of the streams (all streams
+// when any_stream): walks events_run backwards and stops at the first match.
+func (q *Queries) LastStreamPosition(ctx context.Context, arg LastStreamPositionParams) (int64, error) {
+	row := q.db.QueryRow(ctx, lastStreamPosition,
+		arg.TenantID,
+		arg.RunID,
+		arg.AnyStream,
+		arg.Streams,
+	)
+	var position int64
+	err := row.Scan(&position)
+	return position, err
+}
+
 const notifyEvents = `-- name: NotifyEvents :exec
 SELECT pg_notify($1::text, $2::text)
 `
@@ -91,16 +124,16 @@ func (q *Queries) NotifyEvents(ctx context.Context, channel string, payload stri
 
 const readEvents = `-- name: ReadEvents :many
 SELECT position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
-       payload, data, created_at
+       payload, data, created_at, stream
 FROM (
     SELECT p.position, p.tenant_id, p.run_id, p.workflow, p.type, p.step_run_id,
-           p.step, p.attempt, p.payload, p.data, p.created_at,
+           p.step, p.attempt, p.payload, p.data, p.created_at, p.stream,
            coalesce(sum(octet_length(p.payload)) OVER (
                ORDER BY p.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
            ), 0)::bigint AS bytes_before
     FROM (
         SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id,
-               e.step, e.attempt, e.payload, e.data, e.created_at
+               e.step, e.attempt, e.payload, e.data, e.created_at, e.stream
         FROM events e
         WHERE e.tenant_id = $1
           AND e.run_id = $2
@@ -155,6 +188,7 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]Event
 			&i.Payload,
 			&i.Data,
 			&i.CreatedAt,
+			&i.Stream,
 		); err != nil {
 			return nil, err
 		}
@@ -164,4 +198,25 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]Event
 		return nil, err
 	}
 	return items, nil
+}
+
+const streamClosed = `-- name: StreamClosed :one
+SELECT EXISTS (
+    SELECT 1 FROM events
+    WHERE step_run_id = $1 AND attempt = $2
+      AND stream = $3 AND type = 'step.stream_closed'
+)
+`
+
+type StreamClosedParams struct {
+	StepRunID string
+	Attempt   int64
+	Stream    string
+}
+
+func (q *Queries) StreamClosed(ctx context.Context, arg StreamClosedParams) (bool, error) {
+	row := q.db.QueryRow(ctx, streamClosed, arg.StepRunID, arg.Attempt, arg.Stream)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
 }

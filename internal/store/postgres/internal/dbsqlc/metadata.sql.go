@@ -26,10 +26,10 @@ func (q *Queries) LastPosition(ctx context.Context) (int64, error) {
 const readMetadataEvents = `-- name: ReadMetadataEvents :many
 
 SELECT position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
-       payload, data, created_at
+       payload, data, created_at, stream
 FROM (
     SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id,
-           e.step, e.attempt, e.payload, e.data, e.created_at,
+           e.step, e.attempt, e.payload, e.data, e.created_at, e.stream,
            coalesce(sum(octet_length(e.payload)) OVER (
                ORDER BY e.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
            ), 0)::bigint AS bytes_before
@@ -109,6 +109,7 @@ func (q *Queries) ReadMetadataEvents(ctx context.Context, arg ReadMetadataEvents
 			&i.Payload,
 			&i.Data,
 			&i.CreatedAt,
+			&i.Stream,
 		); err != nil {
 			return nil, err
 		}

@@ -41,6 +41,7 @@ type Event struct {
 	Payload   []byte
 	Data      []byte
 	CreatedAt int64
+	Stream    string
 }
 
 type Run struct {

@@ -129,6 +129,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.lastRunPositionStmt, err = db.PrepareContext(ctx, lastRunPosition); err != nil {
 		return nil, fmt.Errorf("error preparing query LastRunPosition: %w", err)
 	}
+	if q.lastStreamPositionStmt, err = db.PrepareContext(ctx, lastStreamPosition); err != nil {
+		return nil, fmt.Errorf("error preparing query LastStreamPosition: %w", err)
+	}
 	if q.listActiveChildRunsStmt, err = db.PrepareContext(ctx, listActiveChildRuns); err != nil {
 		return nil, fmt.Errorf("error preparing query ListActiveChildRuns: %w", err)
 	}
@@ -185,6 +188,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.revokeTokenStmt, err = db.PrepareContext(ctx, revokeToken); err != nil {
 		return nil, fmt.Errorf("error preparing query RevokeToken: %w", err)
+	}
+	if q.streamClosedStmt, err = db.PrepareContext(ctx, streamClosed); err != nil {
+		return nil, fmt.Errorf("error preparing query StreamClosed: %w", err)
 	}
 	if q.touchDurableStreamStmt, err = db.PrepareContext(ctx, touchDurableStream); err != nil {
 		return nil, fmt.Errorf("error preparing query TouchDurableStream: %w", err)
@@ -390,6 +396,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing lastRunPositionStmt: %w", cerr)
 		}
 	}
+	if q.lastStreamPositionStmt != nil {
+		if cerr := q.lastStreamPositionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lastStreamPositionStmt: %w", cerr)
+		}
+	}
 	if q.listActiveChildRunsStmt != nil {
 		if cerr := q.listActiveChildRunsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listActiveChildRunsStmt: %w", cerr)
@@ -483,6 +494,11 @@ func (q *Queries) Close() error {
 	if q.revokeTokenStmt != nil {
 		if cerr := q.revokeTokenStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing revokeTokenStmt: %w", cerr)
+		}
+	}
+	if q.streamClosedStmt != nil {
+		if cerr := q.streamClosedStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing streamClosedStmt: %w", cerr)
 		}
 	}
 	if q.touchDurableStreamStmt != nil {
@@ -599,6 +615,7 @@ type Queries struct {
 	insertWorkerStmt                 *sql.Stmt
 	lastPositionStmt                 *sql.Stmt
 	lastRunPositionStmt              *sql.Stmt
+	lastStreamPositionStmt           *sql.Stmt
 	listActiveChildRunsStmt          *sql.Stmt
 	listChildRunsStmt                *sql.Stmt
 	listClaimableStepRunsStmt        *sql.Stmt
@@ -618,6 +635,7 @@ type Queries struct {
 	readEventsStmt                   *sql.Stmt
 	readMetadataEventsStmt           *sql.Stmt
 	revokeTokenStmt                  *sql.Stmt
+	streamClosedStmt                 *sql.Stmt
 	touchDurableStreamStmt           *sql.Stmt
 	touchWorkerStmt                  *sql.Stmt
 	updateDurableStreamStmt          *sql.Stmt
@@ -667,6 +685,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		insertWorkerStmt:                 q.insertWorkerStmt,
 		lastPositionStmt:                 q.lastPositionStmt,
 		lastRunPositionStmt:              q.lastRunPositionStmt,
+		lastStreamPositionStmt:           q.lastStreamPositionStmt,
 		listActiveChildRunsStmt:          q.listActiveChildRunsStmt,
 		listChildRunsStmt:                q.listChildRunsStmt,
 		listClaimableStepRunsStmt:        q.listClaimableStepRunsStmt,
@@ -686,6 +705,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		readEventsStmt:                   q.readEventsStmt,
 		readMetadataEventsStmt:           q.readMetadataEventsStmt,
 		revokeTokenStmt:                  q.revokeTokenStmt,
+		streamClosedStmt:                 q.streamClosedStmt,
 		touchDurableStreamStmt:           q.touchDurableStreamStmt,
 		touchWorkerStmt:                  q.touchWorkerStmt,
 		updateDurableStreamStmt:          q.updateDurableStreamStmt,

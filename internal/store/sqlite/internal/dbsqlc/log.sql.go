@@ -10,8 +10,8 @@ import (
 )
 
 const appendEvent = `-- name: AppendEvent :exec
-INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at, payload_size)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, step, attempt, payload, data, created_at, payload_size, stream)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
 `
 
 type AppendEventParams struct {
@@ -27,6 +27,7 @@ type AppendEventParams struct {
 	Data        []byte
 	CreatedAt   int64
 	PayloadSize int64
+	Stream      string
 }
 
 func (q *Queries) AppendEvent(ctx context.Context, arg AppendEventParams) error {
@@ -43,6 +44,7 @@ func (q *Queries) AppendEvent(ctx context.Context, arg AppendEventParams) error 
 		arg.Data,
 		arg.CreatedAt,
 		arg.PayloadSize,
+		arg.Stream,
 	)
 	return err
 }
@@ -105,8 +107,40 @@ func (q *Queries) LastRunPosition(ctx context.Context, arg LastRunPositionParams
 	return position, err
 }
 
+const lastStreamPosition = `-- name: LastStreamPosition :one
+SELECT CAST(COALESCE((
+    SELECT x.position FROM events x
+    WHERE x.tenant_id = ?1 AND x.run_id = ?2
+      AND x.type = 'step.stream'
+      AND (CAST(?3 AS INTEGER) <> 0 OR x.stream IN (SELECT value FROM json_each(CAST(?4 AS TEXT))))
+    ORDER BY x.position DESC
+    LIMIT 1
+), 0) AS INTEGER) AS position
+`
+
+type LastStreamPositionParams struct {
+	TenantID  string
+	RunID     string
+	AnyStream int64
+	Streams   string
+}
+
+// The newest step.stream event of a run on one of the streams (a JSON array;
+// all streams when any_stream): walks events_run backwards to the first match.
+func (q *Queries) LastStreamPosition(ctx context.Context, arg LastStreamPositionParams) (int64, error) {
+	row := q.queryRow(ctx, q.lastStreamPositionStmt, lastStreamPosition,
+		arg.TenantID,
+		arg.RunID,
+		arg.AnyStream,
+		arg.Streams,
+	)
+	var position int64
+	err := row.Scan(&position)
+	return position, err
+}
+
 const readEvents = `-- name: ReadEvents :many
-SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at
+SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at, e.stream
 FROM events e
 WHERE e.tenant_id = ?1 AND e.run_id = ?2 AND e.position > ?3
   AND e.position <= CASE WHEN CAST(?4 AS INTEGER) = 0 THEN 9223372036854775807 ELSE (
@@ -147,6 +181,7 @@ type ReadEventsRow struct {
 	Payload   []byte
 	Data      []byte
 	CreatedAt int64
+	Stream    string
 }
 
 // A page of a run's events after a position, in one statement. With a byte
@@ -184,6 +219,7 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 			&i.Payload,
 			&i.Data,
 			&i.CreatedAt,
+			&i.Stream,
 		); err != nil {
 			return nil, err
 		}
@@ -196,4 +232,25 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 		return nil, err
 	}
 	return items, nil
+}
+
+const streamClosed = `-- name: StreamClosed :one
+SELECT EXISTS (
+    SELECT 1 FROM events
+    WHERE step_run_id = ?1 AND attempt = ?2
+      AND stream = ?3 AND type = 'step.stream_closed'
+) AS closed
+`
+
+type StreamClosedParams struct {
+	StepRunID string
+	Attempt   int64
+	Stream    string
+}
+
+func (q *Queries) StreamClosed(ctx context.Context, arg StreamClosedParams) (bool, error) {
+	row := q.queryRow(ctx, q.streamClosedStmt, streamClosed, arg.StepRunID, arg.Attempt, arg.Stream)
+	var closed bool
+	err := row.Scan(&closed)
+	return closed, err
 }

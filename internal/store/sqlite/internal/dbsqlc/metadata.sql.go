@@ -38,7 +38,7 @@ WITH page AS (
     FROM page p
     JOIN events s ON s.position = p.position
 )
-SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at
+SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at, e.stream
 FROM events e
 WHERE e.tenant_id = ?1
   AND e.position IN (
@@ -69,6 +69,7 @@ type ReadMetadataEventsRow struct {
 	Payload   []byte
 	Data      []byte
 	CreatedAt int64
+	Stream    string
 }
 
 // Metadata subscriptions: the events of every run carrying a metadata pair,
@@ -115,6 +116,7 @@ func (q *Queries) ReadMetadataEvents(ctx context.Context, arg ReadMetadataEvents
 			&i.Payload,
 			&i.Data,
 			&i.CreatedAt,
+			&i.Stream,
 		); err != nil {
 			return nil, err
 		}

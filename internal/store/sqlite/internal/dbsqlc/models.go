@@ -42,6 +42,7 @@ type Event struct {
 	Data        []byte
 	CreatedAt   int64
 	PayloadSize int64
+	Stream      string
 }
 
 type LogHead struct {
