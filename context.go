@@ -20,7 +20,9 @@ type Context interface {
 	context.Context
 
 	// PutStream puts data on the run's event stream as a step.stream event
-	// of this attempt. Events are stored in the order they are put.
+	// of this attempt, on the run's default stream or, with [ToStream], on a
+	// named one. Events are stored in the order they are put, across
+	// streams.
 	//
 	// PutStream copies data and returns at once; the worker sends queued
 	// events in batches. It blocks only while the attempt's send queue is
@@ -32,8 +34,17 @@ type Context interface {
 	// Once a send failed for good (the attempt is stale, or the engine
 	// refused the data), that error is returned by every later PutStream
 	// and Flush. PutStream also fails after the context is done or after
-	// the step returned.
-	PutStream(data []byte) error
+	// the step returned, and for a stream this step closed or a stream name
+	// that is not valid (see [ToStream]).
+	PutStream(data []byte, opts ...PutOption) error
+
+	// CloseStream declares a stream finished before the step ends: after
+	// everything put on it so far, a step.stream_closed event is stored
+	// (subscribers see it; the Durable Streams view of the stream ends), and
+	// later puts to it fail. It waits until the engine stored it. name is a
+	// stream name as in [ToStream]; "" or [DefaultStream] closes the default
+	// stream.
+	CloseStream(name string) error
 
 	// WorkflowInput unmarshals the run's JSON input into v.
 	WorkflowInput(v any) error
@@ -99,7 +110,40 @@ type stepContext struct {
 	spawns  atomic.Int64 // spawns so far, numbering the next (children.go)
 }
 
-func (c *stepContext) PutStream(data []byte) error { return c.stream.Put(c, data) }
+func (c *stepContext) PutStream(data []byte, opts ...PutOption) error {
+	var cfg putConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	stream, err := checkStreamName(cfg.stream)
+	if err != nil {
+		return fmt.Errorf("put stream: %w", err)
+	}
+	return c.stream.Put(c, data, stream)
+}
+
+func (c *stepContext) CloseStream(name string) error {
+	stream, err := checkStreamName(name)
+	if err != nil {
+		return fmt.Errorf("close stream: %w", err)
+	}
+	return c.stream.Close(c, stream)
+}
+
+// DefaultStream names a run's unnamed stream where a stream name is asked
+// for ([ToStream], [Streams], [Context.CloseStream]).
+const DefaultStream = "default"
+
+// PutOption changes one [Context.PutStream] call.
+type PutOption func(*putConfig)
+
+type putConfig struct{ stream string }
+
+// ToStream puts the data on the named stream of the run instead of its
+// default one. A name has 1-64 characters from A-Z a-z 0-9 . _ -;
+// [DefaultStream] is the default stream. Subscribers choose streams with
+// [Streams].
+func ToStream(name string) PutOption { return func(c *putConfig) { c.stream = name } }
 
 func (c *stepContext) Flush() error { return c.stream.Flush(c) }
 

@@ -78,6 +78,9 @@ type Event struct {
 	// Attempt is the number of the step's attempt, from 1: a retried
 	// step's events of each attempt stay in the log, told apart by it.
 	Attempt int
+	// Stream names the stream of a step.stream or step.stream_closed event;
+	// "" for the run's default stream.
+	Stream string
 	// Payload is the data of a step.stream event.
 	Payload []byte
 	// Data is a JSON object with the event's details: the output of
@@ -102,6 +105,9 @@ type StreamEvent struct {
 	StepRunID string
 	// Attempt tells a failed attempt's stream from its retry's.
 	Attempt int
+	// Stream names the stream the step put the data on ([ToStream]); "" for
+	// the default stream.
+	Stream string
 	// Message is the data, as the step passed it to PutStream.
 	Message []byte
 	// Position is where the event is in the log; resume after it with
@@ -120,7 +126,16 @@ type SubscribeOption interface {
 type subscribeConfig struct {
 	from         string
 	types        []EventType
+	streams      []string
 	onSubscribed func(Position)
+}
+
+func subscribeConfigOf(opts []SubscribeOption) subscribeConfig {
+	var cfg subscribeConfig
+	for _, opt := range opts {
+		opt.applyToSubscribe(&cfg)
+	}
+	return cfg
 }
 
 type subscribeOptionFunc func(*subscribeConfig)
@@ -139,6 +154,24 @@ func FromStart() SubscribeOption {
 // reconnects resumes exactly there.
 func FromNow() SubscribeOption {
 	return subscribeOptionFunc(func(c *subscribeConfig) { c.from = "now" })
+}
+
+// FromLatest starts a run subscription at the run's newest stream event
+// (of the streams chosen with [Streams], if any), that event included, then
+// follows live: a late viewer sees the latest state at once without the
+// replay. With no stream event yet it starts at the run's start. Run
+// subscriptions only.
+func FromLatest() SubscribeOption {
+	return subscribeOptionFunc(func(c *subscribeConfig) { c.from = "latest" })
+}
+
+// Streams delivers the stream events (step.stream, step.stream_closed) of
+// these named streams only ([DefaultStream] is the unnamed one); every
+// other event is still delivered, so the subscription still sees the run
+// end. Run subscriptions only.
+func Streams(names ...string) SubscribeOption {
+	names = slices.Clone(names)
+	return subscribeOptionFunc(func(c *subscribeConfig) { c.streams = names })
 }
 
 // After starts the subscription right after position p, a position from an
@@ -196,11 +229,12 @@ const (
 //		fmt.Println(ev.Type, string(ev.Payload))
 //	}
 func (l *Listener) Stream(ctx context.Context, runID string, opts ...SubscribeOption) iter.Seq2[Event, error] {
+	streams := subscribeConfigOf(opts).streams
 	return l.iterate(ctx, subscription{
 		what:        "run " + runID,
 		endsWithRun: true,
 		open: func(ctx context.Context, from string, types []string) (*connect.ServerStreamForClient[runnelv1.SubscribeResponse], error) {
-			return l.c.run.Subscribe(ctx, connect.NewRequest(&runnelv1.SubscribeRequest{RunId: runID, From: from, Types: types}))
+			return l.c.run.Subscribe(ctx, connect.NewRequest(&runnelv1.SubscribeRequest{RunId: runID, From: from, Types: types, Streams: streams}))
 		},
 	}, opts)
 }
@@ -220,10 +254,7 @@ type subscription struct {
 
 // iterate returns the iterator of a subscription; see [Listener.Stream].
 func (l *Listener) iterate(ctx context.Context, sub subscription, opts []SubscribeOption) iter.Seq2[Event, error] {
-	var cfg subscribeConfig
-	for _, opt := range opts {
-		opt.applyToSubscribe(&cfg)
-	}
+	cfg := subscribeConfigOf(opts)
 	return func(yield func(Event, error) bool) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -386,6 +417,7 @@ func eventFromProto(e *runnelv1.Event) Event {
 		Step:      e.GetStep(),
 		StepRunID: e.GetStepRunId(),
 		Attempt:   int(e.GetAttempt()),
+		Stream:    e.GetStream(),
 		Payload:   e.GetPayload(),
 		Data:      rawJSON(e.GetData()),
 		Time:      fromMicros(e.GetTimeUs()),
@@ -423,6 +455,7 @@ func (s *Subscriber) Stream(ctx context.Context, runID string, fn func(StreamEve
 			Step:      ev.Step,
 			StepRunID: ev.StepRunID,
 			Attempt:   ev.Attempt,
+			Stream:    ev.Stream,
 			Message:   ev.Payload,
 			Position:  ev.Position,
 			Time:      ev.Time,

@@ -2,6 +2,7 @@ package runnel
 
 import (
 	"context"
+	"errors"
 	"iter"
 
 	"connectrpc.com/connect"
@@ -33,6 +34,11 @@ import (
 //		fmt.Println(ev.RunID, ev.Type, string(ev.Payload))
 //	}
 func (l *Listener) StreamByAdditionalMetadata(ctx context.Context, key, value string, opts ...SubscribeOption) iter.Seq2[Event, error] {
+	if len(subscribeConfigOf(opts).streams) > 0 {
+		return func(yield func(Event, error) bool) {
+			yield(Event{}, errors.New("runnel: the Streams option is for run subscriptions (Listener.Stream), not metadata subscriptions"))
+		}
+	}
 	return l.iterate(ctx, subscription{
 		what: "runs with metadata " + key + "=" + value,
 		open: func(ctx context.Context, from string, types []string) (*connect.ServerStreamForClient[runnelv1.SubscribeResponse], error) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -86,15 +85,18 @@ type stepStream struct {
 	cancel context.CancelFunc
 
 	mu         sync.Mutex
-	queue      [][]byte // unacknowledged payloads; queue[0] has seq acked+1
+	queue      []queued // unacknowledged puts and closes, in order
 	queueBytes int
-	puts       int64 // payloads accepted so far: the seq of the last one
-	acked      int64 // seq of the last payload the engine stored
-	err        error // permanent failure; puts are refused after it
-	errSeen    bool  // err was returned to the step by PutStream or Flush
-	closed     bool  // no more puts: the step returned or was abandoned
-	running    bool  // the sender goroutine was started
-	stopped    bool  // the sender goroutine exited
+	puts       int64           // payloads accepted so far: the seq of the last one
+	acked      int64           // seq of the last payload the engine stored
+	ops        int64           // puts and closes queued so far
+	ackedOps   int64           // puts and closes the engine stored
+	closedSet  map[string]bool // streams closed by the step (stored names)
+	err        error           // permanent failure; puts are refused after it
+	errSeen    bool            // err was returned to the step by PutStream or Flush
+	closed     bool            // no more puts: the step returned or was abandoned
+	running    bool            // the sender goroutine was started
+	stopped    bool            // the sender goroutine exited
 	changed    chan struct{}
 	wake       chan struct{}
 	done       chan struct{} // closed when the sender exits
@@ -144,9 +146,17 @@ func (s *stepStream) signal() {
 	}
 }
 
-// Put queues a copy of data. It blocks while the queue is full, until there
-// is room or ctx is done.
-func (s *stepStream) Put(ctx context.Context, data []byte) error {
+// queued is one entry of a step stream's send queue: a payload for a
+// stream, or the closing of a stream.
+type queued struct {
+	data   []byte
+	stream string // "" is the default stream
+	close  bool
+}
+
+// Put queues a copy of data for a stream ("" the default one). It blocks
+// while the queue is full, until there is room or ctx is done.
+func (s *stepStream) Put(ctx context.Context, data []byte, stream string) error {
 	if len(data) > MaxPayloadSize {
 		return &payloadTooLargeError{size: len(data)}
 	}
@@ -154,8 +164,25 @@ func (s *stepStream) Put(ctx context.Context, data []byte) error {
 	if p == nil {
 		p = []byte{}
 	}
+	return s.enqueue(ctx, queued{data: p, stream: stream})
+}
+
+// Close queues the closing of a stream after everything put on it, and
+// waits until the engine stored it.
+func (s *stepStream) Close(ctx context.Context, stream string) error {
+	if err := s.enqueue(ctx, queued{stream: stream, close: true}); err != nil {
+		return err
+	}
+	return s.Flush(ctx)
+}
+
+// enqueue adds a put or a close to the queue, waiting for room.
+func (s *stepStream) enqueue(ctx context.Context, q queued) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closedSet[q.stream] {
+		return fmt.Errorf("put stream: stream %q was closed by this step", displayStream(q.stream))
+	}
 	for {
 		switch {
 		case s.closed:
@@ -169,16 +196,24 @@ func (s *stepStream) Put(ctx context.Context, data []byte) error {
 			return errors.New("put stream: the attempt was abandoned")
 		}
 		if len(s.queue) == 0 ||
-			(len(s.queue) < s.limits.queuePayloads && s.queueBytes+len(p) <= s.limits.queueBytes) {
+			(len(s.queue) < s.limits.queuePayloads && s.queueBytes+len(q.data) <= s.limits.queueBytes) {
 			break
 		}
 		if !s.waitChange(ctx) {
 			return fmt.Errorf("put stream: %w", ctx.Err())
 		}
 	}
-	s.queue = append(s.queue, p)
-	s.queueBytes += len(p)
-	s.puts++
+	s.queue = append(s.queue, q)
+	s.queueBytes += len(q.data)
+	s.ops++
+	if q.close {
+		if s.closedSet == nil {
+			s.closedSet = make(map[string]bool)
+		}
+		s.closedSet[q.stream] = true
+	} else {
+		s.puts++
+	}
 	if !s.running {
 		// Owned by the step goroutine, which waits for it in finish or abort.
 		s.running = true
@@ -193,10 +228,10 @@ func (s *stepStream) Put(ctx context.Context, data []byte) error {
 func (s *stepStream) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	target := s.puts
+	target := s.ops
 	for {
 		switch {
-		case s.acked >= target:
+		case s.ackedOps >= target:
 			return nil
 		case s.err != nil:
 			s.errSeen = true
@@ -238,7 +273,7 @@ func (s *stepStream) drain(ctx context.Context) error {
 	defer s.mu.Unlock()
 	for {
 		switch {
-		case s.acked >= s.puts:
+		case s.ackedOps >= s.ops:
 			return nil
 		case s.err != nil:
 			if s.errSeen {
@@ -294,20 +329,36 @@ func (s *stepStream) send() {
 			s.mu.Unlock()
 			return // closed and drained
 		}
+		// One request carries consecutive payloads of one stream, and that
+		// stream's closing if it comes next.
+		stream := s.queue[0].stream
 		n, size := 0, 0
-		for n < len(s.queue) && n < s.limits.batchPayloads {
-			l := len(s.queue[n])
-			if n > 0 && size+l > s.limits.batchBytes {
+		var payloads [][]byte
+		closing := false
+		for n < len(s.queue) && len(payloads) < s.limits.batchPayloads {
+			q := s.queue[n]
+			if q.stream != stream {
 				break
 			}
-			size += l
+			if q.close {
+				closing = true
+				n++
+				break
+			}
+			if n > 0 && size+len(q.data) > s.limits.batchBytes {
+				break
+			}
+			size += len(q.data)
+			payloads = append(payloads, q.data)
 			n++
 		}
 		req := &runnelv1.PutStreamRequest{
-			StepRunId: s.stepRunID,
-			Attempt:   s.attempt,
-			FirstSeq:  s.acked + 1,
-			Payloads:  slices.Clone(s.queue[:n]),
+			StepRunId:   s.stepRunID,
+			Attempt:     s.attempt,
+			FirstSeq:    s.acked + 1,
+			Payloads:    payloads,
+			Stream:      stream,
+			CloseStream: closing,
 		}
 		s.mu.Unlock()
 
@@ -336,7 +387,8 @@ func (s *stepStream) send() {
 		clear(s.queue[:n]) // let the payloads be collected
 		s.queue = s.queue[n:]
 		s.queueBytes -= size
-		s.acked += int64(n)
+		s.acked += int64(len(payloads))
+		s.ackedOps += int64(n)
 		s.broadcast()
 		s.mu.Unlock()
 	}
@@ -362,4 +414,32 @@ func (s *stepStream) sendBatch(req *runnelv1.PutStreamRequest, bo *backoff) erro
 			return s.ctx.Err()
 		}
 	}
+}
+
+// maxStreamName is the longest stream name the engine accepts.
+const maxStreamName = 64
+
+// checkStreamName returns a stream name as sent ("" for the default stream,
+// also spelled "default"), or an error naming what is wrong with it.
+func checkStreamName(name string) (string, error) {
+	if name == "" || name == DefaultStream {
+		return "", nil
+	}
+	if len(name) > maxStreamName {
+		return "", fmt.Errorf("stream name of %d bytes is longer than %d", len(name), maxStreamName)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return "", fmt.Errorf("invalid stream name %q: use 1-%d characters from A-Z a-z 0-9 . _ -", name, maxStreamName)
+		}
+	}
+	return name, nil
+}
+
+func displayStream(stored string) string {
+	if stored == "" {
+		return DefaultStream
+	}
+	return stored
 }

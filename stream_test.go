@@ -234,7 +234,7 @@ func TestPutStreamBackPressure(t *testing.T) {
 	// The queue is full: a put with a done context gives up.
 	ctx, cancel := context.WithCancel(sc.Context)
 	cancel()
-	if err := sc.stream.Put(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
+	if err := sc.stream.Put(ctx, []byte("x"), ""); !errors.Is(err, context.Canceled) {
 		t.Errorf("Put on a full queue with a cancelled context = %v", err)
 	}
 	// A put blocks until the engine acknowledges.
@@ -332,7 +332,7 @@ func BenchmarkPutStream(b *testing.B) {
 	payload := []byte("a small event of about forty bytes......")
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := s.Put(ctx, payload); err != nil {
+		if err := s.Put(ctx, payload, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

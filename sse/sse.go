@@ -52,6 +52,8 @@ type Option func(*config)
 
 type config struct {
 	types     []runnel.EventType
+	streams   []string
+	latest    bool
 	filters   []func(runnel.Event) bool
 	transform func(runnel.Event) (string, any, bool)
 	heartbeat time.Duration
@@ -65,6 +67,22 @@ type config struct {
 func WithTypes(types ...runnel.EventType) Option {
 	types = append([]runnel.EventType(nil), types...)
 	return func(c *config) { c.types = types }
+}
+
+// WithStreams sends the stream events of these named streams only
+// ([runnel.DefaultStream] is the unnamed one); the engine filters them.
+// Other events are still sent, so the stream still ends with the run.
+func WithStreams(names ...string) Option {
+	names = append([]string(nil), names...)
+	return func(c *config) { c.streams = names }
+}
+
+// FromLatest starts a new stream (one without Last-Event-ID or ?after=) at
+// the run's newest stream event, that event included, instead of the
+// run's start: a late viewer sees the latest state without the replay. A
+// reconnecting client still resumes exactly after its last event.
+func FromLatest() Option {
+	return func(c *config) { c.latest = true }
 }
 
 // WithFilter sends only the events for which keep returns true. Several
@@ -125,6 +143,7 @@ func wireEvent(ev runnel.Event) ssewire.Event {
 		StepRunID: ev.StepRunID,
 		Step:      ev.Step,
 		Attempt:   ev.Attempt,
+		Stream:    ev.Stream,
 		Payload:   ev.Payload,
 		Data:      ev.Data,
 		Time:      ev.Time,
@@ -197,11 +216,17 @@ func Stream(w http.ResponseWriter, r *http.Request, c *runnel.Client, runID stri
 		default:
 		}
 	})}
-	if after != "" {
+	switch {
+	case after != "":
 		subOpts = append(subOpts, runnel.After(after))
+	case cfg.latest:
+		subOpts = append(subOpts, runnel.FromLatest())
 	}
 	if len(cfg.types) > 0 {
 		subOpts = append(subOpts, runnel.WithTypes(cfg.types...))
+	}
+	if len(cfg.streams) > 0 {
+		subOpts = append(subOpts, runnel.Streams(cfg.streams...))
 	}
 	// The subscription runs in its own goroutine so that the loop below can
 	// wait for an event, the heartbeat timer and the client at once. The

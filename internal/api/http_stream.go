@@ -15,13 +15,13 @@ import (
 
 // streamStart parses where an SSE stream starts and which types it keeps:
 // the Last-Event-ID header (sent by EventSource when it reconnects) wins
-// over ?after=, which wins over ?from=start|now.
+// over ?after=, which wins over ?from=start|now|latest.
 func streamStart(h http.Header, q url.Values) (from string, types []string, err error) {
 	from = q.Get("from")
 	switch from {
-	case "", "start", "now":
+	case "", "start", "now", engine.FromLatest:
 	default:
-		return "", nil, apierr.New(apierr.InvalidArgument, "invalid from %q: want start or now (resume with ?after=POSITION or Last-Event-ID)", from)
+		return "", nil, apierr.New(apierr.InvalidArgument, "invalid from %q: want start, now or latest (resume with ?after=POSITION or Last-Event-ID)", from)
 	}
 	if after := q.Get("after"); after != "" {
 		from = after
@@ -29,14 +29,19 @@ func streamStart(h http.Header, q url.Values) (from string, types []string, err 
 	if id := strings.TrimSpace(h.Get("Last-Event-ID")); id != "" {
 		from = id
 	}
-	if t := q.Get("types"); t != "" {
-		for _, typ := range strings.Split(t, ",") {
-			if typ = strings.TrimSpace(typ); typ != "" {
-				types = append(types, typ)
-			}
+	types = splitList(q.Get("types"))
+	return from, types, nil
+}
+
+// splitList splits a comma-separated query value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
 		}
 	}
-	return from, types, nil
+	return out
 }
 
 // streamRun serves GET /api/v1/runs/{runId}/stream as Server-Sent Events.
@@ -54,7 +59,7 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 	}
 	sw := newSSEWriter(w, h.engine.Codec(), h.frames, h.cfg.WriteTimeout)
 	err = h.engine.Subscribe(r.Context(), engine.SubscribeParams{
-		TenantID: p.TenantID, RunID: runID, From: from, Types: types, Principal: p,
+		TenantID: p.TenantID, RunID: runID, From: from, Types: types, Streams: splitList(q.Get("streams")), Principal: p,
 	}, sw.deliver)
 	switch {
 	case err == nil:

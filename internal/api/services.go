@@ -121,6 +121,7 @@ func (s *workerService) PutStream(ctx context.Context, req *connect.Request[pb.P
 	err := s.engine.PutStream(ctx, eventlog.StreamPut{
 		TenantID: p.TenantID, StepRunID: req.Msg.StepRunId, Attempt: int(req.Msg.Attempt),
 		FirstSeq: req.Msg.FirstSeq, Payloads: req.Msg.Payloads,
+		Stream: req.Msg.Stream, Close: req.Msg.CloseStream,
 	})
 	if err != nil {
 		return nil, err
@@ -243,7 +244,7 @@ func (s *runService) Subscribe(ctx context.Context, req *connect.Request[pb.Subs
 	codec := s.engine.Codec()
 	var last string
 	err := s.engine.Subscribe(ctx, engine.SubscribeParams{
-		TenantID: p.TenantID, RunID: req.Msg.RunId, From: req.Msg.From, Types: req.Msg.Types, Principal: p,
+		TenantID: p.TenantID, RunID: req.Msg.RunId, From: req.Msg.From, Types: req.Msg.Types, Streams: req.Msg.Streams, Principal: p,
 	}, func(events []store.Event, pos int64) error {
 		last = codec.Encode(pos)
 		out := &pb.SubscribeResponse{Events: make([]*pb.Event, len(events)), Position: last}
@@ -312,7 +313,7 @@ func eventToPB(codec eventlog.Codec, ev store.Event) *pb.Event {
 	return &pb.Event{
 		Position: codec.Encode(ev.Position), RunId: ev.RunID, Workflow: ev.Workflow, Type: ev.Type,
 		StepRunId: ev.StepRunID, Step: ev.Step, Attempt: int32(ev.Attempt), Payload: ev.Payload,
-		Data: ev.Data, TimeUs: micros(ev.CreatedAt),
+		Data: ev.Data, TimeUs: micros(ev.CreatedAt), Stream: ev.Stream,
 	}
 }
 

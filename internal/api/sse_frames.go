@@ -77,7 +77,7 @@ func (c *frameCache) put(pos int64, f []byte) {
 func wireEvent(codec eventlog.Codec, ev store.Event) ssewire.Event {
 	return ssewire.Event{
 		Position: codec.Encode(ev.Position), RunID: ev.RunID, Workflow: ev.Workflow, Type: ev.Type,
-		StepRunID: ev.StepRunID, Step: ev.Step, Attempt: ev.Attempt, Payload: ev.Payload, Data: ev.Data,
+		StepRunID: ev.StepRunID, Step: ev.Step, Attempt: ev.Attempt, Stream: ev.Stream, Payload: ev.Payload, Data: ev.Data,
 		Time: ev.CreatedAt,
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -141,11 +142,12 @@ func followRun(ctx context.Context, c *runnel.Client, runID, workflow string, o 
 
 func newStreamCommand() *cobra.Command {
 	var (
-		flags clientFlags
-		from  string
-		types string
-		meta  string
-		asObj bool
+		flags   clientFlags
+		from    string
+		types   string
+		streams string
+		meta    string
+		asObj   bool
 	)
 	cmd := &cobra.Command{
 		Use:               "stream RUN_ID | --meta KEY=VALUE",
@@ -177,7 +179,14 @@ func newStreamCommand() *cobra.Command {
 			}
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			if meta == "" {
-				return printEvents(ctx, c, args[0], tt, from, asObj, out)
+				opts := subscribeOptions(from, tt)
+				if streams != "" {
+					opts = append(opts, runnel.Streams(strings.Split(streams, ",")...))
+				}
+				return printSeq(c.Listener().Stream(ctx, args[0], opts...), asObj, false, out)
+			}
+			if streams != "" || from == "latest" {
+				return errors.New("--streams and --from latest follow one run's streams: give RUN_ID instead of --meta")
 			}
 			err = printSeq(c.Listener().StreamByAdditionalMetadata(ctx, key, value, subscribeOptions(from, tt)...), asObj, true, out)
 			if err != nil && ctx.Err() != nil {
@@ -188,14 +197,11 @@ func newStreamCommand() *cobra.Command {
 	}
 	flags.register(cmd)
 	cmd.Flags().StringVar(&meta, "meta", "", "instead of RUN_ID, follow every run whose additional metadata has key=value (never ends by itself)")
-	cmd.Flags().StringVar(&from, "from", "start", "where to start: start, now, or a position printed earlier")
+	cmd.Flags().StringVar(&from, "from", "start", "where to start: start, now, latest (the newest stream event, included), or a position printed earlier")
 	cmd.Flags().StringVar(&types, "types", "", "only these event types, comma-separated (e.g. step.stream,run.completed)")
+	cmd.Flags().StringVar(&streams, "streams", "", "only the stream events of these named streams, comma-separated (default: the unnamed one)")
 	cmd.Flags().BoolVar(&asObj, "json", false, "one JSON object per line (the SSE data object plus \"position\")")
 	return cmd
-}
-
-func printEvents(ctx context.Context, c *runnel.Client, runID string, types []runnel.EventType, from string, asJSON bool, out io.Writer) error {
-	return printSeq(c.Listener().Stream(ctx, runID, subscribeOptions(from, types)...), asJSON, false, out)
 }
 
 // subscribeOptions turns the --from and --types flags into options.
@@ -206,6 +212,8 @@ func subscribeOptions(from string, types []runnel.EventType) []runnel.SubscribeO
 		opts = append(opts, runnel.FromStart())
 	case "now":
 		opts = append(opts, runnel.FromNow())
+	case "latest":
+		opts = append(opts, runnel.FromLatest())
 	default:
 		opts = append(opts, runnel.After(runnel.Position(from)))
 	}
@@ -256,6 +264,9 @@ func eventJSON(ev runnel.Event) map[string]any {
 	if ev.StepRunID != "" {
 		m["stepRunId"], m["step"], m["attempt"] = ev.StepRunID, ev.Step, ev.Attempt
 	}
+	if ev.Stream != "" {
+		m["stream"] = ev.Stream
+	}
 	if len(ev.Data) > 0 {
 		var data map[string]any
 		if json.Unmarshal(ev.Data, &data) == nil {
@@ -279,6 +290,9 @@ func eventLine(ev runnel.Event) string {
 	fmt.Fprintf(&b, "%s  %-15s", ev.Time.Format("15:04:05.000"), ev.Type)
 	if ev.Step != "" {
 		fmt.Fprintf(&b, " %s#%d", ev.Step, ev.Attempt)
+	}
+	if ev.Stream != "" {
+		fmt.Fprintf(&b, " >%s", ev.Stream)
 	}
 	switch {
 	case ev.Type == runnel.EventStepStream && utf8.Valid(ev.Payload) && len(ev.Payload) <= 200:

@@ -310,7 +310,7 @@ func (e *Engine) ListWorkflows(ctx context.Context, tenantID string) ([]store.Wo
 var EventTypes = []string{
 	store.EventRunStarted, store.EventRunCompleted, store.EventRunFailed, store.EventRunCancelled,
 	store.EventRunTimedOut, store.EventStepStarted, store.EventStepCompleted, store.EventStepFailed,
-	store.EventStepCancelled, store.EventStepTimedOut, store.EventStepStream,
+	store.EventStepCancelled, store.EventStepTimedOut, store.EventStepStream, store.EventStepStreamClosed,
 }
 
 // SubscribeParams opens a run subscription.
@@ -318,9 +318,14 @@ type SubscribeParams struct {
 	TenantID string
 	RunID    string
 	// From is "" or "start" (the beginning of the run), "now" (only new
-	// events), or a client position to resume after.
+	// events), "latest" (the newest stream event of the chosen streams and
+	// everything after it; the start when there is none), or a client
+	// position to resume after.
 	From  string
 	Types []string
+	// Streams keeps only the stream events of these streams ("default" or
+	// "" is the unnamed one; nil: all).
+	Streams []string
 	// Principal is who subscribes, counted against the subscriber limits.
 	Principal Principal
 }
@@ -341,22 +346,70 @@ func (e *Engine) Subscribe(ctx context.Context, p SubscribeParams, deliver event
 	if err != nil || !p.Principal.CanReadRun(run) {
 		return notFound(orNotFound(err), "unknown run %s", p.RunID)
 	}
-	start, err := e.parseSubscription(ctx, p.From, p.Types)
+	streams, err := parseStreams(p.Streams)
 	if err != nil {
 		return err
+	}
+	from := p.From
+	if from == FromLatest {
+		from = ""
+	}
+	start, err := e.parseSubscription(ctx, from, p.Types)
+	if err != nil {
+		return err
+	}
+	if p.From == FromLatest {
+		var names []string // nil: any stream
+		for name := range streams {
+			names = append(names, name)
+		}
+		last, err := e.store.LastStreamPosition(ctx, p.TenantID, p.RunID, names)
+		if err != nil {
+			return fmt.Errorf("find the newest stream event of run %s: %w", p.RunID, err)
+		}
+		if last > 0 {
+			// Positions are unique integers: resuming after last-1 starts
+			// with the event at last.
+			start.after = last - 1
+		}
 	}
 	ctx, finish, err := e.subscription(ctx, p.Principal)
 	if err != nil {
 		return err
 	}
 	fp := eventlog.FollowParams{
-		TenantID: p.TenantID, RunID: p.RunID, After: start.after, FromNow: start.fromNow, Types: start.types,
+		TenantID: p.TenantID, RunID: p.RunID, After: start.after, FromNow: start.fromNow, Types: start.types, Streams: streams,
 	}
 	sub := e.metrics.Subscribed(ctx, metrics.SourceRun)
 	defer sub.Done()
 	err = finish(e.reader.Follow(ctx, fp, sub.Deliver(deliver)))
 	return notFound(err, "unknown run %s", p.RunID)
 }
+
+// FromLatest starts a run subscription at its newest stream event.
+const FromLatest = "latest"
+
+// parseStreams checks the stream names a subscriber chose; nil: all.
+func parseStreams(names []string) (map[string]bool, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if len(names) > maxSubscribedStreams {
+		return nil, apierr.New(apierr.InvalidArgument, "%d streams chosen; at most %d", len(names), maxSubscribedStreams)
+	}
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		stored, err := eventlog.StreamName(n)
+		if err != nil {
+			return nil, err
+		}
+		out[stored] = true
+	}
+	return out, nil
+}
+
+// maxSubscribedStreams bounds the streams one subscription names.
+const maxSubscribedStreams = 64
 
 // subscriptionStart is where a subscription starts and what it keeps.
 type subscriptionStart struct {
@@ -376,6 +429,8 @@ func (e *Engine) parseSubscription(ctx context.Context, from string, types []str
 	case "", "start":
 	case "now":
 		s.fromNow = true
+	case FromLatest:
+		return s, apierr.New(apierr.InvalidArgument, "from=latest is for run subscriptions (the newest event of a run's streams)")
 	default:
 		pos, err := e.codec.Decode(from)
 		if err != nil {

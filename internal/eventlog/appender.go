@@ -25,6 +25,12 @@ type StreamPut struct {
 	// sent again after a lost reply is stored once.
 	FirstSeq int64
 	Payloads [][]byte
+	// Stream names the stream the payloads go to ("" the default; see
+	// StreamName). Seqs are per attempt, across all its streams.
+	Stream string
+	// Close finishes the stream after the payloads: a step.stream_closed
+	// event is stored once, and later payloads for it are refused.
+	Close bool
 }
 
 // AppenderConfig tunes group commit. Zero values are the defaults.
@@ -100,10 +106,15 @@ func (a *Appender) Started() <-chan struct{} { return a.svc.Started() }
 // ResourceExhausted for an oversized payload, FailedPrecondition when the
 // attempt is no longer running, Unavailable when the appender is stopping.
 func (a *Appender) Put(ctx context.Context, put StreamPut) error {
-	if len(put.Payloads) == 0 {
+	stream, err := StreamName(put.Stream)
+	if err != nil {
+		return err
+	}
+	put.Stream = stream
+	if len(put.Payloads) == 0 && !put.Close {
 		return nil
 	}
-	if put.Attempt < 1 || put.FirstSeq < 1 {
+	if put.Attempt < 1 || (len(put.Payloads) > 0 && put.FirstSeq < 1) {
 		return apierr.New(apierr.InvalidArgument, "stream put needs attempt >= 1 and first_seq >= 1")
 	}
 	for i, p := range put.Payloads {
@@ -195,6 +206,7 @@ func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 		written = 0
 		now := a.cfg.Clock.Now()
 		steps := make(map[string]*store.StepRun)
+		closed := make(map[streamKey]bool)
 		var events []store.Event
 		for i, req := range batch {
 			put := req.put
@@ -220,26 +232,47 @@ func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 				continue
 			}
 			last := put.FirstSeq + int64(len(put.Payloads)) - 1
-			if put.FirstSeq > s.StreamSeq+1 {
+			if len(put.Payloads) > 0 && put.FirstSeq > s.StreamSeq+1 {
 				results[i] = apierr.New(apierr.FailedPrecondition,
 					"stream seq gap for step run %s: got %d, next expected %d", s.ID, put.FirstSeq, s.StreamSeq+1)
 				continue
 			}
+			key := streamKey{s.ID, s.Attempt, put.Stream}
+			isClosed, known := closed[key]
+			if !known {
+				c, err := tx.StreamClosed(ctx, s.ID, s.Attempt, put.Stream)
+				if err != nil {
+					return err
+				}
+				isClosed, closed[key] = c, c
+			}
+			if isClosed && last > s.StreamSeq {
+				results[i] = apierr.New(apierr.FailedPrecondition,
+					"stream %q of step run %s attempt %d is closed", DisplayStreamName(put.Stream), s.ID, s.Attempt)
+				continue
+			}
+			ev := store.Event{
+				TenantID:  s.TenantID,
+				RunID:     s.RunID,
+				Workflow:  s.Workflow,
+				Type:      store.EventStepStream,
+				StepRunID: s.ID,
+				Step:      s.Step,
+				Attempt:   s.Attempt,
+				Stream:    put.Stream,
+				CreatedAt: now,
+			}
 			for seq := s.StreamSeq + 1; seq <= last; seq++ {
-				events = append(events, store.Event{
-					TenantID:  s.TenantID,
-					RunID:     s.RunID,
-					Workflow:  s.Workflow,
-					Type:      store.EventStepStream,
-					StepRunID: s.ID,
-					Step:      s.Step,
-					Attempt:   s.Attempt,
-					Payload:   put.Payloads[seq-put.FirstSeq],
-					CreatedAt: now,
-				})
+				ev.Payload = put.Payloads[seq-put.FirstSeq]
+				events = append(events, ev)
 			}
 			if last > s.StreamSeq {
 				s.StreamSeq = last
+			}
+			if put.Close && !isClosed {
+				ev.Type, ev.Payload = store.EventStepStreamClosed, nil
+				events = append(events, ev)
+				closed[key] = true
 			}
 		}
 		if len(events) == 0 {
@@ -268,6 +301,13 @@ func (a *Appender) write(ctx context.Context, batch []*putRequest) {
 			req.result <- results[i]
 		}
 	}
+}
+
+// streamKey names one stream of one step attempt.
+type streamKey struct {
+	stepRunID string
+	attempt   int
+	stream    string
 }
 
 var errStopping = apierr.New(apierr.Unavailable, "engine is shutting down; retry on another node or after restart")

@@ -23,6 +23,9 @@ type FollowParams struct {
 	// still advance the position, and the terminal event still ends the
 	// subscription.
 	Types map[string]bool
+	// Streams keeps only the stream events (step.stream, step.stream_closed)
+	// of these streams ("" the default one; nil: all); other events pass.
+	Streams map[string]bool
 }
 
 // Deliver receives a batch of events and the subscription's position after
@@ -120,14 +123,14 @@ func (r *Reader) Follow(ctx context.Context, p FollowParams, deliver Deliver) er
 		return err
 	}
 	defer r.release(f)
-	return r.serve(ctx, f, after, p.Types, deliver)
+	return r.serve(ctx, f, after, eventFilter{types: p.Types, streams: p.Streams}, deliver)
 }
 
 // serve delivers the feed's events after `after` (already delivered as the
 // start point) to one subscriber, from the feed's tail when `after` is in
 // it, from the store otherwise, until a run feed's terminal event has been
 // delivered (then nil), ctx ends, deliver fails or the store fails.
-func (r *Reader) serve(ctx context.Context, f *feed, after int64, types map[string]bool, deliver Deliver) error {
+func (r *Reader) serve(ctx context.Context, f *feed, after int64, keep eventFilter, deliver Deliver) error {
 	endsWithRun := f.src.endsWithRun()
 	heartbeat := r.Clock.NewTimer(r.Heartbeat)
 	defer heartbeat.Stop()
@@ -143,8 +146,8 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, types map[stri
 		}
 		after = events[len(events)-1].Position
 		out := events
-		if types != nil {
-			out = filter(events, types)
+		if !keep.all() {
+			out = keep.apply(events)
 		}
 		if err := deliver(out, after); err != nil {
 			return false, err
@@ -226,10 +229,31 @@ func resetTimer(t clock.Timer, d time.Duration) {
 	t.Reset(max(d, time.Millisecond))
 }
 
-func filter(events []store.Event, types map[string]bool) []store.Event {
+// eventFilter is what one subscriber keeps of the events it is served; the
+// zero value keeps everything.
+type eventFilter struct {
+	types   map[string]bool // nil: every type
+	streams map[string]bool // nil: every stream
+}
+
+func (k eventFilter) all() bool { return k.types == nil && k.streams == nil }
+
+func (k eventFilter) keeps(ev store.Event) bool {
+	if k.types != nil && !k.types[ev.Type] {
+		return false
+	}
+	if k.streams != nil && (ev.Type == store.EventStepStream || ev.Type == store.EventStepStreamClosed) {
+		return k.streams[ev.Stream]
+	}
+	return true
+}
+
+// apply returns the kept events in a new slice: events may be shared with
+// other subscribers.
+func (k eventFilter) apply(events []store.Event) []store.Event {
 	out := events[:0:0]
 	for _, ev := range events {
-		if types[ev.Type] {
+		if k.keeps(ev) {
 			out = append(out, ev)
 		}
 	}

@@ -69,7 +69,7 @@ func (r *Reader) FollowMetadata(ctx context.Context, p MetadataFollowParams, del
 		return err
 	}
 	defer r.release(f)
-	if err := r.serve(ctx, f, after, p.Types, deliver); err != nil {
+	if err := r.serve(ctx, f, after, eventFilter{types: p.Types}, deliver); err != nil {
 		return err
 	}
 	// serve returns nil only after a run's terminal event, which a metadata

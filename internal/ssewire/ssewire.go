@@ -32,6 +32,7 @@ type Event struct {
 	StepRunID string
 	Step      string
 	Attempt   int
+	Stream    string // "" for the default stream (then left out of the data)
 	Payload   []byte
 	Data      json.RawMessage // JSON object of details, may be empty
 	Time      time.Time
@@ -56,6 +57,9 @@ func DataObject(ev Event) map[string]any {
 		m["step"] = ev.Step
 		m["attempt"] = ev.Attempt
 	}
+	if ev.Stream != "" {
+		m["stream"] = ev.Stream
+	}
 	if ev.Type == "step.stream" {
 		if utf8.Valid(ev.Payload) {
 			m["payload"] = string(ev.Payload)
@@ -78,6 +82,7 @@ type plainData struct {
 	RunID     string  `json:"runId"`
 	Step      *string `json:"step,omitempty"`
 	StepRunID string  `json:"stepRunId,omitempty"`
+	Stream    string  `json:"stream,omitempty"`
 	Timestamp string  `json:"timestamp"`
 	Type      string  `json:"type"`
 	Workflow  string  `json:"workflow"`
@@ -89,7 +94,7 @@ func Data(ev Event) []byte {
 	if len(ev.Data) > 0 {
 		v = DataObject(ev)
 	} else {
-		d := plainData{RunID: ev.RunID, Workflow: ev.Workflow, Type: ev.Type, Timestamp: ev.Time.UTC().Format(time.RFC3339Nano)}
+		d := plainData{RunID: ev.RunID, Workflow: ev.Workflow, Type: ev.Type, Stream: ev.Stream, Timestamp: ev.Time.UTC().Format(time.RFC3339Nano)}
 		if ev.StepRunID != "" {
 			d.StepRunID, d.Step, d.Attempt = ev.StepRunID, &ev.Step, &ev.Attempt
 		}

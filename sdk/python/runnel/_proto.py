@@ -227,6 +227,8 @@ class PutStreamRequest(Message):
     attempt: int = 0
     first_seq: Int64 = 0
     payloads: list[bytes] = _list()
+    stream: str = ""
+    close_stream: bool = False
 
 
 @dataclass
@@ -380,6 +382,7 @@ class SubscribeRequest(Message):
     run_id: str = ""
     from_: str = ""  # "from" is a Python keyword
     types: list[str] = _list()
+    streams: list[str] = _list()
 
 
 @dataclass
@@ -394,6 +397,7 @@ class Event(Message):
     payload: bytes = b""
     data: bytes = b""
     time_us: Int64 = 0
+    stream: str = ""
 
 
 @dataclass
