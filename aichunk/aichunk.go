@@ -17,41 +17,47 @@ package aichunk
 import (
 	"encoding/json"
 	"strconv"
+
+	"github.com/runnel-dev/runnel"
 )
 
 // Putter is what a writer puts on: a step's context (runnel.Context).
 type Putter interface {
-	PutStream(data []byte) error
+	PutStream(data []byte, opts ...runnel.PutOption) error
 }
 
 // Chunk is one UI message chunk: "type" and the chunk type's fields
 // (e.g. {"type": "text-delta", "id": "0", "delta": "Hi"}).
 type Chunk map[string]any
 
-// Put puts one chunk on the step's stream, as JSON.
-func Put(p Putter, c Chunk) error {
+// Put puts one chunk on the step's stream, as JSON; opts choose the stream
+// (runnel.ToStream), the default one without.
+func Put(p Putter, c Chunk, opts ...runnel.PutOption) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	return p.PutStream(b)
+	return p.PutStream(b, opts...)
 }
 
 // Writer writes the chunks of one assistant message. The first error of a
 // put is kept: later calls do nothing and return it.
 type Writer struct {
 	p     Putter
+	opts  []runnel.PutOption
 	next  int
 	err   error
 	steps bool
 }
 
-// NewWriter returns a writer putting on p.
-func NewWriter(p Putter) *Writer { return &Writer{p: p} }
+// NewWriter returns a writer putting on p: on the run's default stream, or
+// on the stream named with runnel.ToStream (e.g. a "chat" stream beside a
+// step's other output).
+func NewWriter(p Putter, opts ...runnel.PutOption) *Writer { return &Writer{p: p, opts: opts} }
 
 func (w *Writer) put(c Chunk) error {
 	if w.err == nil {
-		w.err = Put(w.p, c)
+		w.err = Put(w.p, c, w.opts...)
 	}
 	return w.err
 }

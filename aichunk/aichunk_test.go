@@ -4,12 +4,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/aichunk"
 )
 
 type puts []string
 
-func (p *puts) PutStream(b []byte) error { *p = append(*p, string(b)); return nil }
+func (p *puts) PutStream(b []byte, _ ...runnel.PutOption) error { *p = append(*p, string(b)); return nil }
 
 func TestWriter(t *testing.T) {
 	var p puts

@@ -30,7 +30,15 @@ func newFakeContext(ctx context.Context, workflow, input string, attempt int) *f
 	return &fakeContext{Context: ctx, workflow: workflow, input: input, attempt: attempt}
 }
 
-func (c *fakeContext) PutStream(data []byte) error {
+// CloseStream: the demos put on the default stream only.
+func (c *fakeContext) CloseStream(string) error {
+	return errors.New("fakeContext: CloseStream is not used by the demos")
+}
+
+func (c *fakeContext) PutStream(data []byte, opts ...runnel.PutOption) error {
+	if len(opts) > 0 {
+		return errors.New("fakeContext: the demos put on the default stream only")
+	}
 	if len(data) > runnel.MaxPayloadSize {
 		return fmt.Errorf("stream payload of %d bytes exceeds the 4 MiB limit: %w", len(data), runnel.ErrPayloadTooLarge)
 	}
