@@ -24,12 +24,13 @@ from ._errors import (
 )
 from ._context import ChildRun, Context
 from ._listener import Listener, Subscription
-from ._stream import MAX_PAYLOAD_SIZE
+from ._stream import DEFAULT_STREAM, MAX_PAYLOAD_SIZE
 from ._worker import Worker
 from ._workflow import InvalidWorkflowError, step, workflow
 from ._models import Event, EventType, Run, RunStatus, StepAttempt, StepInfo, StepRun, StepStatus, WorkflowInfo
 
 __all__ = [
+    "DEFAULT_STREAM",
     "MAX_PAYLOAD_SIZE",
     "ChildRun",
     "Context",

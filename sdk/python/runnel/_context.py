@@ -14,7 +14,7 @@ from ._backoff import Backoff
 from ._errors import ChildRunError, EngineError, StepCancelledError
 from ._listener import Listener
 from ._models import TERMINAL_TYPES, Run, RunStatus
-from ._stream import StepStream
+from ._stream import StepStream, stream_name
 
 if TYPE_CHECKING:
     from ._client import Admin
@@ -119,21 +119,36 @@ class Context:
 
     # --- the stream -----------------------------------------------------------
 
-    def put_stream(self, data: bytes | str) -> None:
+    def put_stream(self, data: bytes | str, *, stream: str | None = None) -> None:
         """Puts data (bytes, or str sent as UTF-8) on the run's stream as a
-        ``step.stream`` event of this attempt, in order. It queues a copy
+        ``step.stream`` event of this attempt, in order; ``stream`` names one
+        of the run's named streams instead of its default one (1-64
+        characters from A-Z a-z 0-9 . _ -). It queues a copy
         and returns; the worker sends in batches. In a thread step it blocks
         while the send queue is full; in an async step prefer ``await
         context.aio_put_stream(...)``, which waits for room.
 
         Raises PayloadTooLargeError for a payload over 4 MiB (nothing is
         sent; the step may go on), StepCancelledError once the attempt is
-        cancelled, and the stream's error once a send failed for good."""
-        self._stream.put(data)
+        cancelled, and the stream's error once a send failed for good;
+        ValueError for an invalid stream name, RunnelError for a stream this
+        step closed."""
+        self._stream.put(data, stream_name(stream))
 
-    async def aio_put_stream(self, data: bytes | str) -> None:
+    async def aio_put_stream(self, data: bytes | str, *, stream: str | None = None) -> None:
         """put_stream for async steps: waits while the send queue is full."""
-        await self._stream.aput(data)
+        await self._stream.aput(data, stream_name(stream))
+
+    def close_stream(self, stream: str | None = None) -> None:
+        """Declares a stream finished before the step ends (the default
+        stream when None): after everything put on it, a
+        ``step.stream_closed`` event is stored, and later puts to it raise.
+        Waits until the engine stored it."""
+        self._stream.close_stream(stream_name(stream))
+
+    async def aio_close_stream(self, stream: str | None = None) -> None:
+        """close_stream for async steps."""
+        await self._stream.aclose_stream(stream_name(stream))
 
     def flush(self) -> None:
         """Waits until every event put so far is stored by the engine. A

@@ -15,6 +15,7 @@ from . import _proto as pb
 from ._backoff import Backoff
 from ._errors import EngineError, RunnelError
 from ._models import _TERMINAL_NAMES, Event, EventType, event_from_json
+from ._stream import DEFAULT_STREAM, stream_name
 from ._transport import AsyncTransport, SyncTransport
 
 log = logging.getLogger("runnel")
@@ -136,7 +137,7 @@ class Subscription:
     @property
     def position(self) -> str:
         """Resume after this with ``after=`` (empty before the first message)."""
-        return "" if self._state.from_ == "now" else self._state.from_
+        return "" if self._state.from_ in ("now", "latest") else self._state.from_
 
     def _req(self) -> pb.Message:
         self._state.opening()
@@ -232,11 +233,13 @@ class Subscription:
         await self.aclose()
 
 
-def _start(after: str | None, from_now: bool) -> str:
-    if after and from_now:
-        raise ValueError("give after= or from_now=True, not both")
+def _start(after: str | None, from_now: bool, from_latest: bool = False) -> str:
+    if sum((bool(after), from_now, from_latest)) > 1:
+        raise ValueError("give one of after=, from_now=True or from_latest=True")
     if from_now:
         return "now"
+    if from_latest:
+        return "latest"
     return after or ""
 
 
@@ -253,15 +256,25 @@ class Listener:
         after: str | None = None,
         from_now: bool = False,
         types: Iterable[EventType | str] | None = None,
+        *,
+        streams: Iterable[str] | None = None,
+        from_latest: bool = False,
     ) -> Subscription:
         """The events of a run, from its first event (or right after the
-        position ``after``, or only those that happen from now on), live
-        until its terminal event. ``types`` keeps only those event types;
-        the subscription still ends with the run."""
-        start = _start(after, from_now)
+        position ``after``, or only those that happen from now on, or from
+        its newest stream event with ``from_latest=True``, that event
+        included), live until its terminal event. ``types`` keeps only those
+        event types; ``streams`` keeps only the stream events of those named
+        streams (``"default"`` is the unnamed one), other events still
+        arrive; the subscription still ends with the run."""
+        start = _start(after, from_now, from_latest)
         req = pb.SubscribeRequest(run_id=run_id)
         st = _State(f"run {run_id}", True, start, types)
         req.types = st.asked
+        if streams is not None:
+            if isinstance(streams, str):
+                raise TypeError("streams= takes a list of stream names, not one str")
+            req.streams = [stream_name(n) or DEFAULT_STREAM for n in streams]
         return Subscription(self._sync, self._aio, "runnel.v1.RunService/Subscribe", req, st)
 
     def stream_by_additional_metadata(

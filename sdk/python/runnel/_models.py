@@ -28,6 +28,8 @@ class EventType(str, Enum):
     STEP_TIMED_OUT = "step.timed_out"
     #: Data a step put with ``context.put_stream``.
     STEP_STREAM = "step.stream"
+    #: A step declared one of its streams finished (``Event.stream`` names it).
+    STEP_STREAM_CLOSED = "step.stream_closed"
 
     __str__ = str.__str__
     __format__ = str.__format__  # type: ignore[assignment]
@@ -61,7 +63,7 @@ class Event:
     ``after=`` to resume right after it.
     """
 
-    __slots__ = ("position", "type", "run_id", "workflow", "step", "step_run_id", "attempt", "payload", "_data", "time_us")
+    __slots__ = ("position", "type", "run_id", "workflow", "step", "step_run_id", "attempt", "stream", "payload", "_data", "time_us")
 
     position: str
     type: EventType
@@ -72,6 +74,8 @@ class Event:
     step_run_id: str
     #: The attempt's number, from 1: a retried step's events stay in the log, told apart by it.
     attempt: int
+    #: The stream of a ``step.stream`` or ``step.stream_closed`` event; "" for the run's default stream.
+    stream: str
     payload: bytes
     _data: bytes
     time_us: int
@@ -85,6 +89,7 @@ class Event:
         step: str = "",
         step_run_id: str = "",
         attempt: int = 0,
+        stream: str = "",
         payload: bytes = b"",
         data: bytes = b"",
         time_us: int = 0,
@@ -96,6 +101,7 @@ class Event:
         self.step = step
         self.step_run_id = step_run_id
         self.attempt = attempt
+        self.stream = stream
         self.payload = payload
         self._data = data
         self.time_us = time_us
@@ -127,6 +133,8 @@ class Event:
 
     def __repr__(self) -> str:
         extra = f" step={self.step!r} attempt={self.attempt}" if self.step_run_id else ""
+        if self.stream:
+            extra += f" stream={self.stream!r}"
         if self.payload:
             extra += f" payload={self.payload[:40]!r}{'…' if len(self.payload) > 40 else ''}"
         return f"<Event {self.type.value} run={self.run_id} position={self.position}{extra}>"
@@ -155,6 +163,7 @@ def event_from_json(d: dict[str, Any]) -> Event:
     ev.step = get("step", "")
     ev.step_run_id = get("stepRunId", "")
     ev.attempt = get("attempt", 0)
+    ev.stream = get("stream", "")
     p = get("payload")
     ev.payload = _b64d(p) if p else b""
     x = get("data")

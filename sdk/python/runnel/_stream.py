@@ -9,6 +9,10 @@ sent again after a transient error (a dropped connection, an engine
 restart) keeps its first_seq and the engine skips what it already stored,
 so a resent batch is stored once. The queue is bounded: a full queue blocks
 put() in a thread step (back-pressure), and aio_put() waits in an async one.
+
+Payloads may go to named streams of the run; the numbering is per attempt
+across all of them. One call carries consecutive payloads of one stream, and
+that stream's closing when it comes next in the queue.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from binascii import b2a_base64 as b2a
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._backoff import Backoff
 from ._errors import EngineError, PayloadTooLargeError, RunnelError, StepCancelledError, is_stale
@@ -31,6 +36,31 @@ log = logging.getLogger("runnel")
 MAX_PAYLOAD_SIZE = 4 << 20
 
 _PUT = "runnel.v1.WorkerService/PutStream"
+
+#: How requests name a run's unnamed stream.
+DEFAULT_STREAM = "default"
+_MAX_STREAM_NAME = 64
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def stream_name(name: str | None) -> str:
+    """A stream name as sent: "" for the default stream (also spelled
+    "default"); else 1-64 characters from A-Z a-z 0-9 . _ -."""
+    if name is None or name in ("", DEFAULT_STREAM):
+        return ""
+    if not isinstance(name, str):
+        raise TypeError(f"a stream name is a str, not {type(name).__name__}")
+    if len(name) > _MAX_STREAM_NAME:
+        raise ValueError(f"stream name of {len(name)} characters is longer than {_MAX_STREAM_NAME}")
+    if not set(name) <= _NAME_CHARS:
+        raise ValueError(f"invalid stream name {name!r}: use 1-{_MAX_STREAM_NAME} characters from A-Z a-z 0-9 . _ -")
+    return name
+
+
+class _Item(NamedTuple):
+    data: bytes
+    stream: str  # "" is the default stream
+    close: bool  # the closing of the stream, not a payload
 
 
 @dataclass
@@ -66,10 +96,13 @@ class StepStream:
         self._on_stale = on_stale
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[_Item] = deque()
         self._queue_bytes = 0
         self.puts = 0  # payloads accepted: the seq of the last one
         self.acked = 0  # seq of the last payload the engine stored
+        self._ops = 0  # puts and closes queued
+        self._acked_ops = 0  # puts and closes the engine stored
+        self._closed_streams: set[str] = set()
         self._err: RunnelError | None = None
         self._closed = False
         self._cancelled: str | None = None
@@ -92,8 +125,26 @@ class StepStream:
         q = self._queue
         return bool(q) and (len(q) >= self.limits.queue_payloads * factor or self._queue_bytes + size > self.limits.queue_bytes * factor)
 
-    def put(self, data: bytes | str) -> None:
+    def _check_open(self, stream: str) -> None:
+        if stream in self._closed_streams:
+            raise RunnelError(f"put_stream: stream {stream or DEFAULT_STREAM!r} was closed by this step", code="failed_precondition")
+
+    def put(self, data: bytes | str, stream: str = "") -> None:
         p = _payload(data)
+        self._put_item(_Item(p, stream, False))
+
+    def close_stream(self, stream: str) -> None:
+        """Queues the closing of a stream after everything put on it and
+        waits (in a thread step) until the engine stored it."""
+        self._put_item(_Item(b"", stream, True))
+        self.flush()
+
+    async def aclose_stream(self, stream: str) -> None:
+        await self.aput_item(_Item(b"", stream, True))
+        await self.aflush()
+
+    def _put_item(self, item: _Item) -> None:
+        p = item.data
         on_loop = threading.get_ident() == self._loop_thread
         with self._lock:
             self._check()
@@ -108,24 +159,32 @@ class StepStream:
                 while self._full(len(p)):
                     self._cond.wait(0.5)
                     self._check()
-            self._append(p)
+            self._check_open(item.stream)
+            self._append(item)
 
-    async def aput(self, data: bytes | str) -> None:
-        p = _payload(data)
+    async def aput(self, data: bytes | str, stream: str = "") -> None:
+        await self.aput_item(_Item(_payload(data), stream, False))
+
+    async def aput_item(self, item: _Item) -> None:
         while True:
             with self._lock:
                 self._check()
-                if not self._full(len(p)):
-                    self._append(p)
+                self._check_open(item.stream)
+                if not self._full(len(item.data)):
+                    self._append(item)
                     return
                 self._progress.clear()
             await self._progress.wait()
 
-    def _append(self, p: bytes) -> None:
+    def _append(self, item: _Item) -> None:
         # Called with the lock held.
-        self._queue.append(p)
-        self._queue_bytes += len(p)
-        self.puts += 1
+        self._queue.append(item)
+        self._queue_bytes += len(item.data)
+        self._ops += 1
+        if item.close:
+            self._closed_streams.add(item.stream)
+        else:
+            self.puts += 1
         if not self._wake_pending:
             self._wake_pending = True
             if threading.get_ident() == self._loop_thread:
@@ -141,8 +200,8 @@ class StepStream:
     def flush(self, timeout: float | None = None) -> None:
         """Waits (in a thread step) until every payload put so far is stored."""
         with self._lock:
-            target = self.puts
-            while self.acked < target:
+            target = self._ops
+            while self._acked_ops < target:
                 self._check_flush()
                 self._cond.wait(0.5 if timeout is None else min(timeout, 0.5))
             self._check_flush()
@@ -150,8 +209,8 @@ class StepStream:
     async def aflush(self) -> None:
         while True:
             with self._lock:
-                target = self.puts
-                if self.acked >= target:
+                target = self._ops
+                if self._acked_ops >= target:
                     return
                 self._check_flush()
                 self._progress.clear()
@@ -202,23 +261,35 @@ class StepStream:
                     wait = True
                 else:
                     wait = False
-                    n, size = 0, 0
-                    for p in self._queue:
-                        if n >= lim.batch_payloads or (n > 0 and size + len(p) > lim.batch_bytes):
+                    stream = self._queue[0].stream
+                    n, size, closing = 0, 0, False
+                    batch: list[bytes] = []
+                    for item in self._queue:
+                        if item.stream != stream:
                             break
-                        size += len(p)
+                        if item.close:
+                            closing = True
+                            n += 1
+                            break
+                        if len(batch) >= lim.batch_payloads or (n > 0 and size + len(item.data) > lim.batch_bytes):
+                            break
+                        size += len(item.data)
+                        batch.append(item.data)
                         n += 1
-                    batch = [self._queue[i] for i in range(n)] if n < len(self._queue) else list(self._queue)
                     first = self.acked + 1
             if wait:
                 await self._wake.wait()
                 continue
-            body = {
+            body: dict[str, object] = {
                 "stepRunId": self.step_run_id,
                 "attempt": self.attempt,
                 "firstSeq": str(first),
                 "payloads": [b2a(p, newline=False).decode("ascii") for p in batch],
             }
+            if stream:
+                body["stream"] = stream
+            if closing:
+                body["closeStream"] = True
             err = await self._send_batch(body, first, bo)
             with self._lock:
                 if err is not None:
@@ -229,7 +300,8 @@ class StepStream:
                     for _ in range(n):
                         self._queue.popleft()
                     self._queue_bytes -= size
-                    self.acked += n
+                    self.acked += len(batch)
+                    self._acked_ops += n
                 self._cond.notify_all()
             self._progress.set()
             if err is not None:

@@ -117,6 +117,8 @@ def event_data(event: Event) -> dict[str, Any]:
         m["stepRunId"] = event.step_run_id
         m["step"] = event.step
         m["attempt"] = event.attempt
+    if event.stream:
+        m["stream"] = event.stream
     if event.type == EventType.STEP_STREAM:
         try:
             m["payload"] = event.payload.decode("utf-8")
@@ -242,17 +244,21 @@ async def sse_response(
     *,
     after: str | None = None,
     types: Iterable[EventType | str] | None = None,
+    streams: Iterable[str] | None = None,
+    from_latest: bool = False,
     transform: Transform | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
 ) -> Response:
     """A Starlette ``StreamingResponse`` with the run's events as SSE. It
     starts after ``after``, else after the request's ``Last-Event-ID`` or
-    ``?after=``, else at the start of the run. The run is looked up first:
+    ``?after=``, else at the run's newest stream event with
+    ``from_latest=True``, else at the start of the run. ``streams`` keeps
+    only the stream events of those named streams. The run is looked up first:
     an unknown run is answered with 404 and a JSON body
     ``{"error": {"code", "message"}}`` (400 for a bad position, 503 for an
     unreachable engine)."""
     start = after or (resume_position(request) if request is not None else None)
-    sub = runnel.listener.stream(run_id, after=start, types=types)
+    sub = runnel.listener.stream(run_id, after=start, types=types, streams=streams, from_latest=from_latest and not start)
     return await _respond(lambda: runnel.admin.aio_get_run(run_id), sub, run_id, transform, heartbeat)
 
 
