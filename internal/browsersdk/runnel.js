@@ -511,6 +511,32 @@ function sleep(ms, signal) {
   });
 }
 
+// src/worker/stream.ts
+var MAX_PAYLOAD_SIZE = 4 << 20;
+var defaultStreamLimits = {
+  batchPayloads: 512,
+  batchBytes: 8 << 20,
+  queuePayloads: 4096,
+  queueBytes: 32 << 20,
+  retryBaseMs: 100,
+  retryMaxMs: 2e3
+};
+var DEFAULT_STREAM = "default";
+var MAX_STREAM_NAME = 64;
+var STREAM_NAME = /^[A-Za-z0-9._-]+$/;
+function streamName(name) {
+  if (name === void 0 || name === "" || name === DEFAULT_STREAM) return "";
+  if (name.length > MAX_STREAM_NAME) {
+    throw new RunnelError("invalid_argument", `stream name of ${name.length} characters is longer than ${MAX_STREAM_NAME}`, { context: "stream name" });
+  }
+  if (!STREAM_NAME.test(name)) {
+    throw new RunnelError("invalid_argument", `invalid stream name ${JSON.stringify(name)}: use 1-${MAX_STREAM_NAME} characters from A-Z a-z 0-9 . _ -`, { context: "stream name" });
+  }
+  return name;
+}
+var enc2 = new TextEncoder();
+var EMPTY = { data: new Uint8Array(0), stream: "", close: false };
+
 // src/events.ts
 var terminalEventTypes = ["run.completed", "run.failed", "run.cancelled", "run.timed_out"];
 function isTerminal(type) {
@@ -518,13 +544,14 @@ function isTerminal(type) {
 }
 var utf83 = new TextDecoder();
 var StreamEventImpl = class {
-  constructor(position, runId, workflow, step, stepRunId, attempt, payload, time, data) {
+  constructor(position, runId, workflow, step, stepRunId, attempt, stream, payload, time, data) {
     this.position = position;
     this.runId = runId;
     this.workflow = workflow;
     this.step = step;
     this.stepRunId = stepRunId;
     this.attempt = attempt;
+    this.stream = stream;
     this.payload = payload;
     this.time = time;
     this.data = data;
@@ -535,6 +562,7 @@ var StreamEventImpl = class {
   step;
   stepRunId;
   attempt;
+  stream;
   payload;
   time;
   data;
@@ -547,7 +575,7 @@ var empty = new Uint8Array(0);
 var noData = Object.freeze({});
 function makeEvent(f) {
   if (f.type === "step.stream") {
-    return new StreamEventImpl(f.position, f.runId, f.workflow, f.step, f.stepRunId, f.attempt, f.payload, f.time, f.data);
+    return new StreamEventImpl(f.position, f.runId, f.workflow, f.step, f.stepRunId, f.attempt, f.stream, f.payload, f.time, f.data);
   }
   const base = { position: f.position, runId: f.runId, workflow: f.workflow, time: f.time, data: f.data };
   const step = { ...base, step: f.step, stepRunId: f.stepRunId, attempt: f.attempt };
@@ -555,6 +583,8 @@ function makeEvent(f) {
   switch (f.type) {
     case "step.started":
       return { ...step, type: f.type };
+    case "step.stream_closed":
+      return { ...step, type: f.type, stream: f.stream };
     case "step.completed":
       return { ...step, type: f.type, output: d["output"] ?? null };
     case "step.failed":
@@ -589,6 +619,7 @@ function fromMessage(e) {
     step: e.step,
     stepRunId: e.stepRunId,
     attempt: e.attempt,
+    stream: e.stream,
     payload: e.payload.length ? e.payload : empty,
     data: parseData(e.data),
     time: new Date(Number(e.timeUs) / 1e3)
@@ -600,7 +631,7 @@ function fromSSE(id, type, json) {
   if (typeof m["payload"] === "string") {
     payload = m["encoding"] === "base64" ? base64ToBytes(m["payload"]) : new TextEncoder().encode(m["payload"]);
   }
-  const { payload: _p, encoding: _e, runId, workflow, step, stepRunId, attempt, timestamp, type: _t, ...data } = m;
+  const { payload: _p, encoding: _e, runId, workflow, step, stepRunId, attempt, stream, timestamp, type: _t, ...data } = m;
   return makeEvent({
     position: id,
     type: typeof m["type"] === "string" ? m["type"] : type,
@@ -609,6 +640,7 @@ function fromSSE(id, type, json) {
     step: String(step ?? ""),
     stepRunId: String(stepRunId ?? ""),
     attempt: typeof attempt === "number" ? attempt : 0,
+    stream: typeof stream === "string" ? stream : "",
     payload,
     data,
     time: typeof timestamp === "string" ? new Date(timestamp) : /* @__PURE__ */ new Date(0)
@@ -646,13 +678,15 @@ var Listener = class {
    * Breaking out of the loop closes the subscription.
    */
   stream(runId, options = {}) {
+    const streams = options.streams?.map((name) => streamName(name) || DEFAULT_STREAM) ?? [];
+    const streamsQuery = streams.length ? `${new URLSearchParams({ streams: streams.join(",") })}&` : "";
     return this.#subscribe(
       {
         what: `run ${runId}`,
         endsWithRun: true,
         rememberKey: `runnel:run:${runId}`,
-        rpc: (conn, from, types, signal) => batches(conn.run.subscribe({ runId, from, types }, { signal })),
-        ssePath: `/api/v1/runs/${encodeURIComponent(runId)}/stream?`
+        rpc: (conn, from, types, signal) => batches(conn.run.subscribe({ runId, from, types, streams }, { signal })),
+        ssePath: `/api/v1/runs/${encodeURIComponent(runId)}/stream?${streamsQuery}`
       },
       options
     );
@@ -663,6 +697,9 @@ var Listener = class {
    * It never ends by itself: stop it with `signal` or by breaking out.
    */
   streamByAdditionalMetadata(key, value, options = {}) {
+    if (options.streams?.length) {
+      throw new RunnelError("invalid_argument", "the streams option is for run streams (listener.stream), not metadata subscriptions", { context: "subscribe" });
+    }
     return this.#subscribe(
       {
         what: `runs with ${key}=${value}`,
@@ -722,7 +759,7 @@ async function* follow(conn, via, target, options, state, storage) {
     types = [.../* @__PURE__ */ new Set([...wanted, ...target.endsWithRun ? terminalEventTypes : []])];
   }
   const remembered = storage?.get() ?? "";
-  let from = remembered || state.position || options.after || (options.from === "now" ? "now" : "");
+  let from = remembered || state.position || options.after || (options.from === "now" || options.from === "latest" ? options.from : "");
   const bo = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
   let emptyEnds = 0;
   let authRetried = false;
@@ -786,7 +823,7 @@ function retryable(err) {
 }
 async function* sse(conn, target, from, types, signal) {
   const q = new URLSearchParams();
-  if (from === "now") q.set("from", "now");
+  if (from === "now" || from === "latest") q.set("from", from);
   else if (from) q.set("after", from);
   if (types.length) q.set("types", types.join(","));
   const res = await conn.fetch(target.ssePath + q, { signal, headers: { Accept: "text/event-stream" }, cache: "no-store" }, `subscribe to ${target.what}`);

@@ -15,7 +15,8 @@ export type StepEventType =
   | "step.failed"
   | "step.cancelled"
   | "step.timed_out"
-  | "step.stream";
+  | "step.stream"
+  | "step.stream_closed";
 /** Every kind of event of a run's stream. */
 export type EventType = RunEventType | StepEventType;
 
@@ -81,10 +82,19 @@ export interface StepEndedEvent extends StepEventBase {
 /** Data a step put on the stream (`ctx.putStream`). */
 export interface StepStreamEvent extends StepEventBase {
   readonly type: "step.stream";
+  /** The named stream it was put on; "" for the run's default stream. */
+  readonly stream: string;
   /** The bytes the step put, up to 4 MiB. */
   readonly payload: Uint8Array;
   /** The payload decoded as UTF-8 text. */
   text(): string;
+}
+
+/** A step declared one of its streams finished (`ctx.closeStream`). */
+export interface StepStreamClosedEvent extends StepEventBase {
+  readonly type: "step.stream_closed";
+  /** The closed stream; "" for the run's default stream. */
+  readonly stream: string;
 }
 
 /**
@@ -103,7 +113,8 @@ export type RunnelEvent =
   | StepStartedEvent
   | StepCompletedEvent
   | StepEndedEvent
-  | StepStreamEvent;
+  | StepStreamEvent
+  | StepStreamClosedEvent;
 
 const utf8 = new TextDecoder();
 
@@ -120,6 +131,7 @@ class StreamEventImpl implements StepStreamEvent {
     readonly step: string,
     readonly stepRunId: string,
     readonly attempt: number,
+    readonly stream: string,
     readonly payload: Uint8Array,
     readonly time: Date,
     readonly data: Readonly<Record<string, unknown>>,
@@ -139,6 +151,7 @@ export interface EventFields {
   step: string;
   stepRunId: string;
   attempt: number;
+  stream: string;
   payload: Uint8Array;
   data: Record<string, unknown>;
   time: Date;
@@ -150,7 +163,7 @@ const noData: Record<string, unknown> = Object.freeze({}) as Record<string, unkn
 /** makeEvent builds the typed event from its fields. */
 export function makeEvent(f: EventFields): RunnelEvent {
   if (f.type === "step.stream") {
-    return new StreamEventImpl(f.position, f.runId, f.workflow, f.step, f.stepRunId, f.attempt, f.payload, f.time, f.data);
+    return new StreamEventImpl(f.position, f.runId, f.workflow, f.step, f.stepRunId, f.attempt, f.stream, f.payload, f.time, f.data);
   }
   const base = { position: f.position, runId: f.runId, workflow: f.workflow, time: f.time, data: f.data };
   const step = { ...base, step: f.step, stepRunId: f.stepRunId, attempt: f.attempt };
@@ -158,6 +171,8 @@ export function makeEvent(f: EventFields): RunnelEvent {
   switch (f.type) {
     case "step.started":
       return { ...step, type: f.type };
+    case "step.stream_closed":
+      return { ...step, type: f.type, stream: f.stream };
     case "step.completed":
       return { ...step, type: f.type, output: d["output"] ?? null };
     case "step.failed":
@@ -196,6 +211,7 @@ export function fromMessage(e: EventMessage): RunnelEvent {
     step: e.step,
     stepRunId: e.stepRunId,
     attempt: e.attempt,
+    stream: e.stream,
     payload: e.payload.length ? e.payload : empty,
     data: parseData(e.data),
     time: new Date(Number(e.timeUs) / 1000),
@@ -209,7 +225,7 @@ export function fromSSE(id: string, type: string, json: string): RunnelEvent {
   if (typeof m["payload"] === "string") {
     payload = m["encoding"] === "base64" ? base64ToBytes(m["payload"]) : new TextEncoder().encode(m["payload"]);
   }
-  const { payload: _p, encoding: _e, runId, workflow, step, stepRunId, attempt, timestamp, type: _t, ...data } = m;
+  const { payload: _p, encoding: _e, runId, workflow, step, stepRunId, attempt, stream, timestamp, type: _t, ...data } = m;
   return makeEvent({
     position: id,
     type: typeof m["type"] === "string" ? m["type"] : type,
@@ -218,6 +234,7 @@ export function fromSSE(id: string, type: string, json: string): RunnelEvent {
     step: String(step ?? ""),
     stepRunId: String(stepRunId ?? ""),
     attempt: typeof attempt === "number" ? attempt : 0,
+    stream: typeof stream === "string" ? stream : "",
     payload,
     data,
     time: typeof timestamp === "string" ? new Date(timestamp) : new Date(0),

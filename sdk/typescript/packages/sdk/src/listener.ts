@@ -1,16 +1,27 @@
 import { Backoff, sleep } from "./backoff.js";
 import type { Connection } from "./connection.js";
 import { isTransient, RunnelError, toRunnelError } from "./errors.js";
+import { DEFAULT_STREAM, streamName } from "./worker/stream.js";
 import { fromMessage, fromSSE, isTerminal, terminalEventTypes, type EventType, type Position, type RunnelEvent } from "./events.js";
 
 /** Where a subscription starts and what it delivers. */
 export interface StreamOptions {
   /** Resume right after this position (from an earlier event of the same stream). Wins over `from`. */
   after?: Position;
-  /** `"start"` (default): the whole stream, then live; `"now"`: only new events. */
-  from?: "start" | "now";
+  /**
+   * `"start"` (default): the whole stream, then live; `"now"`: only new
+   * events; `"latest"` (run streams): from the run's newest stream event
+   * (of the chosen `streams`), that event included.
+   */
+  from?: "start" | "now" | "latest";
   /** Only these event types. A run stream still ends with the run. */
   types?: readonly EventType[];
+  /**
+   * Run streams: only the stream events (`step.stream`,
+   * `step.stream_closed`) of these named streams (`"default"` is the
+   * unnamed one); other events still arrive.
+   */
+  streams?: readonly string[];
   /** Stops the subscription: the iteration ends by throwing the signal's reason. */
   signal?: AbortSignal;
   /**
@@ -78,14 +89,16 @@ export class Listener {
    * Breaking out of the loop closes the subscription.
    */
   stream(runId: string, options: StreamOptions = {}): Subscription {
+    const streams = options.streams?.map((name) => streamName(name) || DEFAULT_STREAM) ?? [];
+    const streamsQuery = streams.length ? `${new URLSearchParams({ streams: streams.join(",") })}&` : "";
     return this.#subscribe(
       {
         what: `run ${runId}`,
         endsWithRun: true,
         rememberKey: `runnel:run:${runId}`,
         rpc: (conn, from, types, signal) =>
-          batches(conn.run.subscribe({ runId, from, types }, { signal })),
-        ssePath: `/api/v1/runs/${encodeURIComponent(runId)}/stream?`,
+          batches(conn.run.subscribe({ runId, from, types, streams }, { signal })),
+        ssePath: `/api/v1/runs/${encodeURIComponent(runId)}/stream?${streamsQuery}`,
       },
       options,
     );
@@ -97,6 +110,9 @@ export class Listener {
    * It never ends by itself: stop it with `signal` or by breaking out.
    */
   streamByAdditionalMetadata(key: string, value: string, options: StreamOptions = {}): Subscription {
+    if (options.streams?.length) {
+      throw new RunnelError("invalid_argument", "the streams option is for run streams (listener.stream), not metadata subscriptions", { context: "subscribe" });
+    }
     return this.#subscribe(
       {
         what: `runs with ${key}=${value}`,
@@ -180,7 +196,7 @@ async function* follow(
   }
   const remembered = storage?.get() ?? "";
   // Iterating a subscription again resumes after what it delivered.
-  let from = remembered || state.position || options.after || (options.from === "now" ? "now" : "");
+  let from = remembered || state.position || options.after || (options.from === "now" || options.from === "latest" ? options.from : "");
   const bo = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
   let emptyEnds = 0;
   let authRetried = false;
@@ -257,7 +273,7 @@ function retryable(err: unknown): boolean {
 /** sse follows the HTTP API's Server-Sent Events stream (browsers, or `streamVia: "sse"`). */
 async function* sse(conn: Connection, target: Target, from: string, types: string[], signal: AbortSignal): AsyncIterable<Batch> {
   const q = new URLSearchParams();
-  if (from === "now") q.set("from", "now");
+  if (from === "now" || from === "latest") q.set("from", from);
   else if (from) q.set("after", from);
   if (types.length) q.set("types", types.join(","));
   const res = await conn.fetch(target.ssePath + q, { signal, headers: { Accept: "text/event-stream" }, cache: "no-store" }, `subscribe to ${target.what}`);

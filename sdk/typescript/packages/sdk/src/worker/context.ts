@@ -1,6 +1,13 @@
 import type { StepAssignment } from "../gen/runnel/v1/runnel_pb.js";
 import type { RunOptions, RunStatus } from "../admin.js";
 import { decodeJSON } from "../json.js";
+import { streamName } from "./stream.js";
+
+/** Options of one `putStream` call. */
+export interface PutStreamOptions {
+  /** A named stream of the run (1-64 characters from A-Z a-z 0-9 . _ -); the default stream without. */
+  stream?: string;
+}
 
 /**
  * What a step function gets: the run's input, its parents' outputs, its
@@ -44,9 +51,19 @@ export interface StepContext<I = unknown, P extends Record<string, unknown> = Re
    * attempt's send queue is full. `flush()` waits until events are stored
    * (the worker flushes before it reports the step's result anyway).
    *
-   * @throws RunnelError `invalid_argument` for a payload over 4 MiB (nothing is sent; the step may go on), or the stream's permanent error.
+   * With `{ stream: "name" }` the data goes to a named stream of the run
+   * (1-64 characters from A-Z a-z 0-9 . _ -) instead of its default one;
+   * subscribers choose streams with `streams`.
+   *
+   * @throws RunnelError `invalid_argument` for a payload over 4 MiB (nothing is sent; the step may go on) or a bad stream name, `failed_precondition` for a stream this step closed, or the stream's permanent error.
    */
-  putStream(data: string | Uint8Array): Promise<void>;
+  putStream(data: string | Uint8Array, options?: PutStreamOptions): Promise<void>;
+  /**
+   * Declares a stream finished before the step ends (the default stream
+   * without a name): after everything put on it, a `step.stream_closed`
+   * event is stored and later puts to it fail. Resolves once stored.
+   */
+  closeStream(stream?: string): Promise<void>;
   /** Waits until every event put so far is durably stored. */
   flush(): Promise<void>;
 
@@ -101,7 +118,8 @@ export class StepAbandonedError extends Error {
 export class Context implements StepContext<unknown, Record<string, unknown>> {
   readonly #a: StepAssignment;
   readonly #parents: readonly string[];
-  readonly #put: (data: string | Uint8Array) => Promise<void>;
+  readonly #put: (data: string | Uint8Array, stream: string) => Promise<void>;
+  readonly #close: (stream: string) => Promise<void>;
   readonly #flush: () => Promise<void>;
   readonly #spawn: (workflow: string, input: unknown, options: Omit<RunOptions, "signal">) => Promise<ChildRun>;
   readonly signal: AbortSignal;
@@ -110,7 +128,8 @@ export class Context implements StepContext<unknown, Record<string, unknown>> {
     a: StepAssignment,
     parents: readonly string[],
     signal: AbortSignal,
-    put: (data: string | Uint8Array) => Promise<void>,
+    put: (data: string | Uint8Array, stream: string) => Promise<void>,
+    close: (stream: string) => Promise<void>,
     flush: () => Promise<void>,
     spawn: (workflow: string, input: unknown, options: Omit<RunOptions, "signal">) => Promise<ChildRun>,
   ) {
@@ -118,6 +137,7 @@ export class Context implements StepContext<unknown, Record<string, unknown>> {
     this.#parents = parents;
     this.signal = signal;
     this.#put = put;
+    this.#close = close;
     this.#flush = flush;
     this.#spawn = spawn;
   }
@@ -149,8 +169,20 @@ export class Context implements StepContext<unknown, Record<string, unknown>> {
     return Math.max(this.#a.attempt - 1, 0);
   }
 
-  putStream(data: string | Uint8Array): Promise<void> {
-    return this.#put(data);
+  putStream(data: string | Uint8Array, options: PutStreamOptions = {}): Promise<void> {
+    try {
+      return this.#put(data, streamName(options.stream));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  closeStream(stream?: string): Promise<void> {
+    try {
+      return this.#close(streamName(stream));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   flush(): Promise<void> {

@@ -6,6 +6,7 @@ export {
   StepTimeoutError,
   type ChildRun,
   type StepContext,
+  type PutStreamOptions,
 } from "./context.js";
-export { MAX_PAYLOAD_SIZE } from "./stream.js";
+export { MAX_PAYLOAD_SIZE, DEFAULT_STREAM } from "./stream.js";
 export type { Worker, WorkerOptions, Logger } from "./worker.js";

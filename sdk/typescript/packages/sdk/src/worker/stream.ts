@@ -23,8 +23,41 @@ export const defaultStreamLimits: StreamLimits = {
   retryMaxMs: 2000,
 };
 
+/** What one PutStream request carries: consecutive payloads of one stream, and that stream's closing if it comes next. */
+export interface PutBatch {
+  firstSeq: number;
+  payloads: Uint8Array[];
+  /** "" is the run's default stream. */
+  stream: string;
+  closeStream: boolean;
+}
+
 /** Sends one PutStream request. */
-export type PutFn = (firstSeq: number, payloads: Uint8Array[], signal: AbortSignal) => Promise<void>;
+export type PutFn = (batch: PutBatch, signal: AbortSignal) => Promise<void>;
+
+/** How requests name a run's unnamed stream. */
+export const DEFAULT_STREAM = "default";
+const MAX_STREAM_NAME = 64;
+const STREAM_NAME = /^[A-Za-z0-9._-]+$/;
+
+/** A stream name as sent ("" for the default stream, also spelled "default"); throws for a name the engine would refuse. */
+export function streamName(name: string | undefined): string {
+  if (name === undefined || name === "" || name === DEFAULT_STREAM) return "";
+  if (name.length > MAX_STREAM_NAME) {
+    throw new RunnelError("invalid_argument", `stream name of ${name.length} characters is longer than ${MAX_STREAM_NAME}`, { context: "stream name" });
+  }
+  if (!STREAM_NAME.test(name)) {
+    throw new RunnelError("invalid_argument", `invalid stream name ${JSON.stringify(name)}: use 1-${MAX_STREAM_NAME} characters from A-Z a-z 0-9 . _ -`, { context: "stream name" });
+  }
+  return name;
+}
+
+/** One entry of the send queue: a payload for a stream, or the closing of a stream. */
+interface Queued {
+  data: Uint8Array;
+  stream: string;
+  close: boolean;
+}
 
 /** isStale: the engine refused the attempt because it is no longer current. */
 export function isStale(err: unknown): boolean {
@@ -32,7 +65,7 @@ export function isStale(err: unknown): boolean {
 }
 
 const enc = new TextEncoder();
-const EMPTY = new Uint8Array(0);
+const EMPTY: Queued = { data: new Uint8Array(0), stream: "", close: false };
 
 /**
  * PutQueue is the ordered send queue of one step attempt's stream.
@@ -52,11 +85,15 @@ export class PutQueue {
   readonly #limits: StreamLimits;
   readonly #onStale: (err: unknown) => void;
   readonly #ctl = new AbortController();
-  #queue: Uint8Array[] = [];
+  #queue: Queued[] = [];
   #head = 0;
   #queueBytes = 0;
   #puts = 0;
   #acked = 0;
+  /** Puts and closes queued, and stored. */
+  #ops = 0;
+  #ackedOps = 0;
+  readonly #closedStreams = new Set<string>();
   #err: unknown = undefined;
   #errSeen = false;
   #closed = false;
@@ -70,21 +107,36 @@ export class PutQueue {
     this.#onStale = onStale;
   }
 
-  /** Queues a payload; waits while the queue is full. */
-  async put(data: string | Uint8Array, signal: AbortSignal): Promise<void> {
+  /** Queues a payload for a stream ("" the default one); waits while the queue is full. */
+  async put(data: string | Uint8Array, stream: string, signal: AbortSignal): Promise<void> {
     const bytes = typeof data === "string" ? enc.encode(data) : data.slice();
     if (bytes.length > MAX_PAYLOAD_SIZE) {
       throw new RunnelError("invalid_argument", `stream payload of ${bytes.length} bytes exceeds the 4 MiB limit`, { context: "put stream" });
     }
+    await this.#enqueue({ data: bytes, stream, close: false }, signal);
+  }
+
+  /** Queues the closing of a stream after everything put on it, and waits until it is stored. */
+  async closeStream(stream: string, signal: AbortSignal): Promise<void> {
+    await this.#enqueue({ data: EMPTY.data, stream, close: true }, signal);
+    await this.flush(signal);
+  }
+
+  async #enqueue(q: Queued, signal: AbortSignal): Promise<void> {
     for (;;) {
       this.#check(signal);
+      if (this.#closedStreams.has(q.stream)) {
+        throw new RunnelError("failed_precondition", `stream ${JSON.stringify(q.stream || DEFAULT_STREAM)} was closed by this step`, { context: "put stream" });
+      }
       const pending = this.#queue.length - this.#head;
-      if (pending === 0 || (pending < this.#limits.queuePayloads && this.#queueBytes + bytes.length <= this.#limits.queueBytes)) break;
+      if (pending === 0 || (pending < this.#limits.queuePayloads && this.#queueBytes + q.data.length <= this.#limits.queueBytes)) break;
       await this.#changed(signal);
     }
-    this.#queue.push(bytes);
-    this.#queueBytes += bytes.length;
-    this.#puts++;
+    this.#queue.push(q);
+    this.#queueBytes += q.data.length;
+    this.#ops++;
+    if (q.close) this.#closedStreams.add(q.stream);
+    else this.#puts++;
     if (!this.#sender) this.#sender = this.#run();
     this.#wakeSender?.();
   }
@@ -100,8 +152,8 @@ export class PutQueue {
 
   /** Waits until every payload put so far is stored by the engine. */
   async flush(signal: AbortSignal): Promise<void> {
-    const target = this.#puts;
-    while (this.#acked < target) {
+    const target = this.#ops;
+    while (this.#ackedOps < target) {
       if (this.#err !== undefined) {
         this.#errSeen = true;
         throw this.#err;
@@ -119,7 +171,7 @@ export class PutQueue {
   async finish(signal: AbortSignal): Promise<unknown> {
     this.#closed = true;
     this.#wakeSender?.();
-    while (this.#acked < this.#puts) {
+    while (this.#ackedOps < this.#ops) {
       if (this.#err !== undefined) return this.#errSeen ? undefined : this.#err;
       if (signal.aborted) return signal.reason;
       await this.#changed(signal).catch(() => {});
@@ -164,18 +216,27 @@ export class PutQueue {
       let n = 0;
       let size = 0;
       const start = this.#head;
-      while (start + n < this.#queue.length && n < this.#limits.batchPayloads) {
-        const l = this.#queue[start + n]!.length;
-        if (n > 0 && size + l > this.#limits.batchBytes) break;
-        size += l;
+      const stream = this.#queue[start]!.stream;
+      const payloads: Uint8Array[] = [];
+      let closeStream = false;
+      while (start + n < this.#queue.length && payloads.length < this.#limits.batchPayloads) {
+        const q = this.#queue[start + n]!;
+        if (q.stream !== stream) break;
+        if (q.close) {
+          closeStream = true;
+          n++;
+          break;
+        }
+        if (n > 0 && size + q.data.length > this.#limits.batchBytes) break;
+        size += q.data.length;
+        payloads.push(q.data);
         n++;
       }
-      const batch = this.#queue.slice(start, start + n);
-      const firstSeq = this.#acked + 1;
+      const batch: PutBatch = { firstSeq: this.#acked + 1, payloads, stream, closeStream };
       try {
         for (;;) {
           try {
-            await this.#send(firstSeq, batch, signal);
+            await this.#send(batch, signal);
             break;
           } catch (e) {
             if (signal.aborted) return;
@@ -198,7 +259,8 @@ export class PutQueue {
       this.#queue.fill(EMPTY, start, start + n); // let the payloads be collected
       this.#head += n;
       this.#queueBytes -= size;
-      this.#acked += n;
+      this.#acked += payloads.length;
+      this.#ackedOps += n;
       if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
         this.#queue = this.#queue.slice(this.#head);
         this.#head = 0;

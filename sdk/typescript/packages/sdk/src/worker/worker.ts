@@ -382,9 +382,12 @@ export class Worker {
     if (!(await this.#acquire(ctl.signal))) return;
     const conn = this.#client.connection;
     const queue = new PutQueue(
-      (firstSeq, payloads, signal) =>
+      (batch, signal) =>
         conn.worker
-          .putStream({ stepRunId: a.stepRunId, attempt: a.attempt, firstSeq: BigInt(firstSeq), payloads }, { signal, timeoutMs: this.tuning.callTimeoutMs })
+          .putStream(
+            { stepRunId: a.stepRunId, attempt: a.attempt, firstSeq: BigInt(batch.firstSeq), payloads: batch.payloads, stream: batch.stream, closeStream: batch.closeStream },
+            { signal, timeoutMs: this.tuning.callTimeoutMs },
+          )
           .then(() => {}),
       this.tuning.stream,
       (err) => ctl.abort(new StepAbandonedError(`the engine refused the attempt's stream: ${String(err)}`)),
@@ -395,7 +398,8 @@ export class Worker {
         a,
         def.parents,
         ctl.signal,
-        (data) => queue.put(data, ctl.signal),
+        (data, stream) => queue.put(data, stream, ctl.signal),
+        (stream) => queue.closeStream(stream, ctl.signal),
         () => queue.flush(ctl.signal),
         (workflow, input, options) => this.#spawn(at, workflow, input, options),
       );
