@@ -19,10 +19,10 @@ func TestStatusAndEventTypeValues(t *testing.T) {
 		[]runnel.StepStatus{runnel.StepPending, runnel.StepQueued, runnel.StepRunning, runnel.StepCompleted, runnel.StepFailed, runnel.StepCancelled, runnel.StepTimedOut})
 	require.Equal(t, []runnel.EventType{
 		"run.started", "run.completed", "run.failed", "run.cancelled", "run.timed_out",
-		"step.started", "step.completed", "step.failed", "step.cancelled", "step.timed_out", "step.stream",
+		"step.started", "step.completed", "step.failed", "step.cancelled", "step.timed_out", "step.stream", "step.stream_closed",
 	}, []runnel.EventType{
 		runnel.EventRunStarted, runnel.EventRunCompleted, runnel.EventRunFailed, runnel.EventRunCancelled, runnel.EventRunTimedOut,
-		runnel.EventStepStarted, runnel.EventStepCompleted, runnel.EventStepFailed, runnel.EventStepCancelled, runnel.EventStepTimedOut, runnel.EventStepStream,
+		runnel.EventStepStarted, runnel.EventStepCompleted, runnel.EventStepFailed, runnel.EventStepCancelled, runnel.EventStepTimedOut, runnel.EventStepStream, runnel.EventStepStreamClosed,
 	})
 	require.True(t, runnel.RunTimedOut.Terminal())
 	require.False(t, runnel.RunRunning.Terminal())

@@ -43,6 +43,9 @@ const (
 	EventStepTimedOut  EventType = EventType(kinds.EventStepTimedOut)
 	// EventStepStream carries data a step put with [Context.PutStream].
 	EventStepStream EventType = EventType(kinds.EventStepStream)
+	// EventStepStreamClosed: the step declared a stream finished
+	// ([Context.CloseStream]); Event.Stream names it.
+	EventStepStreamClosed EventType = EventType(kinds.EventStepStreamClosed)
 )
 
 // terminalTypes are the event types that end a run.
