@@ -53,7 +53,7 @@ func TestBenchBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"bench", "nope"}, `unknown bench scenario "nope": want one of cross-node, fanout, ingest, latency, replay, runs, soak`},
+		{[]string{"bench", "nope"}, `unknown bench scenario "nope": want one of cross-node, durable-append, durable-latency, fanout, ingest, latency, replay, runs, soak`},
 		{[]string{"bench", "ingest", "--db", "mysql://x"}, `invalid --db "mysql://x"`},
 		{[]string{"bench", "ingest", "--duration", "0s"}, "invalid --duration 0s"},
 		{[]string{"bench", "fanout", "--scale", "0"}, "invalid --scale 0"},

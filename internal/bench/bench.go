@@ -104,6 +104,9 @@ var scenarios = map[string]scenario{
 	"replay":     replay,
 	"cross-node": crossNode,
 	"soak":       soak,
+	// The Durable Streams protocol on a standalone stream.
+	"durable-append":  dsAppend,
+	"durable-latency": dsLatency,
 }
 
 // Scenarios lists the scenario names.
