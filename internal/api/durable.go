@@ -19,6 +19,7 @@ import (
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/eventlog"
 	"github.com/runnel-dev/runnel/internal/ssewire"
 	"github.com/runnel-dev/runnel/internal/store"
 )
@@ -48,6 +49,7 @@ var cursorEpoch = time.Date(2024, 10, 9, 0, 0, 0, 0, time.UTC)
 func (h *HTTP) mountDurable(mux *http.ServeMux) {
 	mux.Handle(DurablePrefix+"{name...}", h.durableHeaders(h.durableCORS(h.authenticated(h.durable))))
 	mux.Handle(RunStreamPath, h.durableHeaders(h.durableCORS(h.authenticated(h.runStream))))
+	mux.Handle(RunNamedStreamPath, h.durableHeaders(h.durableCORS(h.authenticated(h.runStream))))
 }
 
 // durableCORS applies the configured origins (--cors-origin) to the
@@ -777,7 +779,15 @@ func (h *HTTP) durableSSE(w http.ResponseWriter, r *http.Request, src protoSourc
 // has ended and its last event is read.
 const RunStreamPath = "/v1/runs/{runId}/stream"
 
+// RunNamedStreamPath serves one named stream of a run ("default" the
+// unnamed one) as a read-only durable stream: its step.stream events, as
+// on RunStreamPath, closed once the run has ended and they are all read.
+const RunNamedStreamPath = "/v1/runs/{runId}/streams/{stream}"
+
 func (h *HTTP) runSource(r *http.Request, p engine.Principal, runID string) protoSource {
+	if r.PathValue("stream") != "" {
+		return h.runNamedSource(r, p, runID, r.PathValue("stream"))
+	}
 	codec := h.engine.Codec()
 	return protoSource{
 		load: func(ctx context.Context, _ bool) (store.DurableStream, int64, error) {
@@ -806,6 +816,55 @@ func (h *HTTP) runSource(r *http.Request, p engine.Principal, runID string) prot
 				out[i] = store.Event{Position: ev.Position, Payload: msg}
 			}
 			return out, nil
+		},
+	}
+}
+
+// runNamedSource is a run's named stream: the run's events filtered to the
+// stream's step.stream events. A page whose events are all of other
+// streams is skipped, so a read returns at least one message unless the
+// reader is at the stream's tail.
+func (h *HTTP) runNamedSource(r *http.Request, p engine.Principal, runID, name string) protoSource {
+	codec := h.engine.Codec()
+	stream, nameErr := eventlog.StreamName(name)
+	return protoSource{
+		load: func(ctx context.Context, _ bool) (store.DurableStream, int64, error) {
+			if nameErr != nil {
+				return store.DurableStream{}, 0, nameErr
+			}
+			view, err := h.engine.ReadRun(r.Context(), p, runID)
+			if err != nil {
+				if apierr.CodeOf(codeStoreErr(err)) == apierr.NotFound {
+					return store.DurableStream{}, 0, fmt.Errorf("run %s: %w", runID, store.ErrNotFound)
+				}
+				return store.DurableStream{}, 0, err
+			}
+			s := store.DurableStream{ID: runID, TenantID: p.TenantID, Name: runID + "/" + name, ContentType: "application/json", Closed: view.Status.Terminal()}
+			tail, err := h.engine.RunNamedStreamTail(ctx, p.TenantID, runID, stream)
+			return s, tail, err
+		},
+		read: func(ctx context.Context, s store.DurableStream, after int64) ([]store.Event, error) {
+			for {
+				evs, err := h.engine.ReadRunStream(ctx, s.TenantID, s.ID, after, durableReadBytes)
+				if err != nil || len(evs) == 0 {
+					return nil, err
+				}
+				var out []store.Event
+				for _, ev := range evs {
+					if ev.Type != store.EventStepStream || ev.Stream != stream {
+						continue
+					}
+					msg, err := json.Marshal(ssewire.DataObject(wireEvent(codec, ev)))
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, store.Event{Position: ev.Position, Payload: msg})
+				}
+				if len(out) > 0 {
+					return out, nil
+				}
+				after = evs[len(evs)-1].Position
+			}
 		},
 	}
 }

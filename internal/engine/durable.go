@@ -637,6 +637,12 @@ func (e *Engine) RunStreamTail(ctx context.Context, tenantID, runID string) (int
 	return e.store.LastRunPosition(ctx, tenantID, runID)
 }
 
+// RunNamedStreamTail is the position of the newest step.stream event of a
+// run's stream ("" the default one), 0 if it has none.
+func (e *Engine) RunNamedStreamTail(ctx context.Context, tenantID, runID, stream string) (int64, error) {
+	return e.store.LastStreamPosition(ctx, tenantID, runID, []string{stream})
+}
+
 // ReadRunStream reads a page of a run's events after a position.
 func (e *Engine) ReadRunStream(ctx context.Context, tenantID, runID string, after int64, maxBytes int) ([]store.Event, error) {
 	return e.store.ReadEvents(ctx, store.ReadEventsParams{TenantID: tenantID, RunID: runID, After: after, MaxBytes: maxBytes})

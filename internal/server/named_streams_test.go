@@ -260,6 +260,32 @@ func TestNamedStreams(t *testing.T) {
 		}
 		status, body := call(t, "GET", n.url+"/api/v1/stream?from=latest&metaKey=k&metaValue=v", n.srv.AdminToken, "")
 		requireAPIError(t, status, body, 400, "invalid_argument", "from=latest is for run subscriptions")
+
+		// The Durable Streams protocol: each named stream of the run, read
+		// only, closed since the run ended; offsets are log positions.
+		for _, name := range []string{"a", "b", runnel.DefaultStream} {
+			resp := openSSE(t, n.url+"/v1/runs/"+runID+"/streams/"+name+"?offset=-1", n.srv.AdminToken)
+			require.Equal(t, 200, resp.StatusCode, name)
+			require.Equal(t, "true", resp.Header.Get("Stream-Closed"), name)
+			var msgs []struct{ Type, Stream, Payload string }
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&msgs))
+			want := texts[name]
+			if name == runnel.DefaultStream {
+				want = texts[""]
+			}
+			var got []string
+			for _, m := range msgs {
+				require.Equal(t, "step.stream", m.Type)
+				got = append(got, m.Payload)
+			}
+			require.Equal(t, want, got, "protocol read of stream %s", name)
+		}
+		resp = openSSE(t, n.url+"/v1/runs/"+runID+"/streams/no%20such", n.srv.AdminToken)
+		require.Equal(t, 400, resp.StatusCode)
+		other, err := n.client.Admin().CreateToken(ctx, "tenant-other", "")
+		require.NoError(t, err)
+		resp = openSSE(t, n.url+"/v1/runs/"+runID+"/streams/a?offset=-1", other)
+		require.Equal(t, 404, resp.StatusCode, "another tenant's token")
 	})
 }
 
