@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -44,6 +45,11 @@ type Client struct {
 	token  string
 	renews bool // tokens come from a WithTokenFunc, so an expired one is replaced
 	logger *slog.Logger
+	// http and auth make the plain HTTP calls of durable streams.
+	http *http.Client
+	auth bearerAuth
+	// streamTypes caches durable streams' content types (name → string).
+	streamTypes sync.Map
 
 	worker runnelv1connect.WorkerServiceClient
 	run    runnelv1connect.RunServiceClient
@@ -153,8 +159,9 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		withFailover.Transport = f
 		httpClient = &withFailover
 	}
+	auth := bearerAuth{token: cfg.token, tokenFunc: cfg.tokenFunc}
 	connectOpts := []connect.ClientOption{
-		connect.WithInterceptors(bearerAuth{token: cfg.token, tokenFunc: cfg.tokenFunc}),
+		connect.WithInterceptors(auth),
 		connect.WithSendMaxBytes(maxSendBytes),
 		connect.WithReadMaxBytes(maxReadBytes),
 	}
@@ -163,6 +170,8 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		token:  cfg.token,
 		renews: cfg.tokenFunc != nil,
 		logger: cfg.logger,
+		http:   httpClient,
+		auth:   auth,
 		worker: runnelv1connect.NewWorkerServiceClient(httpClient, host, connectOpts...),
 		run:    runnelv1connect.NewRunServiceClient(httpClient, host, connectOpts...),
 	}, nil

@@ -10,7 +10,10 @@ import (
 
 type puts []string
 
-func (p *puts) PutStream(b []byte, _ ...runnel.PutOption) error { *p = append(*p, string(b)); return nil }
+func (p *puts) PutStream(b []byte, _ ...runnel.PutOption) error {
+	*p = append(*p, string(b))
+	return nil
+}
 
 func TestWriter(t *testing.T) {
 	var p puts
