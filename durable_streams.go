@@ -166,7 +166,7 @@ type StreamError struct {
 }
 
 func (e *StreamError) Error() string {
-	return fmt.Sprintf("runnel: %s stream %q: %d %s: %s", e.Op, e.Name, e.Status, http.StatusText(e.Status), e.Message)
+	return fmt.Sprintf("%s stream %q: %d %s: %s", e.Op, e.Name, e.Status, http.StatusText(e.Status), e.Message)
 }
 
 func (e *StreamError) Unwrap() error { return e.kind }

@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,4 +31,20 @@ func closedPortURL(t *testing.T) string {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	return "http://" + addr
+}
+
+// runCLIWithStdin is runCLI with stdin reading from the string in.
+func runCLIWithStdin(t *testing.T, in string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	root := NewRootCommand(&out, &errOut)
+	root.SetIn(strings.NewReader(in))
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(&errOut, "runnel: %v\n", err)
+		return 1, out.String(), errOut.String()
+	}
+	return 0, out.String(), errOut.String()
 }

@@ -49,6 +49,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newStreamCommand(),
 		newRunsCommand(),
 		newTokenCommand(),
+		newStreamsCommand(),
 		newBackupCommand(),
 		newBenchCommand(),
 		newBenchWorkerCommand(),
