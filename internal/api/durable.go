@@ -100,6 +100,17 @@ func (h *HTTP) durable(w http.ResponseWriter, r *http.Request, p engine.Principa
 		durableError(w, http.StatusBadRequest, "a stream name of 1 to 512 bytes is needed after "+DurablePrefix)
 		return
 	}
+	if !p.CanWrite() {
+		// A browser token reads the one stream it was minted for.
+		if !p.CanReadDurable(name) {
+			durableError(w, http.StatusNotFound, "no stream "+name)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			durableError(w, http.StatusForbidden, "a browser token reads its stream; it cannot change it")
+			return
+		}
+	}
 	switch r.Method {
 	case http.MethodPut:
 		h.durableCreate(w, r, p, name)

@@ -163,6 +163,7 @@ type tokenRequest struct {
 	RunID     string `json:"runId"`
 	MetaKey   string `json:"metaKey"`
 	MetaValue string `json:"metaValue"`
+	Stream    string `json:"stream"`
 	TTL       string `json:"ttl"`
 }
 
@@ -181,7 +182,7 @@ func (h *HTTP) createToken(w http.ResponseWriter, r *http.Request, p engine.Prin
 		}
 	}
 	secret, expires, err := h.engine.CreateBrowserToken(r.Context(), p, engine.BrowserTokenParams{
-		RunID: req.RunID, MetaKey: req.MetaKey, MetaValue: req.MetaValue, TTL: ttl,
+		RunID: req.RunID, MetaKey: req.MetaKey, MetaValue: req.MetaValue, Stream: req.Stream, TTL: ttl,
 	})
 	if err != nil {
 		h.writeError(w, r, err)

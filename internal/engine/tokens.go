@@ -30,6 +30,7 @@ type Principal struct {
 	RunID     string // browser scope
 	MetaKey   string
 	MetaValue string
+	Stream    string // browser scope: one standalone durable stream
 	// MintedBy is the id of the token that minted this browser token, if
 	// known: revoking that one ends this one too.
 	MintedBy string
@@ -138,7 +139,7 @@ func (e *Engine) Authenticate(ctx context.Context, secret string) (Principal, er
 	}
 	return Principal{
 		TenantID: c.tok.TenantID, TokenID: c.tok.ID, Kind: c.tok.Kind,
-		RunID: c.tok.RunID, MetaKey: c.tok.MetaKey, MetaValue: c.tok.MetaValue, MintedBy: c.tok.CreatedBy,
+		RunID: c.tok.RunID, MetaKey: c.tok.MetaKey, MetaValue: c.tok.MetaValue, Stream: c.tok.Stream, MintedBy: c.tok.CreatedBy,
 		ExpiresAt: c.tok.ExpiresAt,
 	}, nil
 }
@@ -250,12 +251,13 @@ const (
 	MaxBrowserTokenTTL     = 24 * time.Hour
 )
 
-// BrowserTokenParams scope a read-only browser token: one run, or every run
-// carrying one metadata pair.
+// BrowserTokenParams scope a read-only browser token: one run, every run
+// carrying one metadata pair, or one standalone durable stream.
 type BrowserTokenParams struct {
 	RunID     string
 	MetaKey   string
 	MetaValue string
+	Stream    string
 	TTL       time.Duration // 0: DefaultBrowserTokenTTL
 }
 
@@ -268,14 +270,22 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 	if !p.CanWrite() {
 		return "", time.Time{}, apierr.New(apierr.PermissionDenied, "a browser token cannot mint tokens")
 	}
-	if err := checkTexts("runId", bp.RunID, "metaKey", bp.MetaKey, "metaValue", bp.MetaValue); err != nil {
+	if err := checkTexts("runId", bp.RunID, "metaKey", bp.MetaKey, "metaValue", bp.MetaValue, "stream", bp.Stream); err != nil {
 		return "", time.Time{}, err
 	}
+	scopes := 0
+	for _, set := range []bool{bp.RunID != "", bp.MetaKey != "" || bp.MetaValue != "", bp.Stream != ""} {
+		if set {
+			scopes++
+		}
+	}
 	switch {
-	case bp.RunID != "" && (bp.MetaKey != "" || bp.MetaValue != ""):
-		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "scope a browser token to a run or to a metadata pair, not both")
-	case bp.RunID == "" && bp.MetaKey == "":
-		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "a browser token needs a scope: runId, or metaKey and metaValue")
+	case scopes > 1:
+		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "scope a browser token to one of a run, a metadata pair or a durable stream, not several")
+	case scopes == 0:
+		return "", time.Time{}, apierr.New(apierr.InvalidArgument, "a browser token needs a scope: runId, metaKey and metaValue, or stream")
+	case bp.Stream != "":
+		// A stream scope: checked below (the stream must exist).
 	case bp.RunID == "" && bp.MetaValue == "":
 		// An empty value is too easily a missing one (an unset variable on
 		// the backend): refuse it rather than mint a token for a pair that
@@ -303,13 +313,18 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 			return "", time.Time{}, notFound(err, "unknown run %s", bp.RunID)
 		}
 	}
+	if bp.Stream != "" {
+		if _, _, err := e.GetDurableStream(ctx, p, bp.Stream, false); err != nil {
+			return "", time.Time{}, notFound(err, "unknown durable stream %s", bp.Stream)
+		}
+	}
 	secret = newSecret()
 	now := e.now()
 	expires = now.Add(bp.TTL)
 	err = e.store.Write(ctx, func(tx store.Tx) error {
 		return tx.CreateToken(ctx, store.Token{
 			ID: newID(), TenantID: p.TenantID, Hash: hashSecret(secret), Kind: store.TokenBrowser,
-			Name: "browser", RunID: bp.RunID, MetaKey: bp.MetaKey, MetaValue: bp.MetaValue,
+			Name: "browser", RunID: bp.RunID, MetaKey: bp.MetaKey, MetaValue: bp.MetaValue, Stream: bp.Stream,
 			ExpiresAt: expires, CreatedAt: now, CreatedBy: p.TokenID,
 		})
 	})
@@ -320,6 +335,8 @@ func (e *Engine) CreateBrowserToken(ctx context.Context, p Principal, bp Browser
 }
 
 // CanReadDurable reports whether a browser principal may read the named
-// durable stream. Browser tokens are not minted for durable streams yet, so
-// none may.
-func (p Principal) CanReadDurable(name string) bool { return false }
+// durable stream: only a token minted for that stream, of the stream's
+// tenant (the store looks names up per tenant).
+func (p Principal) CanReadDurable(name string) bool {
+	return p.Kind == store.TokenBrowser && p.Stream != "" && p.Stream == name
+}

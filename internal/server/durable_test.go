@@ -33,10 +33,10 @@ func durableDo(t *testing.T, method, url, token, body string, header ...string) 
 	return resp, string(b)
 }
 
-// A standalone durable stream is invisible to another tenant's token and
-// to a browser token (browser tokens are minted for runs or metadata
-// pairs, never for a durable stream yet): every protocol endpoint answers
-// 404, and the stream is unchanged. Its owner reads it back whole.
+// A standalone durable stream is invisible to another tenant's token, to a
+// browser token for a metadata pair and to a browser token for another
+// durable stream: every protocol endpoint answers 404, and the stream is
+// unchanged. Its owner reads it back whole.
 func TestDurableStreamIsolation(t *testing.T) {
 	forEachStore(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
@@ -53,8 +53,13 @@ func TestDurableStreamIsolation(t *testing.T) {
 		status, body := call(t, "POST", n.url+"/api/v1/tokens", admin, `{"metaKey": "user", "metaValue": "u1", "ttl": "1m"}`)
 		require.Equal(t, 201, status, "%v", body)
 		browser := body["token"].(string)
+		resp, _ = durableDo(t, "PUT", n.url+"/v1/stream/iso/b", admin, "", "Content-Type", "text/plain")
+		require.Equal(t, 201, resp.StatusCode)
+		status, body = call(t, "POST", n.url+"/api/v1/tokens", admin, `{"stream": "iso/b", "ttl": "1m"}`)
+		require.Equal(t, 201, status, "%v", body)
+		otherStream := body["token"].(string)
 
-		for _, tok := range []struct{ name, secret string }{{"tenant B", tokB}, {"browser", browser}} {
+		for _, tok := range []struct{ name, secret string }{{"tenant B", tokB}, {"browser", browser}, {"browser for another stream", otherStream}} {
 			for _, rq := range []struct {
 				method, query, body string
 				header              []string
@@ -181,5 +186,57 @@ func TestRunStreamThroughProtocol(t *testing.T) {
 				require.Equal(t, 404, resp.StatusCode, q)
 			}
 		}
+	})
+}
+
+// A browser token minted for one durable stream reads that stream (catch-up,
+// long-poll, SSE, HEAD) and nothing else: writes to it are 403, runs and
+// the rest of the API are out of its reach, and minting one needs an
+// existing stream of the minter's tenant.
+func TestDurableStreamBrowserToken(t *testing.T) {
+	forEachStore(t, func(t *testing.T, n *node) {
+		admin := n.srv.AdminToken
+		url := n.url + "/v1/stream/chat/7"
+		resp, _ := durableDo(t, "PUT", url, admin, "hi", "Content-Type", "text/plain")
+		require.Equal(t, 201, resp.StatusCode)
+		status, body := call(t, "POST", n.url+"/api/v1/tokens", admin, `{"stream": "chat/7", "ttl": "5m"}`)
+		require.Equal(t, 201, status, "%v", body)
+		tok := body["token"].(string)
+
+		resp, got := durableDo(t, "GET", url+"?offset=-1", tok, "")
+		require.Equal(t, 200, resp.StatusCode)
+		require.Equal(t, "hi", got)
+		resp, _ = durableDo(t, "HEAD", url, tok, "")
+		require.Equal(t, 200, resp.StatusCode)
+		resp, got = durableDo(t, "GET", url+"?offset=-1&live=long-poll", tok, "")
+		require.Equal(t, 200, resp.StatusCode)
+		require.Equal(t, "hi", got)
+		sse := openSSE(t, url+"?offset=-1&live=sse&token="+tok, "")
+		require.Equal(t, 200, sse.StatusCode)
+		require.Equal(t, "text/event-stream", sse.Header.Get("Content-Type"))
+
+		for _, rq := range []struct {
+			method string
+			header []string
+		}{
+			{"POST", []string{"Content-Type", "text/plain"}},
+			{"POST", []string{"Stream-Closed", "true"}},
+			{"PUT", []string{"Content-Type", "text/plain"}},
+			{"DELETE", nil},
+		} {
+			resp, _ := durableDo(t, rq.method, url, tok, "x", rq.header...)
+			require.Equal(t, 403, resp.StatusCode, "%s with a browser token", rq.method)
+		}
+		resp, got = durableDo(t, "GET", url+"?offset=-1", admin, "")
+		require.Equal(t, "hi", got, "nothing changed")
+
+		status, body = call(t, "GET", n.url+"/api/v1/runs", tok, "")
+		require.Equal(t, 403, status, "%v", body)
+		status, body = call(t, "POST", n.url+"/api/v1/tokens", admin, `{"stream": "no/such", "ttl": "5m"}`)
+		requireAPIError(t, status, body, 404, "not_found", "unknown durable stream no/such")
+		status, body = call(t, "POST", n.url+"/api/v1/tokens", admin, `{"stream": "chat/7", "runId": "x"}`)
+		requireAPIError(t, status, body, 400, "invalid_argument", "not several")
+		status, body = call(t, "POST", n.url+"/api/v1/tokens", tok, `{"stream": "chat/7"}`)
+		require.Equal(t, 403, status, "a browser token cannot mint: %v", body)
 	})
 }

@@ -128,6 +128,12 @@ func openAPIWorkflows() []*runnel.Workflow {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}, runnel.Timeout(100*time.Millisecond)),
+		runnel.NewWorkflow("openapi-named").Step("chat", func(ctx runnel.Context) (any, error) {
+			if err := ctx.PutStream([]byte("hi"), runnel.ToStream("tokens")); err != nil {
+				return nil, err
+			}
+			return nil, ctx.CloseStream("tokens")
+		}),
 	}
 }
 
@@ -196,6 +202,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		flakyRun := trigger("demo-flaky", `{"input": {"failAttempts": 1}}`)
 		failRun := trigger("openapi-fail", `{}`)
 		timeoutRun := trigger("openapi-timeout", `{"additionalMetadata": {}}`)
+		namedRun := trigger("openapi-named", `{}`)
 		parentRun := trigger("demo-parent", `{"input": {"n": 2, "intervalMs": 1}, "additionalMetadata": {"family": "f1"}}`)
 		ends := map[string]string{}
 		for _, id := range []string{textRun, dagRun, fileRun, flakyRun, failRun, timeoutRun, parentRun} {
@@ -299,6 +306,9 @@ func TestOpenAPIResponses(t *testing.T) {
 		c.stream(apiReq{method: "GET", path: "/runs/" + textRun + "/stream?token=" + runTok}, nil)
 		c.do(apiReq{method: "GET", path: "/runs/" + textRun + "/stream?from=yesterday", token: tok, status: 400, specRejects: true})
 		c.do(apiReq{method: "GET", path: "/runs/" + textRun + "/stream?types=step.nope", token: tok, status: 400, specRejects: true})
+		// Named streams: one stream's events, from its newest one.
+		c.stream(apiReq{method: "GET", path: "/runs/" + namedRun + "/stream?streams=tokens,default&from=latest", token: tok}, nil)
+		c.do(apiReq{method: "GET", path: "/runs/" + namedRun + "/stream?streams=bad%20name", token: tok, status: 400, specRejects: true})
 		c.do(apiReq{method: "GET", path: "/runs/" + textRun + "/stream?after=garbage", token: tok, status: 400})
 		c.do(apiReq{method: "GET", path: "/runs/" + textRun + "/stream", token: tok, header: []string{"Last-Event-ID", "00000000.5"}, status: 400})
 		c.do(apiReq{method: "GET", path: "/runs/" + unknownRun + "/stream", token: tok, status: 404})

@@ -105,6 +105,7 @@ type Token struct {
 	RunID     string // browser scope: one run
 	MetaKey   string // browser scope: one metadata key/value
 	MetaValue string
+	Stream    string    // browser scope: one standalone durable stream (its name)
 	ExpiresAt time.Time // zero: never
 	CreatedAt time.Time
 	// RevokedAt is when the token was revoked; zero: it was not.

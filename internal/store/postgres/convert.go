@@ -104,6 +104,7 @@ func tokenFromRow(t dbsqlc.Token) store.Token {
 		RunID:     t.RunID,
 		MetaKey:   t.MetaKey,
 		MetaValue: t.MetaValue,
+		Stream:    t.Stream,
 		ExpiresAt: fromMicros(t.ExpiresAt),
 		CreatedAt: fromMicros(t.CreatedAt),
 		RevokedAt: fromMicros(t.RevokedAt),

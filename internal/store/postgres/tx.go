@@ -44,6 +44,7 @@ func (t *tx) CreateToken(ctx context.Context, tk store.Token) error {
 		RunID:     tk.RunID,
 		MetaKey:   tk.MetaKey,
 		MetaValue: tk.MetaValue,
+		Stream:    tk.Stream,
 		ExpiresAt: toMicros(tk.ExpiresAt),
 		CreatedAt: toMicros(tk.CreatedAt),
 		CreatedBy: tk.CreatedBy,

@@ -94,6 +94,7 @@ func tokenFromRow(r dbsqlc.Token) store.Token {
 		RunID:     r.RunID,
 		MetaKey:   r.MetaKey,
 		MetaValue: r.MetaValue,
+		Stream:    r.Stream,
 		ExpiresAt: fromMicros(r.ExpiresAt),
 		CreatedAt: fromMicros(r.CreatedAt),
 		RevokedAt: fromMicros(r.RevokedAt),

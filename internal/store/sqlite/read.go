@@ -180,7 +180,7 @@ func (s *Store) ListTokens(ctx context.Context) ([]store.ListedToken, error) {
 	for i, r := range rows {
 		out[i] = store.ListedToken{TenantName: r.TenantName, Token: tokenFromRow(dbsqlc.Token{
 			ID: r.ID, TenantID: r.TenantID, Hash: r.Hash, Kind: r.Kind, Name: r.Name, RunID: r.RunID,
-			MetaKey: r.MetaKey, MetaValue: r.MetaValue, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt,
+			MetaKey: r.MetaKey, MetaValue: r.MetaValue, Stream: r.Stream, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt,
 			RevokedAt: r.RevokedAt, CreatedBy: r.CreatedBy,
 		})}
 	}

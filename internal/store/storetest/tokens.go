@@ -32,14 +32,20 @@ func testTokenRevocation(t *testing.T, open Opener) {
 		MetaKey: "k", MetaValue: "v", ExpiresAt: at(900), CreatedAt: at(3), CreatedBy: api.ID}
 	other := store.Token{ID: newID(), TenantID: b.ID, Hash: hash('d'), Kind: store.TokenBrowser, Name: "browser",
 		RunID: newID(), ExpiresAt: at(900), CreatedAt: at(4), CreatedBy: admin.ID}
+	streamTok := store.Token{ID: newID(), TenantID: b.ID, Hash: hash('e'), Kind: store.TokenBrowser, Name: "browser",
+		Stream: "chat/42", ExpiresAt: at(900), CreatedAt: at(5), CreatedBy: admin.ID}
 	write(t, s, func(tx store.Tx) error {
-		for _, tk := range []store.Token{admin, api, minted, other} {
+		for _, tk := range []store.Token{admin, api, minted, other, streamTok} {
 			if err := tx.CreateToken(ctx, tk); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+
+	gotTok, err := s.LookupToken(ctx, streamTok.Hash)
+	require.NoError(t, err)
+	require.Equal(t, streamTok, norm(gotTok), "a browser token for one durable stream keeps its stream")
 
 	list, err := s.ListTokens(ctx)
 	require.NoError(t, err)

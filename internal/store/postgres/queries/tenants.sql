@@ -20,9 +20,9 @@ SELECT count(*) FROM tenants;
 
 -- name: CreateToken :execrows
 INSERT INTO tokens (
-    id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by
+    id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by, stream
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 )
 ON CONFLICT DO NOTHING;
 

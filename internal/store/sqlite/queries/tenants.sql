@@ -11,8 +11,8 @@ SELECT * FROM tenants WHERE name = @name;
 SELECT COUNT(*) FROM tenants;
 
 -- name: CreateToken :exec
-INSERT INTO tokens (id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by)
-VALUES (@id, @tenant_id, @hash, @kind, @name, @run_id, @meta_key, @meta_value, @expires_at, @created_at, @created_by);
+INSERT INTO tokens (id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by, stream)
+VALUES (@id, @tenant_id, @hash, @kind, @name, @run_id, @meta_key, @meta_value, @expires_at, @created_at, @created_by, @stream);
 
 -- name: LookupToken :one
 -- Expired tokens are returned too: the caller checks expires_at.

@@ -104,6 +104,7 @@ type Token struct {
 	CreatedAt int64
 	RevokedAt int64
 	CreatedBy string
+	Stream    string
 }
 
 type Worker struct {

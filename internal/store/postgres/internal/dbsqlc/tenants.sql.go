@@ -48,9 +48,9 @@ func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (int
 
 const createToken = `-- name: CreateToken :execrows
 INSERT INTO tokens (
-    id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by
+    id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by, stream
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 )
 ON CONFLICT DO NOTHING
 `
@@ -67,6 +67,7 @@ type CreateTokenParams struct {
 	ExpiresAt int64
 	CreatedAt int64
 	CreatedBy string
+	Stream    string
 }
 
 func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) (int64, error) {
@@ -82,6 +83,7 @@ func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) (int64
 		arg.ExpiresAt,
 		arg.CreatedAt,
 		arg.CreatedBy,
+		arg.Stream,
 	)
 	if err != nil {
 		return 0, err
@@ -112,7 +114,7 @@ func (q *Queries) GetTenantByName(ctx context.Context, name string) (Tenant, err
 }
 
 const getTokenByIDForUpdate = `-- name: GetTokenByIDForUpdate :one
-SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by FROM tokens WHERE id = $1 FOR UPDATE
+SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by, stream FROM tokens WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetTokenByIDForUpdate(ctx context.Context, id string) (Token, error) {
@@ -131,12 +133,13 @@ func (q *Queries) GetTokenByIDForUpdate(ctx context.Context, id string) (Token, 
 		&i.CreatedAt,
 		&i.RevokedAt,
 		&i.CreatedBy,
+		&i.Stream,
 	)
 	return i, err
 }
 
 const listTokens = `-- name: ListTokens :many
-SELECT tokens.id, tokens.tenant_id, tokens.hash, tokens.kind, tokens.name, tokens.run_id, tokens.meta_key, tokens.meta_value, tokens.expires_at, tokens.created_at, tokens.revoked_at, tokens.created_by, tenants.name AS tenant_name
+SELECT tokens.id, tokens.tenant_id, tokens.hash, tokens.kind, tokens.name, tokens.run_id, tokens.meta_key, tokens.meta_value, tokens.expires_at, tokens.created_at, tokens.revoked_at, tokens.created_by, tokens.stream, tenants.name AS tenant_name
 FROM tokens JOIN tenants ON tenants.id = tokens.tenant_id
 WHERE tokens.kind <> 'browser'
 ORDER BY tokens.created_at, tokens.id
@@ -155,6 +158,7 @@ type ListTokensRow struct {
 	CreatedAt  int64
 	RevokedAt  int64
 	CreatedBy  string
+	Stream     string
 	TenantName string
 }
 
@@ -182,6 +186,7 @@ func (q *Queries) ListTokens(ctx context.Context) ([]ListTokensRow, error) {
 			&i.CreatedAt,
 			&i.RevokedAt,
 			&i.CreatedBy,
+			&i.Stream,
 			&i.TenantName,
 		); err != nil {
 			return nil, err
@@ -195,7 +200,7 @@ func (q *Queries) ListTokens(ctx context.Context) ([]ListTokensRow, error) {
 }
 
 const lookupToken = `-- name: LookupToken :one
-SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by FROM tokens WHERE hash = $1
+SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by, stream FROM tokens WHERE hash = $1
 `
 
 // Expired tokens are returned too: the caller decides (and can say why it
@@ -216,6 +221,7 @@ func (q *Queries) LookupToken(ctx context.Context, hash string) (Token, error) {
 		&i.CreatedAt,
 		&i.RevokedAt,
 		&i.CreatedBy,
+		&i.Stream,
 	)
 	return i, err
 }

@@ -129,6 +129,7 @@ type Token struct {
 	CreatedAt int64
 	RevokedAt int64
 	CreatedBy string
+	Stream    string
 }
 
 type Worker struct {

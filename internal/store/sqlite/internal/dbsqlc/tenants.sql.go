@@ -36,8 +36,8 @@ func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) erro
 }
 
 const createToken = `-- name: CreateToken :exec
-INSERT INTO tokens (id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+INSERT INTO tokens (id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, created_by, stream)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 `
 
 type CreateTokenParams struct {
@@ -52,6 +52,7 @@ type CreateTokenParams struct {
 	ExpiresAt int64
 	CreatedAt int64
 	CreatedBy string
+	Stream    string
 }
 
 func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) error {
@@ -67,6 +68,7 @@ func (q *Queries) CreateToken(ctx context.Context, arg CreateTokenParams) error 
 		arg.ExpiresAt,
 		arg.CreatedAt,
 		arg.CreatedBy,
+		arg.Stream,
 	)
 	return err
 }
@@ -94,7 +96,7 @@ func (q *Queries) GetTenantByName(ctx context.Context, name string) (Tenant, err
 }
 
 const getTokenByID = `-- name: GetTokenByID :one
-SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by FROM tokens WHERE id = ?1
+SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by, stream FROM tokens WHERE id = ?1
 `
 
 func (q *Queries) GetTokenByID(ctx context.Context, id string) (Token, error) {
@@ -113,12 +115,13 @@ func (q *Queries) GetTokenByID(ctx context.Context, id string) (Token, error) {
 		&i.CreatedAt,
 		&i.RevokedAt,
 		&i.CreatedBy,
+		&i.Stream,
 	)
 	return i, err
 }
 
 const listTokens = `-- name: ListTokens :many
-SELECT tokens.id, tokens.tenant_id, tokens.hash, tokens.kind, tokens.name, tokens.run_id, tokens.meta_key, tokens.meta_value, tokens.expires_at, tokens.created_at, tokens.revoked_at, tokens.created_by, tenants.name AS tenant_name
+SELECT tokens.id, tokens.tenant_id, tokens.hash, tokens.kind, tokens.name, tokens.run_id, tokens.meta_key, tokens.meta_value, tokens.expires_at, tokens.created_at, tokens.revoked_at, tokens.created_by, tokens.stream, tenants.name AS tenant_name
 FROM tokens JOIN tenants ON tenants.id = tokens.tenant_id
 WHERE tokens.kind <> 'browser'
 ORDER BY tokens.created_at, tokens.id
@@ -137,6 +140,7 @@ type ListTokensRow struct {
 	CreatedAt  int64
 	RevokedAt  int64
 	CreatedBy  string
+	Stream     string
 	TenantName string
 }
 
@@ -164,6 +168,7 @@ func (q *Queries) ListTokens(ctx context.Context) ([]ListTokensRow, error) {
 			&i.CreatedAt,
 			&i.RevokedAt,
 			&i.CreatedBy,
+			&i.Stream,
 			&i.TenantName,
 		); err != nil {
 			return nil, err
@@ -180,7 +185,7 @@ func (q *Queries) ListTokens(ctx context.Context) ([]ListTokensRow, error) {
 }
 
 const lookupToken = `-- name: LookupToken :one
-SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by FROM tokens WHERE hash = ?1
+SELECT id, tenant_id, hash, kind, name, run_id, meta_key, meta_value, expires_at, created_at, revoked_at, created_by, stream FROM tokens WHERE hash = ?1
 `
 
 // Expired tokens are returned too: the caller checks expires_at.
@@ -200,6 +205,7 @@ func (q *Queries) LookupToken(ctx context.Context, hash string) (Token, error) {
 		&i.CreatedAt,
 		&i.RevokedAt,
 		&i.CreatedBy,
+		&i.Stream,
 	)
 	return i, err
 }
