@@ -3,6 +3,7 @@ package runnel
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -364,4 +365,50 @@ func (s *DurableStreams) Follow(ctx context.Context, name, offset string) iter.S
 
 func isEmptyJSONArray(b []byte) bool {
 	return string(bytes.TrimSpace(b)) == "[]"
+}
+
+// List returns the tenant's streams whose name starts with prefix ("" for
+// all, at most 1000), by name.
+func (s *DurableStreams) List(ctx context.Context, prefix string) ([]StreamInfo, error) {
+	u := s.c.host + "/api/v1/streams"
+	if prefix != "" {
+		u += "?" + url.Values{"prefix": {prefix}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := s.c.auth.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := s.c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("runnel: list streams: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("runnel: list streams: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("runnel: list streams: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var out struct {
+		Streams []struct {
+			Name, ContentType, TailOffset string
+			Closed                        bool
+		}
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("runnel: list streams: decode the answer: %w", err)
+	}
+	infos := make([]StreamInfo, len(out.Streams))
+	for i, st := range out.Streams {
+		infos[i] = StreamInfo{Name: st.Name, ContentType: st.ContentType, Tail: st.TailOffset, Closed: st.Closed}
+	}
+	return infos, nil
 }

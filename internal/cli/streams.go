@@ -19,7 +19,7 @@ func newStreamsCommand() *cobra.Command {
 		Short: "Create, append to, read, follow, close and delete standalone durable streams",
 	}
 	cmd.AddCommand(newStreamsCreateCommand(), newStreamsAppendCommand(), newStreamsReadCommand(),
-		newStreamsInfoCommand(), newStreamsCloseCommand(), newStreamsDeleteCommand())
+		newStreamsInfoCommand(), newStreamsCloseCommand(), newStreamsDeleteCommand(), newStreamsListCommand())
 	return cmd
 }
 
@@ -198,5 +198,38 @@ func newStreamsDeleteCommand() *cobra.Command {
 		},
 	}
 	flags.register(cmd)
+	return cmd
+}
+
+func newStreamsListCommand() *cobra.Command {
+	var (
+		flags  clientFlags
+		prefix string
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the tenant's streams: name, content type, whether closed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := flags.client()
+			if err != nil {
+				return err
+			}
+			infos, err := c.Streams().List(cmd.Context(), prefix)
+			if err != nil {
+				return err
+			}
+			for _, in := range infos {
+				state := "open"
+				if in.Closed {
+					state = "closed"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", in.Name, in.ContentType, state)
+			}
+			return nil
+		},
+	}
+	flags.register(cmd)
+	cmd.Flags().StringVar(&prefix, "prefix", "", "only streams whose name starts with this")
 	return cmd
 }

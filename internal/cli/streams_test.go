@@ -38,6 +38,13 @@ func TestStreamsCommands(t *testing.T) {
 	require.Contains(t, stdout, "closed true")
 	require.Contains(t, stdout, "content-type text/plain")
 
+	code, stdout, stderr = run("streams", "list")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "notes\ttext/plain\tclosed\n", stdout)
+	code, stdout, _ = run("streams", "list", "--prefix", "zzz")
+	require.Equal(t, 0, code)
+	require.Empty(t, stdout)
+
 	code, _, stderr = run("streams", "append", "notes", "late")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `append to stream "notes": 409 Conflict: the stream is closed`)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
@@ -618,12 +619,24 @@ func (e *Engine) DeleteDurableStream(ctx context.Context, p Principal, name stri
 	return out, err
 }
 
-// ListDurableStreams lists the tenant's streams.
+// ListDurableStreams lists the tenant's live streams by name: not deleted,
+// not expired. Errors: PermissionDenied for browser tokens.
 func (e *Engine) ListDurableStreams(ctx context.Context, p Principal) ([]store.DurableStream, error) {
 	if !p.CanWrite() {
-		return nil, nil
+		return nil, apierr.New(apierr.PermissionDenied, "a browser token cannot list streams")
 	}
-	return e.store.ListDurableStreams(ctx, p.TenantID)
+	all, err := e.store.ListDurableStreams(ctx, p.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := all[:0]
+	for _, s := range all {
+		if !s.Deleted && !durableExpired(s, now) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // LastDurablePosition is the position of the stream's last event.

@@ -327,6 +327,16 @@ func TestOpenAPIResponses(t *testing.T) {
 		c.do(apiReq{method: "GET", path: "/stream?metaValue=f1", token: tok, status: 400, specRejects: true})
 		c.do(apiReq{method: "GET", path: "/stream?metaKey=family&metaValue=f1", status: 401, specRejects: true})
 
+		// Standalone durable streams: the listing (the streams themselves
+		// speak the Durable Streams protocol, outside this description).
+		resp, _ := durableDo(t, "PUT", n.url+"/v1/stream/openapi/notes", tok, "", "Content-Type", "text/plain")
+		require.Equal(t, 201, resp.StatusCode)
+		listed := c.do(apiReq{method: "GET", path: "/streams?prefix=openapi/", token: tok, status: 200})
+		require.Len(t, listed["streams"], 1)
+		c.do(apiReq{method: "GET", path: "/streams?limit=5", token: tok, status: 400})
+		c.do(apiReq{method: "GET", path: "/streams", token: runTok, status: 403})
+		c.do(apiReq{method: "GET", path: "/streams", status: 401, specRejects: true})
+
 		// Events.
 		pushed := c.do(apiReq{method: "POST", path: "/events", token: tok, body: `{"key": "openapi:go", "payload": {"x": 1}, "additionalMetadata": {"src": "test"}}`, status: 202})
 		require.Len(t, pushed["runIds"], 1)
