@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/browsertest"
 	"github.com/runnel-dev/runnel/internal/demo"
 	"github.com/runnel-dev/runnel/internal/testengine"
@@ -147,5 +148,45 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("page %s scrolls sideways at phone width", page)
 		}
 	}
+	tab.CheckNoProblems(t)
+}
+
+// The streams page lists the tenant's durable streams; a stream's page shows
+// its messages and follows appends live until the stream is closed.
+func TestDashboardStreams(t *testing.T) {
+	t.Parallel()
+	e := testengine.Start(t)
+	ctx := context.Background()
+	streams := e.Client.Streams()
+	if err := streams.Create(ctx, "chat/1", runnel.WithContentType("application/json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.Append(ctx, "chat/1", []byte(`{"role":"user","text":"hi"}`)); err != nil {
+		t.Fatal(err)
+	}
+	tab := newTab(t)
+	run(t, tab.Ctx,
+		chromedp.Navigate(e.URL+"/#token="+e.Token+"&next=/streams"),
+		waitJS(`document.querySelector('tr[data-stream="chat/1"] a') !== null`),
+	)
+	screenshot(t, tab.Ctx, "streams.png")
+	run(t, tab.Ctx,
+		chromedp.Click(`tr[data-stream="chat/1"] a`),
+		waitJS(`document.querySelectorAll('#stream-output .message').length === 1`),
+	)
+	// Appended while the page follows: it shows up without a reload.
+	if _, err := streams.Append(ctx, "chat/1", []byte(`{"role":"assistant","text":"hello there"}`)); err != nil {
+		t.Fatal(err)
+	}
+	run(t, tab.Ctx, waitJS(`document.querySelectorAll('#stream-output .message').length === 2`))
+	if err := streams.Close(ctx, "chat/1"); err != nil {
+		t.Fatal(err)
+	}
+	run(t, tab.Ctx, waitJS(`document.getElementById('stream-state').textContent.includes('closed')`))
+	got := eval[string](t, tab.Ctx, `Array.from(document.querySelectorAll('#stream-output .message')).map(m => m.textContent).join('|')`)
+	if want := `{"role":"user","text":"hi"}|{"role":"assistant","text":"hello there"}`; got != want {
+		t.Fatalf("the page shows %s, want %s", got, want)
+	}
+	screenshot(t, tab.Ctx, "stream.png")
 	tab.CheckNoProblems(t)
 }

@@ -499,6 +499,12 @@ func (e *Engine) AppendDurable(ctx context.Context, p Principal, a DurableAppend
 	if err != nil {
 		return DurableResult{}, err
 	}
+	if a.Close && len(a.Messages) == 0 && res.Outcome == DurableAppended {
+		// No event was appended, so no commit wakes this node's live
+		// readers: wake them, so they see the close now, not at their
+		// next poll. (Readers on other nodes see it at theirs.)
+		e.hub.NotifyRuns(res.Stream.ID)
+	}
 	if res.Outcome != DurableNotFound && res.Outcome != DurableGone && res.Tail == 0 {
 		res.Tail, err = e.durableTail(ctx, res.Stream)
 	}

@@ -118,7 +118,11 @@ function route() {
   const run = hash.match(/^#\/runs\/([0-9a-f-]+)$/);
   document.getElementById("nav-runs").classList.toggle("active", !!hash.match(/^#\/runs/));
   document.getElementById("nav-trigger").classList.toggle("active", hash.startsWith("#/trigger"));
+  document.getElementById("nav-streams").classList.toggle("active", hash.startsWith("#/streams"));
   if (run) return runPage(run[1]);
+  const stream = hash.match(/^#\/streams\/(.+)$/);
+  if (stream) return streamPage(decodeURIComponent(stream[1]));
+  if (hash.startsWith("#/streams")) return streamsPage();
   if (hash.startsWith("#/trigger")) return triggerPage(new URLSearchParams(hash.split("?")[1] || ""));
   return runsPage(new URLSearchParams(hash.split("?")[1] || ""));
 }
@@ -524,3 +528,108 @@ document.getElementById("logout").addEventListener("click", () => {
 });
 window.addEventListener("hashchange", route);
 route();
+
+// ---- standalone durable streams ------------------------------------------
+
+// streamsPage lists the tenant's durable streams (GET /api/v1/streams).
+function streamsPage() {
+  const tbody = el("tbody");
+  const msg = el("div");
+  set(app,
+    el("div", { class: "page-head" }, el("h1", {}, "Streams")),
+    el("p", { class: "muted" }, "Standalone durable streams: written and read through the Durable Streams protocol at ",
+      el("code", {}, "/v1/stream/NAME"), ", by backends, steps and ", el("code", {}, "runnel streams"), "."),
+    msg,
+    el("div", { class: "table-wrap" }, el("table", { class: "streams" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Stream"), el("th", {}, "Content type"), el("th", {}, "State"),
+        el("th", { class: "hide-narrow" }, "Created"))),
+      tbody)));
+  let stopped = false;
+  let timer;
+  async function load() {
+    try {
+      const data = await api("GET", "/streams");
+      if (stopped) return;
+      set(msg);
+      set(tbody, ...data.streams.map((s) => el("tr", { "data-stream": s.name, class: "stream-row" },
+        el("td", {}, el("a", { href: "#/streams/" + encodeURIComponent(s.name), class: "mono" }, s.name)),
+        el("td", {}, el("code", {}, s.contentType)),
+        el("td", {}, badge(s.closed ? "completed" : "running").cloneNode(true), " ", s.closed ? "closed" : "open"),
+        el("td", { class: "hide-narrow" }, fmtTime(s.createdAt)))));
+      if (data.streams.length === 0) {
+        set(tbody, el("tr", {}, el("td", { colspan: 4, class: "muted empty" },
+          "No streams yet. Create one with ", el("code", {}, "runnel streams create NAME"), ".")));
+      }
+    } catch (err) {
+      if (!stopped) showError(msg, err);
+    }
+    if (!stopped) timer = setTimeout(load, 2000);
+  }
+  cleanup = () => { stopped = true; clearTimeout(timer); };
+  load();
+}
+
+// streamPage follows one durable stream live with the protocol's long-poll:
+// each answer carries the next offset, so nothing is read twice or missed,
+// and a dropped connection resumes from the last offset.
+function streamPage(name) {
+  const info = el("p", { class: "muted" }, "Loading…");
+  const out = el("div", { class: "output", id: "stream-output", "aria-live": "polite" });
+  const state = el("span", { id: "stream-state" }, "following");
+  set(app,
+    el("p", { class: "crumbs" }, el("a", { href: "#/streams" }, "← Streams")),
+    el("div", { class: "page-head" }, el("h1", { class: "mono" }, name), state),
+    info, out);
+  const ctl = new AbortController();
+  cleanup = () => ctl.abort();
+  const url = "/v1/stream/" + name.split("/").map(encodeURIComponent).join("/");
+  const text = new TextDecoder();
+  (async () => {
+    let offset = "-1";
+    let live = false;
+    let contentType = "";
+    while (!ctl.signal.aborted) {
+      let resp;
+      try {
+        resp = await fetch(url + "?offset=" + encodeURIComponent(offset) + (live ? "&live=long-poll" : ""),
+          { headers: { Authorization: "Bearer " + token() }, signal: ctl.signal, cache: "no-store" });
+      } catch (err) {
+        if (ctl.signal.aborted) return;
+        await new Promise((r) => setTimeout(r, 1000)); // the engine is away: try again
+        continue;
+      }
+      if (resp.status === 404) {
+        set(info, el("span", { class: "error" }, "No stream " + name + "."));
+        set(state, "");
+        return;
+      }
+      if (!resp.ok && resp.status !== 204) {
+        set(info, el("span", { class: "error" }, resp.status + " " + (await resp.text())));
+        await new Promise((r) => setTimeout(r, 2000));
+        continue;
+      }
+      contentType = resp.headers.get("Content-Type") || contentType;
+      set(info, el("code", {}, contentType));
+      const body = new Uint8Array(await resp.arrayBuffer());
+      if (body.length > 0) {
+        if (contentType.startsWith("application/json")) {
+          let items = [];
+          try { items = JSON.parse(text.decode(body)); } catch { items = [text.decode(body)]; }
+          for (const item of items) out.append(el("div", { class: "message" }, typeof item === "string" ? item : JSON.stringify(item)));
+        } else if (contentType.startsWith("text/")) {
+          out.append(text.decode(body));
+        } else {
+          out.append(el("div", { class: "muted" }, "<" + body.length + " bytes>"));
+        }
+      }
+      offset = resp.headers.get("Stream-Next-Offset") || offset;
+      const closed = resp.headers.get("Stream-Closed") === "true";
+      const upToDate = resp.headers.get("Stream-Up-To-Date") === "true" || resp.status === 204;
+      if (closed && upToDate) {
+        set(state, badge("completed"), " closed");
+        return;
+      }
+      live = upToDate;
+    }
+  })();
+}
