@@ -397,105 +397,110 @@ func producerKey(pr *Producer) string {
 	return strconv.FormatInt(pr.Epoch, 10) + ":" + strconv.FormatInt(pr.Seq, 10) + ":" + pr.ID
 }
 
-// AppendDurable appends to (and/or closes) a stream.
+// applyDurable applies one append (and/or close) in tx: the protocol's
+// rules are checked against the stream row, locked, so requests batched
+// in one transaction see each other's effects in order.
+func (e *Engine) applyDurable(ctx context.Context, tx store.Tx, p Principal, a DurableAppend) (res DurableResult, err error) {
+	now := time.Now()
+	s, err := tx.GetDurableStreamForUpdate(ctx, p.TenantID, a.Name)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && durableExpired(s, now)) {
+		res.Outcome = DurableNotFound
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Stream = s
+	if s.Deleted {
+		res.Outcome = DurableGone
+		return res, nil
+	}
+	if s.Closed {
+		switch {
+		case a.Producer != nil && s.ClosedBy == producerKey(a.Producer):
+			res.Outcome, res.ProducerEpoch, res.ProducerSeq = DurableDuplicate, a.Producer.Epoch, a.Producer.Seq
+		case len(a.Messages) == 0 && a.Close:
+			res.Outcome = DurableDuplicate
+		default:
+			res.Outcome, res.Reason = DurableClosedErr, "the stream is closed"
+		}
+		return res, nil
+	}
+	if len(a.Messages) > 0 && !sameMediaType(s.ContentType, a.ContentType) {
+		res.Outcome = DurableConflict
+		res.Reason = fmt.Sprintf("content type %q does not match the stream's %q", a.ContentType, s.ContentType)
+		return res, nil
+	}
+	if pr := a.Producer; pr != nil {
+		st, err := tx.GetDurableProducer(ctx, s.ID, pr.ID)
+		known := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return res, err
+		}
+		switch {
+		case known && pr.Epoch < st.Epoch:
+			res.Outcome, res.ProducerEpoch = DurableStaleEpoch, st.Epoch
+			return res, nil
+		case !known || pr.Epoch > st.Epoch:
+			if pr.Seq != 0 {
+				if !known {
+					res.Outcome, res.ExpectedSeq, res.ProducerSeq = DurableSeqGap, 0, pr.Seq
+				} else {
+					res.Outcome = DurableBadEpochSeq
+					res.Reason = "a new producer epoch must start at Producer-Seq 0"
+				}
+				return res, nil
+			}
+		case pr.Seq <= st.LastSeq:
+			res.Outcome, res.ProducerEpoch, res.ProducerSeq = DurableDuplicate, st.Epoch, st.LastSeq
+			return res, nil
+		case pr.Seq > st.LastSeq+1:
+			res.Outcome, res.ExpectedSeq, res.ProducerSeq = DurableSeqGap, st.LastSeq+1, pr.Seq
+			return res, nil
+		}
+		res.ProducerEpoch, res.ProducerSeq = pr.Epoch, pr.Seq
+	}
+	// Stream-Seq after the producer check: a producer's retry is a
+	// duplicate (204) even when it repeats its Stream-Seq.
+	if a.StreamSeq != "" && a.StreamSeq <= s.LastSeq {
+		res.Outcome = DurableConflict
+		res.Reason = fmt.Sprintf("Stream-Seq %q is not above the last one, %q", a.StreamSeq, s.LastSeq)
+		return res, nil
+	}
+	if pr := a.Producer; pr != nil {
+		if err := tx.UpsertDurableProducer(ctx, store.DurableProducer{StreamID: s.ID, ProducerID: pr.ID, Epoch: pr.Epoch, LastSeq: pr.Seq}); err != nil {
+			return res, err
+		}
+	}
+	if a.StreamSeq != "" {
+		s.LastSeq = a.StreamSeq
+	}
+	if a.Close {
+		s.Closed, s.ClosedBy = true, producerKey(a.Producer)
+	}
+	s.AccessedAt = now
+	if err := tx.UpdateDurableStream(ctx, s); err != nil {
+		return res, err
+	}
+	res.Outcome, res.Stream = DurableAppended, s
+	if len(a.Messages) > 0 {
+		evs := e.durableEvents(p.TenantID, s.ID, a.Messages, now)
+		if err := tx.AppendEvents(ctx, evs); err != nil {
+			return res, err
+		}
+		res.Tail = evs[len(evs)-1].Position
+	}
+	return res, nil
+}
+
+// AppendDurable appends to (and/or closes) a stream. Concurrent appends
+// share transactions (see durableBatcher): one commit for every append
+// waiting, so throughput is not one commit per request.
 func (e *Engine) AppendDurable(ctx context.Context, p Principal, a DurableAppend) (DurableResult, error) {
 	if !p.CanWrite() {
 		return DurableResult{Outcome: DurableNotFound}, nil
 	}
-	var res DurableResult
-	err := e.store.Write(ctx, func(tx store.Tx) error {
-		res = DurableResult{}
-		now := time.Now()
-		s, err := tx.GetDurableStreamForUpdate(ctx, p.TenantID, a.Name)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && durableExpired(s, now)) {
-			res.Outcome = DurableNotFound
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		res.Stream = s
-		if s.Deleted {
-			res.Outcome = DurableGone
-			return nil
-		}
-		if s.Closed {
-			switch {
-			case a.Producer != nil && s.ClosedBy == producerKey(a.Producer):
-				res.Outcome, res.ProducerEpoch, res.ProducerSeq = DurableDuplicate, a.Producer.Epoch, a.Producer.Seq
-			case len(a.Messages) == 0 && a.Close:
-				res.Outcome = DurableDuplicate
-			default:
-				res.Outcome, res.Reason = DurableClosedErr, "the stream is closed"
-			}
-			return nil
-		}
-		if len(a.Messages) > 0 && !sameMediaType(s.ContentType, a.ContentType) {
-			res.Outcome = DurableConflict
-			res.Reason = fmt.Sprintf("content type %q does not match the stream's %q", a.ContentType, s.ContentType)
-			return nil
-		}
-		if pr := a.Producer; pr != nil {
-			st, err := tx.GetDurableProducer(ctx, s.ID, pr.ID)
-			known := err == nil
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			switch {
-			case known && pr.Epoch < st.Epoch:
-				res.Outcome, res.ProducerEpoch = DurableStaleEpoch, st.Epoch
-				return nil
-			case !known || pr.Epoch > st.Epoch:
-				if pr.Seq != 0 {
-					if !known {
-						res.Outcome, res.ExpectedSeq, res.ProducerSeq = DurableSeqGap, 0, pr.Seq
-					} else {
-						res.Outcome = DurableBadEpochSeq
-						res.Reason = "a new producer epoch must start at Producer-Seq 0"
-					}
-					return nil
-				}
-			case pr.Seq <= st.LastSeq:
-				res.Outcome, res.ProducerEpoch, res.ProducerSeq = DurableDuplicate, st.Epoch, st.LastSeq
-				return nil
-			case pr.Seq > st.LastSeq+1:
-				res.Outcome, res.ExpectedSeq, res.ProducerSeq = DurableSeqGap, st.LastSeq+1, pr.Seq
-				return nil
-			}
-			res.ProducerEpoch, res.ProducerSeq = pr.Epoch, pr.Seq
-		}
-		// Stream-Seq after the producer check: a producer's retry is a
-		// duplicate (204) even when it repeats its Stream-Seq.
-		if a.StreamSeq != "" && a.StreamSeq <= s.LastSeq {
-			res.Outcome = DurableConflict
-			res.Reason = fmt.Sprintf("Stream-Seq %q is not above the last one, %q", a.StreamSeq, s.LastSeq)
-			return nil
-		}
-		if pr := a.Producer; pr != nil {
-			if err := tx.UpsertDurableProducer(ctx, store.DurableProducer{StreamID: s.ID, ProducerID: pr.ID, Epoch: pr.Epoch, LastSeq: pr.Seq}); err != nil {
-				return err
-			}
-		}
-		if a.StreamSeq != "" {
-			s.LastSeq = a.StreamSeq
-		}
-		if a.Close {
-			s.Closed, s.ClosedBy = true, producerKey(a.Producer)
-		}
-		s.AccessedAt = now
-		if err := tx.UpdateDurableStream(ctx, s); err != nil {
-			return err
-		}
-		res.Outcome, res.Stream = DurableAppended, s
-		if len(a.Messages) > 0 {
-			evs := e.durableEvents(p.TenantID, s.ID, a.Messages, now)
-			if err := tx.AppendEvents(ctx, evs); err != nil {
-				return err
-			}
-			res.Tail = evs[len(evs)-1].Position
-		}
-		return nil
-	})
+	res, err := e.durables.submit(ctx, e, p, a)
 	if err != nil {
 		return DurableResult{}, err
 	}

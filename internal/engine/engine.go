@@ -143,6 +143,8 @@ func (c *Config) setDefaults() {
 
 // Engine is one engine node.
 type Engine struct {
+	// durables batches standalone durable stream appends (durable_batch.go).
+	durables durableBatcher
 	cfg      Config
 	log      *slog.Logger
 	metrics  *metrics.Metrics

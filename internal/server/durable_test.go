@@ -3,8 +3,10 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -238,5 +240,46 @@ func TestDurableStreamBrowserToken(t *testing.T) {
 		requireAPIError(t, status, body, 400, "invalid_argument", "not several")
 		status, body = call(t, "POST", n.url+"/api/v1/tokens", tok, `{"stream": "chat/7"}`)
 		require.Equal(t, 403, status, "a browser token cannot mint: %v", body)
+	})
+}
+
+// Pipelined appends of one idempotent producer that reach the engine out of
+// order are applied in sequence order (group commit sorts them, and holds
+// one that overtook its predecessor until that arrives) instead of being
+// refused with a sequence gap: every request succeeds, the stream holds the
+// messages in producer order. A real gap is still refused.
+func TestDurablePipelinedProducer(t *testing.T) {
+	forEachStore(t, func(t *testing.T, n *node) {
+		admin := n.srv.AdminToken
+		url := n.url + "/v1/stream/pipe"
+		resp, _ := durableDo(t, "PUT", url, admin, "", "Content-Type", "text/plain")
+		require.Equal(t, 201, resp.StatusCode)
+		const reqs = 32
+		status := make(chan string, reqs)
+		start := make(chan struct{})
+		for seq := reqs - 1; seq >= 0; seq-- { // started last-first
+			go func() {
+				<-start
+				resp, body := durableDo(t, "POST", url, admin, fmt.Sprintf("%02d;", seq),
+					"Content-Type", "text/plain", "Producer-Id", "p", "Producer-Epoch", "0", "Producer-Seq", strconv.Itoa(seq))
+				status <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+			}()
+		}
+		close(start)
+		for range reqs {
+			s := <-status
+			require.True(t, strings.HasPrefix(s, "200") || strings.HasPrefix(s, "204"), "an append was refused: %s", s)
+		}
+		resp, got := durableDo(t, "GET", url+"?offset=-1", admin, "")
+		require.Equal(t, 200, resp.StatusCode)
+		var want strings.Builder
+		for i := range reqs {
+			fmt.Fprintf(&want, "%02d;", i)
+		}
+		require.Equal(t, want.String(), got)
+
+		resp, _ = durableDo(t, "POST", url, admin, "x", "Content-Type", "text/plain", "Producer-Id", "p", "Producer-Epoch", "0", "Producer-Seq", "40")
+		require.Equal(t, 409, resp.StatusCode, "a gap no request fills")
+		require.Equal(t, "32", resp.Header.Get("Producer-Expected-Seq"))
 	})
 }
