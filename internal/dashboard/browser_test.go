@@ -190,3 +190,49 @@ func TestDashboardStreams(t *testing.T) {
 	screenshot(t, tab.Ctx, "stream.png")
 	tab.CheckNoProblems(t)
 }
+
+// A run that writes named streams: the output marks each line with its
+// stream, and the stream picker narrows it to one.
+func TestDashboardNamedStreams(t *testing.T) {
+	t.Parallel()
+	e := testengine.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := e.Client.NewWorker("named")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf := runnel.NewWorkflow("chat").Step("answer", func(ctx runnel.Context) (any, error) {
+		for _, p := range []struct{ stream, data string }{{"status", "thinking"}, {"tokens", "Hel"}, {"tokens", "lo"}, {"status", "done"}} {
+			if err := ctx.PutStream([]byte(p.data), runnel.ToStream(p.stream)); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
+	if err := w.Register(wf); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = w.Run(ctx) }()
+	<-w.Ready()
+	runID, err := e.Client.Admin().RunWorkflow(ctx, "chat", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := newTab(t)
+	visible := `Array.from(document.querySelectorAll('#output .chunk')).filter(c => !c.hidden).map(c => c.textContent).join('|')`
+	run(t, tab.Ctx,
+		chromedp.Navigate(e.URL+"/#token="+e.Token+"&next=/runs/"+runID),
+		waitJS(`document.querySelectorAll('#output .chunk').length === 4`),
+		waitJS(`!document.getElementById('stream-picker').hidden`),
+	)
+	if got := eval[string](t, tab.Ctx, visible); got != "status ›thinking|tokens ›Hel|tokens ›lo|status ›done" {
+		t.Fatalf("all streams: %s", got)
+	}
+	run(t, tab.Ctx, chromedp.SetValue(`#stream-picker`, "tokens"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('stream-picker').dispatchEvent(new Event('change'))`))
+	if got := eval[string](t, tab.Ctx, visible); got != "tokens ›Hel|tokens ›lo" {
+		t.Fatalf("the tokens stream: %s", got)
+	}
+	tab.CheckNoProblems(t)
+}

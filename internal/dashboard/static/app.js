@@ -397,6 +397,18 @@ async function runPage(runId) {
   const position = el("span", { id: "position", class: "mono muted" }, "–");
   const state = el("span", { id: "stream-state", class: "muted" }, "connecting…");
   const follow = el("input", { type: "checkbox", id: "follow", checked: true });
+  // A run may write several named streams: every one is shown, each line
+  // marked with its stream, and the picker narrows the output to one.
+  const picker = el("select", { id: "stream-picker", "aria-label": "Stream", hidden: true },
+    el("option", { value: "*" }, "all streams"));
+  const seenStreams = new Set();
+  const applyPicker = () => {
+    for (const node of output.children) {
+      const s = node.getAttribute("data-stream");
+      node.hidden = picker.value !== "*" && s !== null && s !== picker.value;
+    }
+  };
+  picker.addEventListener("change", applyPicker);
   const msg = el("div");
   set(app, 
     el("p", { class: "crumbs" }, el("a", { href: "#/runs" }, "← Runs")),
@@ -406,7 +418,7 @@ async function runPage(runId) {
       el("div", { class: "card" }, el("h2", {}, "Steps"), stepsBox)),
     el("section", { class: "card stream" },
       el("div", { class: "stream-head" }, el("h2", {}, "Live output"),
-        el("label", { class: "toggle" }, follow, " Follow"),
+        el("label", { class: "toggle" }, follow, " Follow"), picker,
         state, el("span", { class: "muted" }, "position ", position)),
       output));
 
@@ -473,14 +485,22 @@ async function runPage(runId) {
 
   let chunkCount = 0;
   let lastAttempt = 0;
-  const append = (node) => {
+  const append = (node, stream) => {
+    const name = stream || "default";
+    node.setAttribute("data-stream", name);
+    if (!seenStreams.has(name)) {
+      seenStreams.add(name);
+      picker.append(el("option", { value: name }, name));
+      picker.hidden = seenStreams.size < 2;
+    }
+    node.hidden = picker.value !== "*" && picker.value !== name;
     output.append(node);
     if (follow.checked) output.scrollTop = output.scrollHeight;
   };
   let message = null; // the AI SDK message the current attempt assembles
   const onStream = (ev) => {
     if (ev.attempt !== lastAttempt) {
-      if (lastAttempt !== 0) append(el("div", { class: "attempt-mark" }, `— ${ev.step}, attempt ${ev.attempt} —`));
+      if (lastAttempt !== 0) append(el("div", { class: "attempt-mark" }, `— ${ev.step}, attempt ${ev.attempt} —`), ev.stream);
       lastAttempt = ev.attempt;
       message = null;
     }
@@ -489,14 +509,18 @@ async function runPage(runId) {
     if (chunk) {
       if (!message) {
         message = uiMessage();
-        append(message.node);
+        append(message.node, ev.stream);
       }
       message.add(chunk);
       if (follow.checked) output.scrollTop = output.scrollHeight;
       return;
     }
-    if (ev.payload instanceof Uint8Array) append(binaryItem(ev.payload, chunkCount));
-    else append(el("span", { class: "chunk", "data-attempt": ev.attempt }, ev.payload));
+    const label = ev.stream ? el("span", { class: "stream-name" }, ev.stream + " ›") : null;
+    if (ev.payload instanceof Uint8Array) {
+      const item = binaryItem(ev.payload, chunkCount);
+      append(label ? el("div", {}, label, item) : item, ev.stream);
+    }
+    else append(el("span", { class: "chunk", "data-attempt": ev.attempt }, label, ev.payload), ev.stream);
   };
   // Status shown next to the output: text and class.
   const STATES = {
