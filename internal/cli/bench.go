@@ -35,7 +35,10 @@ worker is still started; give --token).
   replay      a late subscriber reading a finished run of 1M events (--scale to shrink)
   cross-node  latency with the worker on node A and subscribers on node B (PostgreSQL)
   soak        steady runs and subscribers for --duration (10m for the documented soak):
-              throughput, latency, engine RSS and open fds over time`,
+              throughput, latency, engine RSS and open fds over time
+  durable-append   appends/s to one standalone stream through the Durable Streams protocol,
+                   one producer: one message per request (1 and 64 in flight), JSON-array batches
+  durable-latency  a live SSE reader of a standalone stream at 1,000 appends/s`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Scenario = args[0]
@@ -48,6 +51,11 @@ worker is still started; give --token).
 			}
 			o.Binary = bin
 			o.Progress = cmd.ErrOrStderr()
+			if o.ProfileDir != "" {
+				if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+					return fmt.Errorf("--cpuprofile-dir: %w", err)
+				}
+			}
 			report, err := bench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
