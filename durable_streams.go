@@ -71,9 +71,13 @@ func WithTTL(d time.Duration) StreamOption {
 // epoch; an append sent again after a lost answer is stored once, and a
 // new epoch fences off older instances of the producer.
 type Producer struct {
-	ID    string
+	// ID names the producer (stable across its restarts).
+	ID string
+	// Epoch is the producer instance's generation; a higher one fences
+	// off the older instances.
 	Epoch int64
-	Seq   int64
+	// Seq numbers the producer's appends within an epoch, from 0.
+	Seq int64
 }
 
 // AppendOption configures [DurableStreams.Append].
@@ -97,11 +101,14 @@ func AndClose() AppendOption {
 
 // StreamInfo describes a stream.
 type StreamInfo struct {
-	Name        string
+	// Name is the stream's name in its tenant.
+	Name string
+	// ContentType is the stream's content type, fixed at creation.
 	ContentType string
 	// Tail is the offset after the last message: read from it to get only
 	// what is appended later.
-	Tail   string
+	Tail string
+	// Closed: nothing can be appended any more.
 	Closed bool
 }
 
@@ -160,16 +167,19 @@ func (s *DurableStreams) do(ctx context.Context, method, name string, q url.Valu
 // errors.Is matches it against [ErrStreamNotFound], [ErrStreamClosed],
 // [ErrStreamConflict] and [ErrProducerFenced].
 type StreamError struct {
+	// Op is what was refused ("append to", "read", …) and Name the stream.
 	Op, Name string
 	Status   int    // the HTTP status
 	Message  string // the engine's explanation
 	kind     error
 }
 
+// Error names the call, the stream, the status and the engine's message.
 func (e *StreamError) Error() string {
 	return fmt.Sprintf("%s stream %q: %d %s: %s", e.Op, e.Name, e.Status, http.StatusText(e.Status), e.Message)
 }
 
+// Unwrap returns the sentinel error of the refusal, if it has one.
 func (e *StreamError) Unwrap() error { return e.kind }
 
 // streamError turns a protocol error status into a StreamError.
