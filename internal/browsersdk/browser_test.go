@@ -128,6 +128,11 @@ func waitStatus(t *testing.T, tab *browsertest.Tab, want string) {
 	t.Helper()
 	js := fmt.Sprintf(`(s => s === %q || s.startsWith("error") || s.startsWith("page error"))(document.getElementById("status").textContent)`, want)
 	_, err := chromedp.Run(tab.Ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(20*time.Millisecond)))
+	for tries := 0; err != nil && strings.Contains(err.Error(), "Cannot find context with specified id") && tries < 3; tries++ {
+		// The poll started in the page that the navigation was replacing
+		// (its JavaScript context went away with it): poll the new page.
+		_, err = chromedp.Run(tab.Ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(20*time.Millisecond)))
+	}
 	got, _ := chromedp.Run(tab.Ctx, chromedp.TextContent("#status"))
 	if err != nil || got != want {
 		t.Fatalf("page status %q, want %q (%v); page problems: %v", got, want, err, tab.Problems())
