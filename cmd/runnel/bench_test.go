@@ -36,11 +36,22 @@ func TestBenchScenariosRun(t *testing.T) {
 			require.NoError(t, json.Unmarshal(stdout.Bytes(), &report), stdout.String())
 			require.Equal(t, scenario, report.Scenario)
 			require.NotEmpty(t, report.Measurements)
+			limits := 0
 			for _, m := range report.Measurements {
+				if m.Limit != nil {
+					// Each figure beside the limit of its resource,
+					// measured in the same run.
+					require.Positive(t, m.Limit.Value, "%s %s: limit %s", m.Case, m.Metric, m.Limit.What)
+					require.InDelta(t, m.Value/m.Limit.Value, m.Ratio, 1e-9, "%s %s", m.Case, m.Metric)
+					limits++
+				}
 				require.False(t, math.IsNaN(m.Value) || math.IsInf(m.Value, 0), "%s %s has no value", m.Case, m.Metric)
 				if m.Metric == "subscribers missing events" {
 					require.Zero(t, m.Value, "fanout subscribers lost events")
 				}
+			}
+			if scenario != "soak" {
+				require.Positive(t, limits, "no figure of %s is compared with a limit", scenario)
 			}
 		})
 	}

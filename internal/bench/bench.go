@@ -78,6 +78,12 @@ type Measurement struct {
 	// and Met whether Value meets it.
 	Target string `json:"target,omitempty"`
 	Met    *bool  `json:"met,omitempty"`
+	// Limit is the raw capacity of the resource this figure uses, measured
+	// in the same run (see limits.go), and Ratio is Value ÷ Limit.Value:
+	// the share of the limit reached for a rate, how many times the floor
+	// for a latency.
+	Limit *Limit  `json:"limit,omitempty"`
+	Ratio float64 `json:"ratio,omitempty"`
 
 	goal *goal // kept through medians; judged once at the end
 }
@@ -159,15 +165,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 func medians(runs [][]Measurement) []Measurement {
 	type key struct{ c, m string }
 	values := map[key][]float64{}
+	limits := map[key][]float64{}
 	for _, ms := range runs {
 		for _, m := range ms {
 			k := key{m.Case, m.Metric}
 			values[k] = append(values[k], m.Value)
+			if m.Limit != nil {
+				limits[k] = append(limits[k], m.Limit.Value)
+			}
 		}
 	}
 	var out []Measurement
 	for _, m := range runs[0] {
-		m.Value = median(values[key{m.Case, m.Metric}])
+		k := key{m.Case, m.Metric}
+		m.Value = median(values[k])
+		if m.Limit != nil {
+			l := *m.Limit
+			l.Value = median(limits[k])
+			m.Limit = &l
+			if l.Value > 0 && !math.IsNaN(m.Value) {
+				m.Ratio = m.Value / l.Value
+			}
+		}
 		out = append(out, m)
 	}
 	return out
@@ -190,15 +209,33 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "runnel bench %s — store %s, %s per case, median of %d run(s), %d CPUs, %s\n\n",
 		r.Scenario, r.Store, r.Duration, r.Repeats, r.CPUs, r.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CASE\tMETRIC\tVALUE\tTARGET\t")
+	fmt.Fprintln(tw, "CASE\tMETRIC\tVALUE\tTARGET\tLIMIT\tRATIO\tLIMIT MEASURED AS\t")
 	for _, m := range r.Measurements {
 		verdict := ""
 		if m.Met != nil {
 			verdict = map[bool]string{true: " ok", false: " MISSED"}[*m.Met]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s%s\t\n", m.Case, m.Metric, formatValue(m.Value), m.Unit, m.Target, verdict)
+		limit, ratio, what := "", "", ""
+		if m.Limit != nil {
+			limit = formatValue(m.Limit.Value) + " " + m.Limit.Unit
+			ratio = m.RatioText()
+			what = m.Limit.What
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s%s\t%s\t%s\t%s\t\n", m.Case, m.Metric, formatValue(m.Value), m.Unit, m.Target, verdict, limit, ratio, what)
 	}
 	return tw.Flush()
+}
+
+// RatioText is the ratio as printed: a percentage of the limit for a rate
+// (higher is better), a multiple of the floor for a time.
+func (m Measurement) RatioText() string {
+	if m.Limit == nil || m.Ratio == 0 {
+		return ""
+	}
+	if m.Unit == "ms" {
+		return fmt.Sprintf("%.1f×", m.Ratio)
+	}
+	return fmt.Sprintf("%.0f%%", 100*m.Ratio)
 }
 
 // WriteJSON prints the report as one JSON document.

@@ -30,6 +30,9 @@ type cluster struct {
 	token   string
 	// dropSchema removes the PostgreSQL schema the cluster created.
 	dropSchema func()
+	// dbURL is the PostgreSQL URL of that schema and sqlitePath the
+	// engines' SQLite file: where the raw limits are measured.
+	dbURL, sqlitePath string
 }
 
 // process is a child runnel process (internal/process, as the process
@@ -69,11 +72,14 @@ func startCluster(ctx context.Context, opts Options, nodes int) (c *cluster, err
 		if db, err = c.createSchema(ctx); err != nil {
 			return nil, err
 		}
+		c.dbURL = db
+	} else {
+		c.sqlitePath = filepath.Join(dir, "runnel.db")
 	}
 	for i := range nodes {
 		nodeDB := db
 		if nodeDB == "" {
-			nodeDB = "sqlite://" + filepath.Join(dir, "runnel.db")
+			nodeDB = "sqlite://" + c.sqlitePath
 		}
 		p, url, err := c.startEngine(ctx, i, nodeDB)
 		if err != nil {

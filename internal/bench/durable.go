@@ -152,6 +152,13 @@ func dsAppend(ctx context.Context, o Options) ([]Measurement, error) {
 		return nil, err
 	}
 	defer c.close()
+	raw, err := c.rawLimits(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if raw != nil {
+		defer raw.close()
+	}
 	var out []Measurement
 	for _, tc := range []struct {
 		name     string
@@ -199,7 +206,25 @@ func dsAppend(ctx context.Context, o Options) ([]Measurement, error) {
 		if err := dsCheckAll(ctx, d, total, tc.perPost); err != nil {
 			return nil, err
 		}
-		out = append(out, measurement("durable append, "+tc.name, "appends", float64(msgs.Load())/o.Duration.Seconds(), "msg/s", tc.target))
+		m := measurement("durable append, "+tc.name, "appends", float64(msgs.Load())/o.Duration.Seconds(), "msg/s", tc.target)
+		if raw != nil {
+			// One message a request is bound by commits (the engine
+			// groups concurrent requests into one); arrays by inserts.
+			if tc.perPost == 1 {
+				lim, err := raw.commitLimit(ctx, tc.window, limitDuration(o))
+				if err != nil {
+					return nil, err
+				}
+				m = withLimit(m, fmt.Sprintf("%s, %d clients", commitWhat, tc.window), lim.perSecond, "commits/s")
+			} else {
+				lim, err := raw.insertLimit(ctx, 100, limitDuration(o))
+				if err != nil {
+					return nil, err
+				}
+				m = withLimit(m, insertWhat, lim, "rows/s")
+			}
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }
@@ -383,9 +408,10 @@ func dsLatency(ctx context.Context, o Options) ([]Measurement, error) {
 	<-readerDone // it stopped: lat is complete
 	sorted := sortDurations(lat)
 	achieved := float64(len(lat)) / o.Duration.Seconds()
-	return []Measurement{
+	ms := []Measurement{
 		measurement("durable SSE reader at 1k appends/s", "rate achieved", achieved, "msg/s", nil),
 		measurement("durable SSE reader at 1k appends/s", "p50", percentile(sorted, 50), "ms", atMost(2, 2)),
 		measurement("durable SSE reader at 1k appends/s", "p99", percentile(sorted, 99), "ms", atMost(10, 10)),
-	}, nil
+	}
+	return c.withCommitFloor(ctx, o, ms)
 }

@@ -50,6 +50,13 @@ func ingest(ctx context.Context, o Options) ([]Measurement, error) {
 	if _, _, err := emitAll(16, 100, warm); err != nil {
 		return nil, err
 	}
+	raw, err := c.rawLimits(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if raw != nil {
+		defer raw.close()
+	}
 	var out []Measurement
 	for _, tc := range []struct{ steps, size int }{{1, 100}, {16, 100}, {1, 4096}, {16, 4096}} {
 		o.progress("ingest: %d step(s) putting %d B payloads for %v", tc.steps, tc.size, o.Duration)
@@ -59,12 +66,20 @@ func ingest(ctx context.Context, o Options) ([]Measurement, error) {
 		}
 		var g *goal
 		if tc.size == 100 {
-			g = atLeast(100_000, 50_000)
+			g = atLeast(150_000, 120_000)
 		}
 		rate := float64(events) / span.Seconds()
 		name := fmt.Sprintf("%d step(s), %d B", tc.steps, tc.size)
-		out = append(out,
-			measurement(name, "events stored", rate, "ev/s", g),
+		stored := measurement(name, "events stored", rate, "ev/s", g)
+		if raw != nil {
+			o.progress("ingest: limit: batched inserts of %d B rows", tc.size)
+			lim, err := raw.insertLimit(ctx, tc.size, limitDuration(o))
+			if err != nil {
+				return nil, err
+			}
+			stored = withLimit(stored, insertWhat, lim, "rows/s")
+		}
+		out = append(out, stored,
 			measurement(name, "payload bytes stored", rate*float64(tc.size)/(1<<20), "MiB/s", nil))
 	}
 	return out, nil

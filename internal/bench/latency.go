@@ -24,7 +24,11 @@ func latency(ctx context.Context, o Options) ([]Measurement, error) {
 	if err := c.startWorkers(ctx, 1, c.urls[0], 4); err != nil {
 		return nil, err
 	}
-	return measureLatency(ctx, o, c, c.urls[0], c.urls[0], []int{100, 1000, 10000}, atMost(2, 2), atMost(10, 10))
+	ms, err := measureLatency(ctx, o, c, c.urls[0], c.urls[0], []int{100, 1000, 10000}, atMost(1, 1), atMost(5, 5))
+	if err != nil {
+		return nil, err
+	}
+	return c.withCommitFloor(ctx, o, ms)
 }
 
 // crossNode: latency with the worker on node A and the subscribers on node
@@ -41,7 +45,11 @@ func crossNode(ctx context.Context, o Options) ([]Measurement, error) {
 	if err := c.startWorkers(ctx, 1, c.urls[0], 4); err != nil {
 		return nil, err
 	}
-	return measureLatency(ctx, o, c, c.urls[0], c.urls[1], []int{100, 1000, 10000}, nil, atMost(25, 25))
+	ms, err := measureLatency(ctx, o, c, c.urls[0], c.urls[1], []int{100, 1000, 10000}, nil, atMost(25, 25))
+	if err != nil {
+		return nil, err
+	}
+	return c.withCommitFloor(ctx, o, ms)
 }
 
 // measureLatency runs one bench-emit run per rate, triggered on triggerURL,
