@@ -145,6 +145,9 @@ func (c *Config) setDefaults() {
 type Engine struct {
 	// durables batches standalone durable stream appends (durable_batch.go).
 	durables durableBatcher
+	// groups shares transactions between concurrent triggers and step
+	// reports (group_write.go).
+	groups groupWriter
 	cfg      Config
 	log      *slog.Logger
 	metrics  *metrics.Metrics

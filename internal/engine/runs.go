@@ -54,7 +54,7 @@ func (e *Engine) TriggerRun(ctx context.Context, p TriggerParams) (string, error
 		return "", err
 	}
 	run, steps := newRunRows(runSpec{TenantID: p.TenantID, Input: input, Metadata: p.Metadata}, def, e.now())
-	err = e.store.Write(ctx, func(tx store.Tx) error { return insertRunRows(ctx, tx, run, steps) })
+	err = e.groups.write(ctx, e.store, run.ID, func(tx store.Tx) error { return insertRunRows(ctx, tx, run, steps) })
 	if err != nil {
 		return "", err
 	}

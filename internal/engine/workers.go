@@ -516,7 +516,7 @@ func (e *Engine) onAttempt(ctx context.Context, tenantID, stepRunID string, atte
 		return notFound(orNotFound(err), "unknown step run %s", stepRunID)
 	}
 	var rs *runState
-	err = e.store.Write(ctx, func(tx store.Tx) error {
+	err = e.groups.write(ctx, e.store, sr.RunID, func(tx store.Tx) error {
 		var err error
 		if rs, err = lockRun(ctx, tx, tenantID, sr.RunID, e.now()); err != nil {
 			return err
