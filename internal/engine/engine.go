@@ -147,7 +147,7 @@ type Engine struct {
 	durables durableBatcher
 	// groups shares transactions between concurrent triggers and step
 	// reports (group_write.go).
-	groups groupWriter
+	groups   groupWriter
 	cfg      Config
 	log      *slog.Logger
 	metrics  *metrics.Metrics

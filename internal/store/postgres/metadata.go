@@ -18,6 +18,7 @@ func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEven
 		Key:       p.Key,
 		Value:     p.Value,
 		After:     p.After,
+		Horizon:   s.horizon.current(),
 		PageLimit: clampLimit(limit),
 		MaxBytes:  int64(max(p.MaxBytes, 0)),
 	})
@@ -32,10 +33,8 @@ func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEven
 	return out, nil
 }
 
+// LastPosition is the settled horizon: every event at or below it can be
+// read, and none will appear below it later.
 func (s *Store) LastPosition(ctx context.Context) (int64, error) {
-	pos, err := s.q.LastPosition(ctx)
-	if err != nil {
-		return 0, mapErr(err, "read the log's last position")
-	}
-	return pos, nil
+	return s.horizon.current(), nil
 }

@@ -198,6 +198,7 @@ func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]sto
 		TenantID:  p.TenantID,
 		RunID:     p.RunID,
 		After:     p.After,
+		Horizon:   s.horizon.current(),
 		PageLimit: clampLimit(limit),
 		MaxBytes:  int64(max(p.MaxBytes, 0)),
 	})
@@ -212,7 +213,7 @@ func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]sto
 }
 
 func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error) {
-	pos, err := s.q.LastRunPosition(ctx, tenantID, runID)
+	pos, err := s.q.LastRunPosition(ctx, dbsqlc.LastRunPositionParams{TenantID: tenantID, RunID: runID, Horizon: s.horizon.current()})
 	if err != nil {
 		return 0, mapErr(err, "last position of run %s", runID)
 	}
@@ -221,7 +222,7 @@ func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (in
 
 func (s *Store) LastStreamPosition(ctx context.Context, tenantID, runID string, streams []string) (int64, error) {
 	pos, err := s.q.LastStreamPosition(ctx, dbsqlc.LastStreamPositionParams{
-		TenantID: tenantID, RunID: runID, AnyStream: streams == nil, Streams: streams,
+		TenantID: tenantID, RunID: runID, AnyStream: streams == nil, Streams: streams, Horizon: s.horizon.current(),
 	})
 	if err != nil {
 		return 0, mapErr(err, "last stream position of run %s", runID)
