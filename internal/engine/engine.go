@@ -5,7 +5,7 @@
 //
 // The state machine is written once against store.Tx. Lock order in every
 // transaction: the run, then its step runs, then (last, via AppendEvents) the
-// log's counter. Step runs are never locked before their run, which keeps
+// log. Step runs are never locked before their run, which keeps
 // concurrent transactions on one run (claim, complete, cancel) deadlock-free
 // on PostgreSQL.
 package engine
