@@ -95,11 +95,13 @@ func runs(ctx context.Context, o Options) ([]Measurement, error) {
 	var saturation float64
 	for _, clients := range runsClients {
 		o.progress("runs: saturation with %d clients for %v", clients, o.Duration)
+		txBefore, _ := counterSum(ctx, c.urls[0], "runnel_store_write_transactions_total")
 		start := time.Now()
 		completed, lat, err := closedLoop(clients, o.Duration)
 		if err != nil {
 			return nil, err
 		}
+		txAfter, txErr := counterSum(ctx, c.urls[0], "runnel_store_write_transactions_total")
 		rate := float64(completed) / time.Since(start).Seconds()
 		saturation = max(saturation, rate)
 		sorted := sortDurations(lat)
@@ -110,6 +112,11 @@ func runs(ctx context.Context, o Options) ([]Measurement, error) {
 		}
 		if clients == 64 {
 			ms[1].goal = atMost(50, 50)
+		}
+		if txErr == nil && completed > 0 {
+			// Every write transaction of the engine in the window (a few
+			// of them maintenance), per run completed.
+			ms = append(ms, measurement(name, "store write transactions per run", (txAfter-txBefore)/float64(completed), "tx", nil))
 		}
 		if raw != nil {
 			o.progress("runs: limit: bare commits from %d clients", clients)

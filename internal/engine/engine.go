@@ -204,6 +204,10 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	if err != nil {
 		return nil, fmt.Errorf("read event log id: %w", err)
 	}
+	notifier, _ := st.(store.Notifier)
+	// Every write the engine and its event log make is counted, so the
+	// transactions a run costs can be read off the metrics.
+	st = countedStore{Store: st, metrics: cfg.Metrics}
 	reader := eventlog.NewReader(st, hub)
 	reader.Heartbeat = cfg.SubscriptionHeartbeat
 	reader.Clock = cfg.Clock
@@ -228,8 +232,8 @@ func New(ctx context.Context, st store.Store, hub *eventlog.Hub, cfg Config) (*E
 	e.subscribers = newSubscriberGate(cfg.MaxSubscribers, cfg.MaxSubscribersPerToken)
 	e.mints = newMintLimiter(cfg.TokenMintRate, cfg.TokenMintBurst)
 	e.draining, e.startDrain = context.WithCancel(context.Background())
-	if n, ok := st.(store.Notifier); ok {
-		e.listener = eventlog.NewListener(n, hub, eventlog.ListenerConfig{
+	if notifier != nil {
+		e.listener = eventlog.NewListener(notifier, hub, eventlog.ListenerConfig{
 			Logger: cfg.Logger, WakeFunc: e.wakeDispatcher, TokenRevoked: e.ForgetToken,
 		})
 	}
@@ -312,4 +316,15 @@ func notFound(err error, format string, args ...any) error {
 		return apierr.New(apierr.NotFound, format, args...)
 	}
 	return err
+}
+
+// countedStore counts the engine's write transactions.
+type countedStore struct {
+	store.Store
+	metrics *metrics.Metrics
+}
+
+func (s countedStore) Write(ctx context.Context, fn func(store.Tx) error) error {
+	s.metrics.StoreWrite()
+	return s.Store.Write(ctx, fn)
 }

@@ -56,3 +56,11 @@ func (m *Metrics) AppendCommitted(events int, took time.Duration) {
 	m.appendBatchEvents.Observe(float64(events))
 	m.appendCommitSeconds.Observe(took.Seconds())
 }
+
+// StoreWrite counts one write transaction of the engine.
+func (m *Metrics) StoreWrite() {
+	if m == nil {
+		return
+	}
+	m.storeWrites.Inc()
+}

@@ -39,6 +39,7 @@ type Metrics struct {
 	subscriberLagSeconds *prometheus.HistogramVec
 	sseConnections       prometheus.Gauge
 	httpRequests         *prometheus.CounterVec
+	storeWrites          prometheus.Counter
 }
 
 // latencyBuckets cover a commit or a delivery from half a millisecond (a
@@ -98,6 +99,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "http_requests_total",
 			Help: "HTTP requests served, by route pattern and status code (counted when the response ends).",
 		}, []string{"route", "code"}),
+		storeWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "store_write_transactions_total",
+			Help: "Write transactions this node's engine ran on the store (each Store.Write call; retries inside it not counted again).",
+		}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -105,6 +110,7 @@ func New() *Metrics {
 		m.runsTriggered, m.runsFinished, m.stepAttemptsStarted, m.stepAttemptsFinished,
 		m.eventsAppended, m.appendBatchEvents, m.appendCommitSeconds,
 		m.subscribers, m.subscriberLagSeconds, m.sseConnections, m.httpRequests,
+		m.storeWrites,
 	)
 	return m
 }

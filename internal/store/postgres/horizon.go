@@ -179,9 +179,12 @@ func (h *horizon) wanted() bool {
 	return len(h.waiters) > 0
 }
 
-// loop runs rounds while someone waits. A round that settles nothing is
-// followed by a growing pause (up to 5 ms), so a transaction that takes a
-// while costs a few queries, not a busy loop.
+// loop runs rounds while someone waits. After a round that settled
+// nothing it waits for a new waiter (each local commit brings one, and
+// with it, often, the end of a transaction the round waited for) or a
+// short pause that grows up to maxPause (for other nodes' transactions,
+// which this node hears nothing of), so a transaction that takes a while
+// costs a few queries, not a busy loop.
 func (h *horizon) loop() {
 	defer close(h.done)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -209,10 +212,12 @@ func (h *horizon) loop() {
 			t := time.NewTimer(pause)
 			select {
 			case <-t.C:
+			case <-h.kick:
 			case <-h.stop:
 				t.Stop()
 				return
 			}
+			t.Stop()
 		}
 		before := h.settled.Load()
 		var err error
@@ -227,10 +232,13 @@ func (h *horizon) loop() {
 		case h.settled.Load() > before:
 			pause = 0
 		default:
-			pause = min(max(2*pause, 100*time.Microsecond), 5*time.Millisecond)
+			pause = min(max(2*pause, 50*time.Microsecond), maxPause)
 		}
 	}
 }
+
+// maxPause bounds the wait between rounds that settle nothing.
+const maxPause = time.Millisecond
 
 // round reads the sequence and then the appenders in flight, settles the
 // candidates whose appenders have all ended, and adds the new one.
