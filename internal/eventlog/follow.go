@@ -72,6 +72,9 @@ type Reader struct {
 	// shared holds recent large payloads read from the store, so that the
 	// subscribers replaying one share a copy.
 	shared *sharedPayloads
+	// pages shares the store reads of subscribers catching up on the same
+	// events (pages.go).
+	pages *pageCache
 
 	mu    sync.Mutex
 	feeds map[feedKey]*feed
@@ -89,6 +92,7 @@ func NewReader(st store.Store, hub *Hub) *Reader {
 		Poll: 2 * time.Second, Heartbeat: 15 * time.Second, Clock: clock.Real(),
 		feeds:  make(map[feedKey]*feed),
 		shared: newSharedPayloads(sharedPayloadBudget),
+		pages:  newPageCache(pageCacheBudget),
 	}
 }
 
@@ -184,12 +188,16 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, keep eventFilt
 			}
 			continue
 		}
-		// Behind the tail: read the store at our own pace.
-		page, err := f.src.read(ctx, after)
+		// Behind the tail: read the store at our own pace (sharing the
+		// read with others catching up on the same events).
+		page, err := r.pages.read(ctx, pageKey{f.key, after}, func() ([]store.Event, error) {
+			page, err := f.src.read(ctx, after)
+			r.shared.share(page)
+			return page, err
+		})
 		if err != nil {
 			return err
 		}
-		r.shared.share(page)
 		if len(page) == 0 {
 			// Nothing followed lies between `after` and the tail's base (a
 			// position of another run can land there): every event at or
