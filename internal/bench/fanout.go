@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
 	"fmt"
 	"io"
 	"math"
@@ -37,13 +40,13 @@ func fanout(ctx context.Context, o Options) ([]Measurement, error) {
 		return nil, err
 	}
 	engine := fanoutTarget{
-		host: c.urls[0], token: c.token,
-		start: func(ctx context.Context, startAt time.Time, rate int, d time.Duration) (string, func() (EmitOutput, error), error) {
+		token: c.token,
+		start: func(ctx context.Context, startAt time.Time, rate int, d time.Duration) (string, string, func() (EmitOutput, error), error) {
 			runID, err := client.Admin().RunWorkflow(ctx, Emit, EmitInput{StartAtNs: startAt.UnixNano(), Rate: rate, Size: 100, DurationMs: d.Milliseconds()})
 			if err != nil {
-				return "", nil, fmt.Errorf("trigger bench-emit: %w", err)
+				return "", "", nil, fmt.Errorf("trigger bench-emit: %w", err)
 			}
-			return "/api/v1/runs/" + runID + "/stream", func() (EmitOutput, error) { return emitOutput(ctx, client, runID) }, nil
+			return c.urls[0], "/api/v1/runs/" + runID + "/stream", func() (EmitOutput, error) { return emitOutput(ctx, client, runID) }, nil
 		},
 	}
 	if len(c.nodes) > 0 {
@@ -67,20 +70,13 @@ func fanout(ctx context.Context, o Options) ([]Measurement, error) {
 			return nil, err
 		}
 		// The same case against the plain server: the limit.
-		plain, err := startPlainSSE()
+		pt, stop, err := c.plainSSETarget(ctx)
 		if err != nil {
 			return nil, err
 		}
-		pt := fanoutTarget{host: plain.host, start: func(ctx context.Context, startAt time.Time, rate int, d time.Duration) (string, func() (EmitOutput, error), error) {
-			done := make(chan struct{})
-			var out EmitOutput
-			var err error
-			go func() { defer close(done); out, err = plain.emit(ctx, startAt, rate, d) }()
-			return "/", func() (EmitOutput, error) { <-done; return out, err }, nil
-		}}
 		o.progress("fanout: the same against a plain SSE server")
 		lim, err := fanoutCase(ctx, o, pt, subs, tc.rate, join)
-		plain.close()
+		stop()
 		if err != nil {
 			return nil, fmt.Errorf("plain SSE server: %w", err)
 		}
@@ -109,10 +105,11 @@ func fanout(ctx context.Context, o Options) ([]Measurement, error) {
 // fanoutTarget is what a fan-out case subscribes to: the engine, or the
 // plain SSE server.
 type fanoutTarget struct {
-	host, token string
+	token string
 	// start begins a stream of 100-byte events at rate from startAt for d,
-	// and returns the path to subscribe to and a wait for what was sent.
-	start func(ctx context.Context, startAt time.Time, rate int, d time.Duration) (string, func() (EmitOutput, error), error)
+	// and returns where to subscribe (host, path) and a wait for what was
+	// sent.
+	start func(ctx context.Context, startAt time.Time, rate int, d time.Duration) (host, path string, wait func() (EmitOutput, error), err error)
 	rss   func() (int64, error) // the engine's, when it is one
 }
 
@@ -131,7 +128,7 @@ func fanoutCase(ctx context.Context, o Options, t fanoutTarget, subs, rate int, 
 	} else {
 		o.progress("fanout: %d SSE subscribers × %d events/s for %v", subs, rate, o.Duration)
 	}
-	path, wait, err := t.start(ctx, startAt, rate, connectBudget+join+warm+o.Duration)
+	host, path, wait, err := t.start(ctx, startAt, rate, connectBudget+join+warm+o.Duration)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +167,7 @@ func fanoutCase(ctx context.Context, o Options, t fanoutTarget, subs, rate int, 
 		g.Go(func() error {
 			dials <- struct{}{}
 			asked := time.Now().UnixNano()
-			next, closeFn, err := sseSubscribe(gctx, hc, t.host, path,
+			next, closeFn, err := sseSubscribe(gctx, hc, host, path,
 				url.Values{"types": {string(runnel.EventStepStream)}}, t.token)
 			<-dials
 			connected.Done()
@@ -276,4 +273,53 @@ func fanoutCase(ctx context.Context, o Options, t fanoutTarget, subs, rate int, 
 		ms = append(ms, measurement(name, "engine peak RSS", float64(peakRSS.Load())/(1<<20), "MiB", nil))
 	}
 	return ms, nil
+}
+
+// plainSSETarget is a fan-out target served by a plain SSE server process
+// (ServePlainSSE), started when the case starts its stream.
+func (c *cluster) plainSSETarget(ctx context.Context) (fanoutTarget, func(), error) {
+	var p *process
+	t := fanoutTarget{start: func(ctx context.Context, startAt time.Time, rate int, d time.Duration) (string, string, func() (EmitOutput, error), error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return "", "", nil, err
+		}
+		ready := make(chan struct{})
+		p, err = c.spawn("plain SSE server", ready, "bench-sse-server", "--addr", addr,
+			"--rate", strconv.Itoa(rate), "--start-at-ns", strconv.FormatInt(startAt.UnixNano(), 10),
+			"--duration", d.String())
+		if err != nil {
+			return "", "", nil, err
+		}
+		select {
+		case <-ready:
+		case <-p.Done():
+			return "", "", nil, fmt.Errorf("plain SSE server exited: %s", tail(p.log))
+		case <-ctx.Done():
+			return "", "", nil, ctx.Err()
+		}
+		wait := func() (EmitOutput, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/done", nil)
+			if err != nil {
+				return EmitOutput{}, err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return EmitOutput{}, fmt.Errorf("plain SSE server: %w", err)
+			}
+			defer resp.Body.Close()
+			var out EmitOutput
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				return EmitOutput{}, fmt.Errorf("plain SSE server: %w", err)
+			}
+			return out, nil
+		}
+		return "http://" + addr, "/", wait, nil
+	}}
+	stop := func() {
+		if p != nil {
+			p.stop()
+		}
+	}
+	return t, stop, nil
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -21,8 +22,7 @@ import (
 // per event, no store, no tokens. What the engine loses against it is what
 // its own work costs.
 type plainSSE struct {
-	srv  *http.Server
-	host string
+	srv *http.Server
 
 	mu      sync.Mutex
 	history [][]byte // every frame so far, for subscribers joining from the start
@@ -31,15 +31,49 @@ type plainSSE struct {
 	changed chan struct{} // closed and replaced on every frame
 }
 
-func startPlainSSE() (*plainSSE, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("plain SSE server: %w", err)
+// ServePlainSSE runs the plain SSE server on addr (`runnel
+// bench-sse-server`, a process of its own as the engine is): it emits
+// 100-byte events at rate from startAt for d to every connection on "/",
+// answers GET /done with what it sent (JSON, once it is done), calls ready
+// once listening, and serves until ctx ends.
+func ServePlainSSE(ctx context.Context, addr string, rate int, startAt time.Time, d time.Duration, ready func()) error {
+	if rate <= 0 || d <= 0 {
+		return fmt.Errorf("plain SSE server: want a positive rate and duration")
 	}
-	p := &plainSSE{host: "http://" + ln.Addr().String(), subs: map[chan []byte]struct{}{}, changed: make(chan struct{})}
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("plain SSE server: %w", err)
+	}
+	p := &plainSSE{subs: map[chan []byte]struct{}{}, changed: make(chan struct{})}
+	var (
+		out     EmitOutput
+		emitErr error
+	)
+	emitted := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", p.serve)
+	mux.HandleFunc("GET /done", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-emitted:
+		case <-r.Context().Done():
+			return
+		}
+		if emitErr != nil {
+			http.Error(w, emitErr.Error(), http.StatusInternalServerError)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
-	return p, nil
+	defer p.close()
+	go func() {
+		defer close(emitted)
+		out, emitErr = p.emit(ctx, startAt, rate, d)
+	}()
+	ready()
+	<-ctx.Done()
+	return nil
 }
 
 func (p *plainSSE) close() { _ = p.srv.Close() }

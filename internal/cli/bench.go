@@ -116,3 +116,30 @@ func newBenchWorkerCommand() *cobra.Command {
 	cmd.Flags().IntVar(&slots, "slots", 32, "steps run at once")
 	return cmd
 }
+
+// newBenchSSEServerCommand is the plain SSE server the fanout bench
+// measures the engine against, in a process of its own.
+func newBenchSSEServerCommand() *cobra.Command {
+	var (
+		addr      string
+		rate      int
+		startAtNs int64
+		duration  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:    "bench-sse-server",
+		Short:  "Plain SSE server the fanout bench compares the engine with (started by runnel bench)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return bench.ServePlainSSE(cmd.Context(), addr, rate, time.Unix(0, startAtNs), duration, func() {
+				fmt.Fprintln(cmd.OutOrStdout(), "ready")
+			})
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:0", "listen address")
+	cmd.Flags().IntVar(&rate, "rate", 10, "events a second")
+	cmd.Flags().Int64Var(&startAtNs, "start-at-ns", 0, "when to start emitting (Unix nanoseconds)")
+	cmd.Flags().DurationVar(&duration, "duration", 10*time.Second, "how long to emit")
+	return cmd
+}

@@ -53,6 +53,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newBackupCommand(),
 		newBenchCommand(),
 		newBenchWorkerCommand(),
+		newBenchSSEServerCommand(),
 	)
 	return root
 }
