@@ -57,7 +57,7 @@ type feedSource interface {
 	// position order: exactly the followed events after it up to the
 	// page's last one, with none to appear below that later (see package
 	// store). A subscriber behind the tail reads with it too.
-	read(ctx context.Context, after int64) ([]store.Event, error)
+	read(ctx context.Context, after int64, size pageSize) ([]store.Event, error)
 	// wake returns a channel closed at the next commit on this node that may
 	// have appended followed events. The feed takes it before each read, so
 	// a commit the read missed still wakes it.
@@ -74,9 +74,9 @@ type runSource struct {
 	runID    string
 }
 
-func (s runSource) read(ctx context.Context, after int64) ([]store.Event, error) {
+func (s runSource) read(ctx context.Context, after int64, size pageSize) ([]store.Event, error) {
 	return s.r.store.ReadEvents(ctx, store.ReadEventsParams{
-		TenantID: s.tenantID, RunID: s.runID, After: after, Limit: s.r.PageSize, MaxBytes: s.r.PageBytes,
+		TenantID: s.tenantID, RunID: s.runID, After: after, Limit: size.events, MaxBytes: size.bytes,
 	})
 }
 
@@ -221,7 +221,7 @@ func (f *feed) run(ctx context.Context) {
 		// Arm before reading: a commit after this closes wake, so a commit
 		// the read does not see still causes another read.
 		wake := f.src.wake()
-		page, err := f.src.read(ctx, after)
+		page, err := f.src.read(ctx, after, f.reader.livePage())
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -56,6 +56,12 @@ type Reader struct {
 	// reading holds one batch in the engine while its write blocks, so this
 	// bounds what stuck subscribers cost.
 	BatchBytes int
+	// CatchUpPageSize and CatchUpPageBytes size the store reads of a
+	// subscriber behind the tail (replaying a run): larger pages, fewer
+	// queries (defaults 4096 events, 1 MiB). It still gets batches of at
+	// most PageSize events and BatchBytes.
+	CatchUpPageSize  int
+	CatchUpPageBytes int
 	// TailEvents and TailBytes bound the in-memory tail of each followed
 	// run (defaults 4096 events, 8 MiB).
 	TailEvents int
@@ -89,6 +95,7 @@ func NewReader(st store.Store, hub *Hub) *Reader {
 	return &Reader{
 		store: st, hub: hub,
 		PageSize: 256, PageBytes: 256 << 10, BatchBytes: 64 << 10, TailEvents: 4096, TailBytes: 8 << 20,
+		CatchUpPageSize: 4096, CatchUpPageBytes: 1 << 20,
 		Poll: 2 * time.Second, Heartbeat: 15 * time.Second, Clock: clock.Real(),
 		feeds:  make(map[feedKey]*feed),
 		shared: newSharedPayloads(sharedPayloadBudget),
@@ -138,6 +145,19 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, keep eventFilt
 	endsWithRun := f.src.endsWithRun()
 	heartbeat := r.Clock.NewTimer(r.Heartbeat)
 	defer heartbeat.Stop()
+	// A page read ahead while the previous one is delivered: readAhead
+	// until it is taken (serve waits for it before returning), then ahead.
+	var (
+		readAhead chan pageResult
+		ahead     *pageResult
+	)
+	takeAhead := func() {
+		if readAhead != nil {
+			res := <-readAhead
+			ahead, readAhead = &res, nil
+		}
+	}
+	defer takeAhead()
 	// send delivers events (ascending, after `after`) and reports whether
 	// the run's terminal event was among them.
 	send := func(events []store.Event) (bool, error) {
@@ -188,15 +208,27 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, keep eventFilt
 			}
 			continue
 		}
-		// Behind the tail: read the store at our own pace (sharing the
-		// read with others catching up on the same events).
-		page, err := r.pages.read(ctx, pageKey{f.key, after}, func() ([]store.Event, error) {
-			page, err := f.src.read(ctx, after)
-			r.shared.share(page)
-			return page, err
-		})
+		// Behind the tail: read the store at our own pace, the next page
+		// while this one is delivered.
+		takeAhead()
+		var page []store.Event
+		var err error
+		if ahead != nil && ahead.after == after {
+			page, err = ahead.events, ahead.err
+		} else {
+			page, err = r.readCatchUp(ctx, f, after)
+		}
+		ahead = nil
 		if err != nil {
 			return err
+		}
+		if len(page) >= r.catchUpPage().events/2 && !(endsWithRun && page[len(page)-1].Terminal()) {
+			next := page[len(page)-1].Position
+			readAhead = make(chan pageResult, 1)
+			go func(ch chan<- pageResult) {
+				events, err := r.readCatchUp(ctx, f, next)
+				ch <- pageResult{after: next, events: events, err: err}
+			}(readAhead)
 		}
 		if len(page) == 0 {
 			// Nothing followed lies between `after` and the tail's base (a
@@ -215,6 +247,34 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, keep eventFilt
 			page = page[n:]
 		}
 	}
+}
+
+// pageSize bounds one store read.
+type pageSize struct{ events, bytes int }
+
+// livePage sizes the feed's reads of new events.
+func (r *Reader) livePage() pageSize { return pageSize{r.PageSize, r.PageBytes} }
+
+// catchUpPage sizes the reads of a subscriber behind the tail.
+func (r *Reader) catchUpPage() pageSize {
+	return pageSize{max(r.CatchUpPageSize, r.PageSize), max(r.CatchUpPageBytes, r.PageBytes)}
+}
+
+// pageResult is a page read ahead.
+type pageResult struct {
+	after  int64 // the page holds the events after this position
+	events []store.Event
+	err    error
+}
+
+// readCatchUp reads a page for a subscriber behind the tail, sharing the
+// read with others catching up on the same events (pages.go).
+func (r *Reader) readCatchUp(ctx context.Context, f *feed, after int64) ([]store.Event, error) {
+	return r.pages.read(ctx, pageKey{f.key, after}, func() ([]store.Event, error) {
+		page, err := f.src.read(ctx, after, r.catchUpPage())
+		r.shared.share(page)
+		return page, err
+	})
 }
 
 // batchLen returns how many of events go in the next batch: at most

@@ -84,9 +84,9 @@ type metadataSource struct {
 	key, value string
 }
 
-func (s metadataSource) read(ctx context.Context, after int64) ([]store.Event, error) {
+func (s metadataSource) read(ctx context.Context, after int64, size pageSize) ([]store.Event, error) {
 	return s.r.store.ReadMetadataEvents(ctx, store.ReadMetadataEventsParams{
-		TenantID: s.tenantID, Key: s.key, Value: s.value, After: after, Limit: s.r.PageSize, MaxBytes: s.r.PageBytes,
+		TenantID: s.tenantID, Key: s.key, Value: s.value, After: after, Limit: size.events, MaxBytes: size.bytes,
 	})
 }
 

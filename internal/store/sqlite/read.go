@@ -198,24 +198,46 @@ func (s *Store) TouchWorker(ctx context.Context, tenantID, workerID string, now 
 
 // ReadEvents reads one page in one query; see the ReadEvents query for how
 // MaxBytes is applied without loading the payloads past it.
+//
+// The byte limit is applied while stepping through the rows: SQLite runs
+// in this process, so a row not stepped to is never read, and stopping
+// there costs less than having the statement find the page's end first
+// (the ReadEvents query does that, for stores across a network; here it
+// took half the time of a replay).
 func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]store.Event, error) {
 	limit := p.PageLimit()
-	rows, err := s.read.ReadEvents(ctx, dbsqlc.ReadEventsParams{
-		TenantID:  p.TenantID,
-		RunID:     p.RunID,
-		After:     p.After,
-		PageLimit: int64(limit),
-		MaxBytes:  int64(max(p.MaxBytes, 0)),
-	})
+	rows, err := s.readPage.QueryContext(ctx, p.TenantID, p.RunID, p.After, limit)
 	if err != nil {
 		return nil, mapErr(err, "read events of run %s after %d", p.RunID, p.After)
 	}
-	out := make([]store.Event, 0, len(rows))
-	for _, r := range rows {
+	defer rows.Close()
+	out := make([]store.Event, 0, min(limit, 256))
+	bytes := 0
+	for rows.Next() {
+		if p.MaxBytes > 0 && len(out) > 0 && bytes >= p.MaxBytes {
+			break
+		}
+		var r dbsqlc.ReadEventsRow
+		if err := rows.Scan(&r.Position, &r.TenantID, &r.RunID, &r.Workflow, &r.Type, &r.StepRunID,
+			&r.Step, &r.Attempt, &r.Payload, &r.Data, &r.CreatedAt, &r.Stream); err != nil {
+			return nil, mapErr(err, "read events of run %s after %d", p.RunID, p.After)
+		}
+		bytes += len(r.Payload)
 		out = append(out, eventFromRow(r))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr(err, "read events of run %s after %d", p.RunID, p.After)
 	}
 	return out, nil
 }
+
+// readPageQuery is ReadEvents' statement: the run's events after a
+// position, off the events_run index, in order.
+const readPageQuery = `SELECT e.position, e.tenant_id, e.run_id, e.workflow, e.type, e.step_run_id, e.step, e.attempt, e.payload, e.data, e.created_at, e.stream
+FROM events e
+WHERE e.tenant_id = ? AND e.run_id = ? AND e.position > ?
+ORDER BY e.position
+LIMIT ?`
 
 func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error) {
 	pos, err := s.read.LastRunPosition(ctx, dbsqlc.LastRunPositionParams{TenantID: tenantID, RunID: runID})

@@ -63,6 +63,8 @@ type Store struct {
 	writer *sql.DB // one connection: all writes
 	reader *sql.DB // query_only connections: Store's read methods
 	read   *dbsqlc.Queries
+	// readPage is ReadEvents' statement, on the reader.
+	readPage *sql.Stmt
 	// prepared holds every query prepared on the writer's one connection,
 	// for its transactions.
 	prepared *dbsqlc.Queries
@@ -177,6 +179,9 @@ func OpenConfig(ctx context.Context, cfg Config, opts store.Options) (_ *Store, 
 	if s.read, err = dbsqlc.Prepare(ctx, s.reader); err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: prepare read queries: %w", cfg.Path, err)
 	}
+	if s.readPage, err = s.reader.PrepareContext(ctx, readPageQuery); err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: prepare read queries: %w", cfg.Path, err)
+	}
 	return s, nil
 }
 
@@ -220,6 +225,9 @@ func (s *Store) Close() error {
 	var errs []error
 	if s.read != nil {
 		errs = append(errs, s.read.Close())
+	}
+	if s.readPage != nil {
+		errs = append(errs, s.readPage.Close())
 	}
 	if s.prepared != nil {
 		errs = append(errs, s.prepared.Close())

@@ -16,6 +16,8 @@ INSERT INTO events (position, tenant_id, run_id, workflow, type, step_run_id, st
 VALUES (@position, @tenant_id, @run_id, @workflow, @type, @step_run_id, @step, @attempt, @payload, @data, @created_at, @payload_size, @stream);
 
 -- name: ReadEvents :many
+-- (Store.ReadEvents steps through a plain page query instead and stops at the
+-- byte limit itself, see read.go; this statement gives the row type.)
 -- A page of a run's events after a position, in one statement. With a byte
 -- limit, the scalar subquery finds where the page ends: it walks the same
 -- page on events_run_sized alone (the index holds each payload's size, so

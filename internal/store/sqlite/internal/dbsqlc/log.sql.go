@@ -184,6 +184,8 @@ type ReadEventsRow struct {
 	Stream    string
 }
 
+// (Store.ReadEvents steps through a plain page query instead and stops at the
+// byte limit itself, see read.go; this statement gives the row type.)
 // A page of a run's events after a position, in one statement. With a byte
 // limit, the scalar subquery finds where the page ends: it walks the same
 // page on events_run_sized alone (the index holds each payload's size, so
