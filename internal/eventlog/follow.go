@@ -213,7 +213,10 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, keep eventFilt
 		takeAhead()
 		var page []store.Event
 		var err error
-		if ahead != nil && ahead.after == after {
+		// An empty page read ahead is not used: it was read before this
+		// iteration's view, so it cannot vouch for the view's base (see
+		// below).
+		if ahead != nil && ahead.after == after && len(ahead.events) > 0 {
 			page, err = ahead.events, ahead.err
 		} else {
 			page, err = r.readCatchUp(ctx, f, after)
@@ -234,7 +237,8 @@ func (r *Reader) serve(ctx context.Context, f *feed, after int64, keep eventFilt
 			// Nothing followed lies between `after` and the tail's base (a
 			// position of another run can land there): every event at or
 			// below base committed before the view was taken, so before
-			// this read. Move up to it.
+			// this read (which started after the view: an empty page is
+			// never one read ahead or read by someone else). Move up to it.
 			after = view.base
 			continue
 		}

@@ -18,9 +18,10 @@ import (
 // A kept page stays right: it holds exactly the followed events after its
 // start position up to its last one (the log below the horizon never
 // changes), so a subscriber that takes it continues after its last event
-// as if it had read it itself. Empty pages are not kept, since events may
-// come after them; a short page may be, and only costs its taker one more
-// read. Pages are shared: nobody may change their events.
+// as if it had read it itself. Empty pages are neither kept nor handed to
+// those waiting (they read again): events may have come since. A short
+// page may be kept, and only costs its taker one more read. Pages are
+// shared: nobody may change their events.
 type pageCache struct {
 	mu     sync.Mutex
 	pages  map[pageKey]*cachedPage
@@ -28,6 +29,8 @@ type pageCache struct {
 	head   int
 	bytes  int
 	budget int
+	// waiting counts callers waiting for another's read (tests watch it).
+	waiting int
 }
 
 type pageKey struct {
@@ -55,16 +58,25 @@ func newPageCache(budget int) *pageCache {
 func (c *pageCache) read(ctx context.Context, key pageKey, readPage func() ([]store.Event, error)) ([]store.Event, error) {
 	c.mu.Lock()
 	if p, ok := c.pages[key]; ok {
+		c.waiting++
 		c.mu.Unlock()
 		select {
 		case <-p.ready:
 		case <-ctx.Done():
+		}
+		c.mu.Lock()
+		c.waiting--
+		c.mu.Unlock()
+		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if p.err == nil {
+		if p.err == nil && len(p.events) > 0 {
 			return p.events, nil
 		}
-		// The reader failed (its context ended, say): read for ourselves.
+		// The reader failed (its context ended, say), or found nothing
+		// after the position: read for ourselves. An empty page read by
+		// another says nothing of what committed since it started, which
+		// the caller may rely on (see Reader.serve).
 		return readPage()
 	}
 	p := &cachedPage{ready: make(chan struct{})}

@@ -91,3 +91,46 @@ func TestPageCacheBudget(t *testing.T) {
 	require.Contains(t, c.pages, pageKey{after: 9})
 	require.NotContains(t, c.pages, pageKey{after: 0})
 }
+
+// An empty page read by another subscriber is not handed to one waiting
+// for it: that read started before the waiter looked at the feed, so it
+// cannot tell the waiter nothing committed since (a waiter trusting it
+// would skip to the feed's base past events committed meanwhile).
+func TestPageCacheWaiterRereadsEmptyPage(t *testing.T) {
+	c := newPageCache(1 << 20)
+	ctx := t.Context()
+	key := pageKey{feed: feedKey{runID: "run"}, after: 5}
+	started, release := make(chan struct{}), make(chan struct{})
+	leaderDone := make(chan struct{})
+	go func() {
+		defer close(leaderDone)
+		page, err := c.read(ctx, key, func() ([]store.Event, error) {
+			close(started)
+			<-release
+			return nil, nil // nothing after 5 when this read started
+		})
+		require.NoError(t, err)
+		require.Empty(t, page)
+	}()
+	<-started
+	waiterDone := make(chan []store.Event)
+	go func() {
+		page, err := c.read(ctx, key, func() ([]store.Event, error) {
+			return []store.Event{{Position: 6}}, nil // committed since
+		})
+		require.NoError(t, err)
+		waiterDone <- page
+	}()
+	// The waiter is waiting for the leader's read before it ends.
+	for {
+		c.mu.Lock()
+		w := c.waiting
+		c.mu.Unlock()
+		if w == 1 {
+			break
+		}
+	}
+	close(release)
+	<-leaderDone
+	require.Equal(t, []store.Event{{Position: 6}}, <-waiterDone)
+}
