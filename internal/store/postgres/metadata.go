@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/postgres/internal/dbsqlc"
@@ -33,8 +34,17 @@ func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEven
 	return out, nil
 }
 
-// LastPosition is the settled horizon: every event at or below it can be
-// read, and none will appear below it later.
+// LastPosition is the newest position every reader can read: the
+// sequence's value now, once the horizon has reached it (every appender
+// holding a position at or below it has ended). It asks the database, so
+// a position another node handed out is never beyond it.
 func (s *Store) LastPosition(ctx context.Context) (int64, error) {
-	return s.horizon.current(), nil
+	last, err := s.horizon.sequenceValue(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.horizon.await(ctx, last); err != nil {
+		return 0, fmt.Errorf("read the log's last position: %w", err)
+	}
+	return last, nil
 }

@@ -400,8 +400,11 @@ func testLogID(t *testing.T, open Opener) {
 
 // testConcurrentAppendAndRead: writers append to one run concurrently while
 // a reader follows it, each time reading after the last position it saw.
-// Because positions follow commit order, the reader can never miss an event:
-// what it collects must be exactly the run's final log.
+// Because positions follow commit order as readers see them, the reader can
+// never miss an event: what it collects must be exactly the run's final
+// log. Some transactions append twice, with other work between, so that
+// they hold positions for a while before committing (on PostgreSQL, where
+// appenders commit side by side, later positions then commit first).
 func testConcurrentAppendAndRead(t *testing.T, open Opener) {
 	s := open(t, nil)
 	ctx := t.Context()
@@ -409,7 +412,7 @@ func testConcurrentAppendAndRead(t *testing.T, open Opener) {
 	noise := fixture{tenant: f.tenant, run: newRun(f.tenant.ID, "noise")}
 	insertRuns(t, s, noise.run)
 
-	const writers, batches = 4, 40
+	const writers, batches = 8, 30
 	var done atomic.Bool
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -423,7 +426,19 @@ func testConcurrentAppendAndRead(t *testing.T, open Opener) {
 				// Interleave another run's events, so the run's
 				// positions have holes.
 				events = append(events, noise.event(store.EventStepStream, nil))
-				err := s.Write(ctx, func(tx store.Tx) error { return tx.AppendEvents(ctx, events) })
+				err := s.Write(ctx, func(tx store.Tx) error {
+					if i%2 == 0 {
+						return tx.AppendEvents(ctx, events)
+					}
+					// Positions first, then more work, then the rest.
+					if err := tx.AppendEvents(ctx, events[:1]); err != nil {
+						return err
+					}
+					if _, err := tx.GetRunForUpdate(ctx, noise.tenant.ID, noise.run.ID); err != nil {
+						return err
+					}
+					return tx.AppendEvents(ctx, events[1:])
+				})
 				if !assertNoError(t, err) {
 					return
 				}
