@@ -80,6 +80,7 @@ type sseWriter struct {
 	out    *ssewire.Writer
 	codec  eventlog.Codec
 	frames *frameCache
+	batch  [][]byte // the frames of the batch being written, reused
 }
 
 func newSSEWriter(w http.ResponseWriter, codec eventlog.Codec, frames *frameCache, writeTimeout time.Duration) *sseWriter {
@@ -103,21 +104,31 @@ func (s *sseWriter) deliver(events []store.Event, pos int64) error {
 			return err
 		}
 	}
-	for _, ev := range events {
-		if ev.Type == store.EventStepStream && len(ev.Payload) > ssewire.ChunkSize {
-			// Too large to cache or to hold encoded: streamed in pieces.
-			if err := s.out.Event(wireEvent(s.codec, ev)); err != nil {
+	for len(events) > 0 {
+		// Runs of events small enough to cache, then one too large to
+		// cache or to hold encoded, streamed in pieces.
+		n := 0
+		for n < len(events) && !(events[n].Type == store.EventStepStream && len(events[n].Payload) > ssewire.ChunkSize) {
+			n++
+		}
+		if n > 0 {
+			var err error
+			if s.batch, err = s.frames.batch(s.codec, events[:n], s.batch); err != nil {
 				return err
 			}
+			for _, f := range s.batch {
+				if err := s.out.Frame(f); err != nil {
+					return err
+				}
+			}
+			clear(s.batch) // the frames are the cache's: hold none between batches
+			events = events[n:]
 			continue
 		}
-		f, err := s.frames.frame(s.codec, ev)
-		if err != nil {
+		if err := s.out.Event(wireEvent(s.codec, events[0])); err != nil {
 			return err
 		}
-		if err := s.out.Frame(f); err != nil {
-			return err
-		}
+		events = events[1:]
 	}
 	return s.out.Flush()
 }

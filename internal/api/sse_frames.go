@@ -31,30 +31,8 @@ func newFrameCache() *frameCache {
 	return &frameCache{frames: make(map[int64][]byte, frameCacheEntries)}
 }
 
-// frame returns the SSE frame of ev: id (its position), event (its type)
-// and data.
-func (c *frameCache) frame(codec eventlog.Codec, ev store.Event) ([]byte, error) {
-	c.mu.Lock()
-	f, ok := c.frames[ev.Position]
-	c.mu.Unlock()
-	if ok {
-		return f, nil
-	}
-	var b bytes.Buffer
-	err := ssewire.Write(&b, wireEvent(codec, ev))
-	if err != nil {
-		return nil, err
-	}
-	f = b.Bytes()
-	if len(f) <= frameCacheMaxFrame {
-		c.put(ev.Position, f)
-	}
-	return f, nil
-}
-
-func (c *frameCache) put(pos int64, f []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// putLocked keeps a frame, dropping the oldest beyond the bounds.
+func (c *frameCache) putLocked(pos int64, f []byte) {
 	if _, ok := c.frames[pos]; ok {
 		return
 	}
@@ -71,6 +49,45 @@ func (c *frameCache) put(pos int64, f []byte) {
 		c.order = append(c.order[:0:0], c.order[c.head:]...)
 		c.head = 0
 	}
+}
+
+// batch returns the frames of a batch of events (none larger than
+// ssewire.ChunkSize): cached ones are looked up and new ones kept under one
+// lock each, not one per event, which matters when a subscriber replays a
+// run (a batch of hundreds of events, none cached).
+func (c *frameCache) batch(codec eventlog.Codec, events []store.Event, out [][]byte) ([][]byte, error) {
+	out = out[:0]
+	missing := false
+	c.mu.Lock()
+	for _, ev := range events {
+		f := c.frames[ev.Position]
+		missing = missing || f == nil
+		out = append(out, f)
+	}
+	c.mu.Unlock()
+	if !missing {
+		return out, nil
+	}
+	var fresh []int
+	for i, f := range out {
+		if f != nil {
+			continue
+		}
+		var b bytes.Buffer
+		if err := ssewire.Write(&b, wireEvent(codec, events[i])); err != nil {
+			return nil, err
+		}
+		out[i] = b.Bytes()
+		if len(out[i]) <= frameCacheMaxFrame {
+			fresh = append(fresh, i)
+		}
+	}
+	c.mu.Lock()
+	for _, i := range fresh {
+		c.putLocked(events[i].Position, out[i])
+	}
+	c.mu.Unlock()
+	return out, nil
 }
 
 // wireEvent is a stored event in the fields SSE carries.

@@ -13,8 +13,9 @@ import (
 	"github.com/runnel-dev/runnel/internal/store"
 )
 
-// A cached frame is byte for byte the frame ssewire writes, and the cache
-// stays within its entry and byte bounds however many events pass.
+// A cached frame is byte for byte the frame ssewire writes, in a batch
+// whatever else is cached, and the cache stays within its entry and byte
+// bounds however many events pass.
 func TestFrameCache(t *testing.T) {
 	c := newFrameCache()
 	codec := eventlog.NewCodec("0123456789abcdef")
@@ -28,10 +29,13 @@ func TestFrameCache(t *testing.T) {
 			size = frameCacheMaxFrame // too large to keep
 		}
 		e := ev(pos, size)
-		got, err := c.frame(codec, e)
+		frames, err := c.batch(codec, []store.Event{e}, nil)
 		require.NoError(t, err)
-		again, err := c.frame(codec, e)
+		got := frames[0]
+		// Again, in a batch with the event before it (cached, or not).
+		frames, err = c.batch(codec, []store.Event{ev(pos-1, 100), e}, nil)
 		require.NoError(t, err)
+		again := frames[1]
 		var want bytes.Buffer
 		require.NoError(t, ssewire.Write(&want, ssewire.Event{Position: codec.Encode(pos), RunID: "r", Workflow: "wf",
 			Type: "step.stream", StepRunID: "s", Step: "st", Attempt: 1, Payload: e.Payload, Time: e.CreatedAt}))
