@@ -113,12 +113,12 @@ func TestDashboardTimeline(t *testing.T) {
 			run(t, tab.Ctx,
 				chromedp.Navigate(e.URL+"/#/runs/"+parent),
 				waitJS(`document.querySelector('h1 .badge') && document.querySelector('h1 .badge').textContent === 'completed'`),
-				waitJS(children+`.length === 3 && `+children+`.every(r => r.querySelector('.tl-run.s-completed'))`),
+				waitJS(children+`.length === 3 && `+children+`.every(r => r.querySelector('.tl-attempt.s-completed'))`),
 			)
-			// Nested: each child's row comes after the spawn step's, one
-			// level deeper, with its own step one level deeper still.
+			// Nested: each child's row (its one step's attempt on it) comes
+			// after the spawn step's, one level deeper.
 			layout := eval[string](t, tab.Ctx, `[...document.querySelectorAll('#timeline .tl-row[data-kind]')].map(r => r.dataset.kind + r.dataset.depth).join(' ')`)
-			if layout != "step0 run1 step2 run1 step2 run1 step2" {
+			if layout != "step0 run1 run1 run1" {
 				t.Errorf("timeline rows %q, want the spawn step then each child nested under it", layout)
 			}
 			if kind == "sqlite" {
@@ -185,6 +185,10 @@ func TestDashboardTree(t *testing.T) {
 				waitJS(`document.getElementById('tab-tree').getAttribute('aria-selected') === 'true'`),
 				waitJS(`document.getElementById('tree-output').dataset.state === 'ended'`),
 			)
+			// The timeline nests the grandchildren under their parents too.
+			if got := eval[string](t, tab.Ctx, `[...document.querySelectorAll('#timeline .tl-row[data-kind]')].map(r => r.dataset.kind + r.dataset.depth).join(' ')`); got != "step0 run1 run2 run2 run1 run2 run2" {
+				t.Errorf("timeline rows %q, want each child followed by its two children, one level deeper", got)
+			}
 			lines := eval[[]string](t, tab.Ctx, `[...document.querySelectorAll('#tree-output .tree-line')].filter(l => l.querySelector('.chunk')).map(l => l.dataset.path + '|' + l.querySelector('.chunk').textContent)`)
 			byRun := map[string][]string{}
 			for _, l := range lines {
@@ -225,7 +229,7 @@ func TestDashboardTree(t *testing.T) {
 					chromedp.WaitVisible(`main h1`),
 				)
 				if page == "/#/runs/"+parent {
-					run(t, tab.Ctx, waitJS(`document.querySelectorAll('#timeline .tl-row[data-kind]').length === 13`))
+					run(t, tab.Ctx, waitJS(`document.querySelectorAll('#timeline .tl-row[data-kind]').length === 7`))
 					if kind == "sqlite" {
 						screenshot(t, tab.Ctx, "phone-run.png")
 					}

@@ -26,6 +26,17 @@ const DEMO_INPUTS = {
   "demo-slow": { seconds: 30 },
 };
 
+// What each demo does, under the form: a first-time user learns there what
+// the input's fields change (PRODUCT.md section 4.1).
+const DEMO_HINTS = {
+  "demo-text": "Streams \"chunks\" words, one every \"intervalMs\", like an LLM's tokens.",
+  "demo-file": "Streams one binary payload of \"bytes\" bytes (over 4 MiB is refused).",
+  "demo-parent": "Spawns \"n\" demo-child runs and waits for them. Add \"spawn\": 2 to give each child two children of its own.",
+  "demo-child": "Streams five chunks; \"spawn\": k spawns k children first.",
+  "demo-flaky": "Fails its first \"failAttempts\" attempts, then succeeds (3 retries).",
+  "demo-slow": "Streams a tick a second for \"seconds\"; try cancelling it.",
+};
+
 // ---- pages -----------------------------------------------------------------
 
 let cleanup = () => {};
@@ -269,7 +280,8 @@ async function triggerPage(params) {
   const fill = () => {
     input.value = JSON.stringify(DEMO_INPUTS[select.value] || {}, null, 2);
     const wf = workflows.find((w) => w.name === select.value);
-    steps.textContent = "Steps: " + wf.steps.map((s) => s.name + (s.parents ? " ← " + s.parents.join(", ") : "")).join(" · ");
+    steps.textContent = "Steps: " + wf.steps.map((s) => s.name + (s.parents ? " ← " + s.parents.join(", ") : "")).join(" · ") +
+      (DEMO_HINTS[select.value] ? ". " + DEMO_HINTS[select.value] : "");
   };
   select.addEventListener("change", fill);
   fill();

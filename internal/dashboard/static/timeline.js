@@ -65,16 +65,36 @@ function runSegments(run, end) {
 function rows(tree, end) {
   const out = [];
   const endOf = (r) => (r.finishedAt ? ms(r.finishedAt) : end);
+  const kidsOf = (run) => (run.children || []).map((c) => tree.runs.get(c.runId)).filter(Boolean);
+  // visitChildren adds the runs a step spawned; a one-step child's step is
+  // on its run's row, so its children come one level under that row.
+  const visitChildren = (run, step, depth) => {
+    for (const child of kidsOf(run).filter((k) => k.parentStepRunId === step.stepRunId)) {
+      if (out.length >= MAX_ROWS) return;
+      addRun(child, depth);
+    }
+  };
+  // addRun adds a child run's row, then what it spawned. A child of one
+  // step (the common case) is drawn on one row: its wait in the queue, then
+  // its step's attempts.
+  const addRun = (child, depth) => {
+    const path = tree.path(child.runId);
+    const only = (child.steps || []).length === 1 ? child.steps[0] : null;
+    if (only) {
+      const segs = runSegments(child, end).filter((s) => s.kind === "wait").concat(stepSegments(child, only, endOf(child)));
+      out.push({ kind: "run", depth, run: child, step: only, segs, path });
+      visitChildren(child, only, depth + 1);
+      return;
+    }
+    out.push({ kind: "run", depth, run: child, segs: runSegments(child, end), path });
+    visit(child.runId, depth + 1);
+  };
   const visit = (runId, depth) => {
     const run = tree.runs.get(runId);
     if (!run || out.length >= MAX_ROWS) return;
-    const kids = (run.children || []).map((c) => tree.runs.get(c.runId)).filter(Boolean);
     for (const step of run.steps || []) {
       out.push({ kind: "step", depth, run, step, segs: stepSegments(run, step, endOf(run)) });
-      for (const child of kids.filter((k) => k.parentStepRunId === step.stepRunId)) {
-        out.push({ kind: "run", depth: depth + 1, run: child, segs: runSegments(child, end), path: tree.path(child.runId) });
-        visit(child.runId, depth + 2);
-      }
+      visitChildren(run, step, depth + 1);
     }
   };
   visit(tree.rootId, 0);
@@ -148,5 +168,6 @@ export function renderTimeline(box, tree, { onStep, now = Date.now() } = {}) {
     tree.truncated || list.length >= MAX_ROWS ? el("p", { class: "muted" }, "Only the first runs of this tree are shown.") : null,
     el("div", { class: "tl-legend muted" },
       ["queued", "running", "completed", "failed", "timed_out", "cancelled", "retry"].map((s) =>
-        el("span", {}, el("i", { class: "tl-key s-" + s }), s === "retry" ? "retry backoff" : s.replace("_", " ")))));
+        el("span", {}, el("i", { class: "tl-key s-" + s }), s === "retry" ? "retry backoff" : s.replace("_", " "))),
+      list.some((r) => r.kind === "run" && !r.step) ? el("span", {}, el("i", { class: "tl-key child-run" }), "child run of several steps") : null));
 }
