@@ -678,7 +678,7 @@ function streamsPage() {
       const data = await api("GET", "/streams");
       if (stopped) return;
       set(msg);
-      set(tbody, ...data.streams.map((s) => el("tr", { "data-stream": s.name, class: "stream-row" },
+      set(tbody, ...data.streams.map((s) => el("tr", { "data-stream": s.name, class: "stream-row", "data-nav-key": "stream:" + s.name },
         el("td", {}, el("a", { href: "#/streams/" + encodeURIComponent(s.name), class: "mono" }, s.name)),
         el("td", {}, el("code", {}, s.contentType)),
         el("td", {}, badge(s.closed ? "completed" : "running").cloneNode(true), " ", s.closed ? "closed" : "open"),
