@@ -24,12 +24,19 @@ func TestListWorkers(t *testing.T) {
 		require.NoError(t, err)
 		defer func() { _ = n.client.Admin().CancelRun(ctx, runID) }()
 
+		// Polled: the step is assigned a moment after the trigger. Under
+		// load the worker may also reconnect, leaving the list empty for a
+		// moment.
 		var w map[string]any
 		require.Eventually(t, func() bool {
 			status, body := call(t, "GET", n.url+"/api/v1/workers", admin, "")
-			require.Equal(t, 200, status, "%v", body)
-			workers := body["workers"].([]any)
-			require.Len(t, workers, 1)
+			if status != 200 {
+				return false
+			}
+			workers, _ := body["workers"].([]any)
+			if len(workers) != 1 {
+				return false
+			}
 			w = workers[0].(map[string]any)
 			return len(w["running"].([]any)) == 1
 		}, 30*time.Second, 20*time.Millisecond, "the worker never showed its running step")
@@ -63,8 +70,8 @@ func TestListWorkers(t *testing.T) {
 		stop()
 		require.Eventually(t, func() bool {
 			status, body := call(t, "GET", n.url+"/api/v1/workers", admin, "")
-			require.Equal(t, 200, status, "%v", body)
-			return len(body["workers"].([]any)) == 0
+			workers, _ := body["workers"].([]any)
+			return status == 200 && len(workers) == 0
 		}, 30*time.Second, 20*time.Millisecond, "a stopped worker is still listed")
 	})
 }

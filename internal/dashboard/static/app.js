@@ -220,7 +220,7 @@ function runsPage(params) {
     };
     for (const r of runs) {
       if (r.parentRunId && onPage.has(r.parentRunId)) continue; // shown under its parent
-      walk(treeView.read.get(r.runId) && !onPage.has(r.runId) ? treeView.read.get(r.runId) : r, 0, !!r.parentRunId);
+      walk(r, 0, !!r.parentRunId); // a child whose parent is on another page is a root here
     }
     return out;
   }
@@ -511,17 +511,24 @@ async function runPage(runId) {
     if (lines.length) output.scrollTop = lines[0].offsetTop - output.offsetTop - 8;
   };
 
+  let headStatus = "";
   const renderRun = (r) => {
     run = r;
-    set(head, 
-      el("h1", {}, r.workflow, " ", badge(r.status)),
-      TERMINAL.has(r.status) ? null : el("button", {
-        class: "danger", id: "cancel",
-        onclick: async (e) => {
-          e.target.disabled = true;
-          try { await api("POST", "/runs/" + runId + "/cancel"); } catch (err) { showError(msg, err); }
-        },
-      }, "Cancel run"));
+    // The head (and its Cancel button) is redrawn only when the status
+    // changes: runTree calls this every second while the run goes on, and a
+    // click must not land on a button being replaced.
+    if (r.status !== headStatus) {
+      headStatus = r.status;
+      set(head,
+        el("h1", {}, r.workflow, " ", badge(r.status)),
+        TERMINAL.has(r.status) ? null : el("button", {
+          class: "danger", id: "cancel",
+          onclick: async (e) => {
+            e.target.disabled = true;
+            try { await api("POST", "/runs/" + runId + "/cancel"); } catch (err) { showError(msg, err); }
+          },
+        }, "Cancel run"));
+    }
     const row = (k, v) => [el("dt", {}, k), el("dd", {}, v)];
     set(details, el("dl", {},
       row("Run id", el("span", { class: "mono" }, r.runId)),

@@ -91,7 +91,8 @@ function point(a, b) {
 }
 
 // The sampler outlives the page: leaving the metrics page and coming back
-// keeps the history (up to five minutes) of this browser tab.
+// keeps the history (up to five minutes) of this browser tab. Points are
+// rates over the time between two samples, whatever it was.
 const sampler = { points: [], last: null, timer: 0, listeners: new Set(), error: "" };
 
 async function sample() {
@@ -107,7 +108,8 @@ async function sample() {
     sampler.error = err.message;
   }
   for (const fn of sampler.listeners) fn();
-  sampler.timer = setTimeout(sample, SAMPLE_MS);
+  // Away from the metrics page the history goes on, at a slower pace.
+  sampler.timer = setTimeout(sample, sampler.listeners.size ? SAMPLE_MS : 5 * SAMPLE_MS);
 }
 
 function startSampler() {
