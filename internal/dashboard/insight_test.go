@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -252,29 +251,24 @@ func keys(m map[string][]string) []string {
 	return out
 }
 
-var runnelBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "runnel-dashboard-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "runnel")
+// buildRunnel builds the runnel command into the test's directory (the
+// build cache makes a second build quick).
+func buildRunnel(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "runnel")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/runnel-dev/runnel/cmd/runnel").CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("build runnel: %v\n%s", err, out)
+		t.Fatalf("build runnel: %v\n%s", err, out)
 	}
-	return bin, nil
-})
+	return bin
+}
 
 // The workers page shows a second worker, a `runnel worker` process, within
 // a second of its start, with its SDK and slots, and drops it when the
 // process stops.
 func TestDashboardWorkers(t *testing.T) {
 	t.Parallel()
-	bin, err := runnelBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(bin)) })
+	bin := buildRunnel(t)
 	e := startDemo(t, "sqlite", 4)
 	tab := newTab(t)
 	signIn(t, tab, e, "/workers")
