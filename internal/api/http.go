@@ -69,6 +69,7 @@ func (h *HTTP) Mount(mux *http.ServeMux) {
 	route("POST /api/v1/events", h.pushEvent)
 	route("GET /api/v1/stream", h.streamMetadata)
 	route("GET /api/v1/streams", h.listStreams)
+	route("GET /api/v1/workers", h.listWorkers)
 	h.mountDurable(mux)
 	// The API's description needs no token (see openapi.go).
 	mux.Handle("GET /api/v1/openapi.json", h.cors(http.HandlerFunc(serveOpenAPI)))

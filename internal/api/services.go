@@ -71,6 +71,7 @@ func (s *workerService) Listen(ctx context.Context, req *connect.Request[pb.List
 	if err := stream.Send(nil); err != nil {
 		return err
 	}
+	ctx = engine.WithUserAgent(ctx, req.Header().Get("User-Agent")) // for the workers page
 	return s.engine.Listen(ctx, p.TenantID, req.Msg.WorkerId, func(m engine.Message) error {
 		var out pb.ListenResponse
 		switch {

@@ -46,9 +46,15 @@ type Cancellation struct {
 type session struct {
 	workerID  string
 	tenantID  string
+	name      string
+	userAgent string // of the Listen request: which SDK, for the workers page
 	workflows []string
 	slots     int
-	out       chan Message
+	// connectedAt is when the session opened; heartbeatAt the last
+	// heartbeat this node saw (guarded by Engine.mu).
+	connectedAt time.Time
+	heartbeatAt time.Time
+	out         chan Message
 	// running maps the step runs assigned to this worker and not yet
 	// ended to their attempt; guarded by Engine.mu.
 	running map[string]int
@@ -354,9 +360,11 @@ func (e *Engine) HeartbeatInterval() time.Duration { return e.cfg.HeartbeatInter
 // register again): another tenant cannot keep a worker alive, nor learn
 // that it exists.
 func (e *Engine) Heartbeat(ctx context.Context, tenantID, workerID string) error {
-	if err := e.store.TouchWorker(ctx, tenantID, workerID, e.now()); err != nil {
+	now := e.now()
+	if err := e.store.TouchWorker(ctx, tenantID, workerID, now); err != nil {
 		return notFound(err, "worker %s is not registered or was declared dead; register again", workerID)
 	}
+	e.sawHeartbeat(workerID, now)
 	return nil
 }
 
@@ -391,7 +399,8 @@ func (e *Engine) Listen(ctx context.Context, tenantID, workerID string, send fun
 		return apierr.New(apierr.NotFound, "worker %s is not registered or was declared dead; register again", workerID)
 	}
 	s := &session{
-		workerID: w.ID, tenantID: w.TenantID, workflows: w.Workflows, slots: w.Slots,
+		workerID: w.ID, tenantID: w.TenantID, name: w.Name, userAgent: userAgentOf(ctx),
+		workflows: w.Workflows, slots: w.Slots, connectedAt: e.now(), heartbeatAt: w.HeartbeatAt,
 		out: make(chan Message, w.Slots+1024), running: map[string]int{}, broken: make(chan struct{}),
 	}
 	// The attempts it already runs (resumed ones) hold slots. Those resumed

@@ -337,6 +337,13 @@ func TestOpenAPIResponses(t *testing.T) {
 		c.do(apiReq{method: "GET", path: "/streams", token: runTok, status: 403})
 		c.do(apiReq{method: "GET", path: "/streams", status: 401, specRejects: true})
 
+		// Workers: this test's worker, connected.
+		workers := c.do(apiReq{method: "GET", path: "/workers", token: tok, status: 200})
+		require.NotEmpty(t, workers["workers"])
+		c.do(apiReq{method: "GET", path: "/workers?limit=5", token: tok, status: 400})
+		c.do(apiReq{method: "GET", path: "/workers", token: runTok, status: 403})
+		c.do(apiReq{method: "GET", path: "/workers", status: 401, specRejects: true})
+
 		// Events.
 		pushed := c.do(apiReq{method: "POST", path: "/events", token: tok, body: `{"key": "openapi:go", "payload": {"x": 1}, "additionalMetadata": {"src": "test"}}`, status: 202})
 		require.Len(t, pushed["runIds"], 1)

@@ -3,10 +3,18 @@
 // client (/sdk/runnel.js), as any page could.
 
 import { subscribe } from "/sdk/runnel.js";
+import {
+  TOKEN_KEY, TERMINAL, takeTokenFromURL, token, api, el, set, badge, fmtTime, fmtDuration, fmtJSON, showError,
+  fmtSeconds, shortId, pool,
+} from "./lib.js";
+import { runTree } from "./runtree.js";
+import { renderTimeline } from "./timeline.js";
+import { treeOutput } from "./treeoutput.js";
+import { workersPage } from "./workers.js";
+import { metricsPage } from "./charts.js";
+import { installKeys, resetSelection } from "./keys.js";
 
 const app = document.getElementById("app");
-const TOKEN_KEY = "runnel.token";
-const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 
 // Demo inputs prefilled in the trigger form.
 const DEMO_INPUTS = {
@@ -18,111 +26,52 @@ const DEMO_INPUTS = {
   "demo-slow": { seconds: 30 },
 };
 
-// ---- token: kept only in this browser session -------------------------
-
-function takeTokenFromURL() {
-  // runnel dev prints http://host/#token=...: the fragment never reaches a
-  // server or its logs. Keep it for the session and clean the address bar.
-  // An optional &next=/runs/ID opens a page after signing in.
-  const m = location.hash.match(/^#token=([^&]+)(?:&next=(\/[^&]*))?/);
-  if (m) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname + "#" + (m[2] ? decodeURIComponent(m[2]) : "/runs"));
-  }
-}
-
-const token = () => sessionStorage.getItem(TOKEN_KEY);
-
-class APIError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function api(method, path, body) {
-  const opts = { method, headers: { Authorization: "Bearer " + token() } };
-  if (body !== undefined) {
-    opts.headers["Content-Type"] = "application/json";
-    opts.body = JSON.stringify(body);
-  }
-  const resp = await fetch("/api/v1" + path, opts);
-  const data = await resp.json().catch(() => ({}));
-  if (!resp.ok) {
-    const e = data.error || {};
-    if (resp.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      route();
-    }
-    throw new APIError(resp.status, e.code || "error", e.message || resp.statusText);
-  }
-  return data;
-}
-
-// ---- small DOM helpers -----------------------------------------------------
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (k === "class") node.className = v;
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
-// set replaces a node's children, skipping null/false (conditional parts).
-function set(node, ...children) {
-  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
-}
-
-const badge = (status) => el("span", { class: "badge s-" + status }, status.replace("_", " "));
-
-function fmtTime(t) {
-  return t ? new Date(t).toLocaleTimeString(undefined, { hour12: false }) : "–";
-}
-
-function fmtDuration(start, end) {
-  if (!start) return "–";
-  const ms = (end ? new Date(end) : new Date()) - new Date(start);
-  if (ms < 1000) return ms + " ms";
-  if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
-  return Math.floor(ms / 60000) + " m " + Math.round((ms % 60000) / 1000) + " s";
-}
-
-function fmtJSON(v) {
-  return v === undefined || v === null ? "" : JSON.stringify(v, null, 2);
-}
-
-function showError(where, err) {
-  set(where, el("p", { class: "error", role: "alert" }, err.message || String(err)));
-}
+// What each demo does, under the form: a first-time user learns there what
+// the input's fields change (PRODUCT.md section 4.1).
+const DEMO_HINTS = {
+  "demo-text": "Streams \"chunks\" words, one every \"intervalMs\", like an LLM's tokens.",
+  "demo-file": "Streams one binary payload of \"bytes\" bytes (over 4 MiB is refused).",
+  "demo-parent": "Spawns \"n\" demo-child runs and waits for them. Add \"spawn\": 2 to give each child two children of its own.",
+  "demo-child": "Streams five chunks; \"spawn\": k spawns k children first.",
+  "demo-flaky": "Fails its first \"failAttempts\" attempts, then succeeds (3 retries).",
+  "demo-slow": "Streams a tick a second for \"seconds\"; try cancelling it.",
+};
 
 // ---- pages -----------------------------------------------------------------
 
 let cleanup = () => {};
 
+// The pages of the navigation: the hash they answer to and the nav link
+// marked while they show.
+const NAV = [
+  ["nav-runs", /^#\/runs/],
+  ["nav-workers", /^#\/workers/],
+  ["nav-metrics", /^#\/metrics/],
+  ["nav-streams", /^#\/streams/],
+  ["nav-trigger", /^#\/trigger/],
+];
+
 function route() {
   cleanup();
   cleanup = () => {};
+  resetSelection();
   takeTokenFromURL();
   document.getElementById("logout").hidden = !token();
   if (!token()) return loginPage();
   const hash = location.hash || "#/runs";
+  for (const [id, re] of NAV) {
+    const link = document.getElementById(id);
+    link.classList.toggle("active", re.test(hash));
+    if (re.test(hash)) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
   const run = hash.match(/^#\/runs\/([0-9a-f-]+)$/);
-  document.getElementById("nav-runs").classList.toggle("active", !!hash.match(/^#\/runs/));
-  document.getElementById("nav-trigger").classList.toggle("active", hash.startsWith("#/trigger"));
-  document.getElementById("nav-streams").classList.toggle("active", hash.startsWith("#/streams"));
   if (run) return runPage(run[1]);
   const stream = hash.match(/^#\/streams\/(.+)$/);
   if (stream) return streamPage(decodeURIComponent(stream[1]));
   if (hash.startsWith("#/streams")) return streamsPage();
+  if (hash.startsWith("#/workers")) return (cleanup = workersPage(app));
+  if (hash.startsWith("#/metrics")) return (cleanup = metricsPage(app));
   if (hash.startsWith("#/trigger")) return triggerPage(new URLSearchParams(hash.split("?")[1] || ""));
   return runsPage(new URLSearchParams(hash.split("?")[1] || ""));
 }
@@ -155,10 +104,18 @@ function loginPage() {
   input.focus();
 }
 
+// Runs in the tree view: the runs unfolded (by id), and what was read of
+// the runs shown under them (GET /runs/{id}, which lists a run's children).
+// Kept across refreshes and visits to a run page and back.
+const treeView = { expanded: new Set(), read: new Map() };
+
 // Runs list: newest first, filters, paging; refreshed every 1.5 s so new runs
-// and status changes appear without reload.
+// and status changes appear without reload. In the tree view (?view=tree)
+// child runs are folded under their parent instead of listed among all
+// runs; unfolding a run shows its children, and theirs.
 function runsPage(params) {
   const filters = { workflow: params.get("workflow") || "", status: params.get("status") || "", meta: params.get("meta") || "" };
+  const asTree = params.get("view") === "tree";
   let before = params.get("before") || "";
   const tbody = el("tbody");
   const pager = el("div", { class: "pager" });
@@ -169,46 +126,119 @@ function runsPage(params) {
     ...["queued", "running", "completed", "failed", "cancelled", "timed_out"].map((s) =>
       el("option", { value: s, selected: s === filters.status }, s.replace("_", " "))));
   const meta = el("input", { name: "meta", value: filters.meta, placeholder: "key:value" });
+  const query = (tree) => {
+    const q = new URLSearchParams();
+    if (wf.value) q.set("workflow", wf.value.trim());
+    if (st.value) q.set("status", st.value);
+    if (meta.value) q.set("meta", meta.value.trim());
+    if (tree) q.set("view", "tree");
+    return "#/runs?" + q.toString();
+  };
   const form = el("form", {
     class: "filters",
     onsubmit: (e) => {
       e.preventDefault();
-      const q = new URLSearchParams();
-      if (wf.value) q.set("workflow", wf.value.trim());
-      if (st.value) q.set("status", st.value);
-      if (meta.value) q.set("meta", meta.value.trim());
-      location.hash = "#/runs?" + q.toString();
+      location.hash = query(asTree);
     },
   }, field("workflow", "Workflow", wf), field("status", "Status", st), field("meta", "Metadata", meta),
     el("button", { type: "submit" }, "Filter"));
+  const viewToggle = el("button", {
+    id: "view-toggle", type: "button", "aria-pressed": asTree ? "true" : "false",
+    title: "Fold child runs under their parent (t)",
+    onclick: () => { location.hash = query(!asTree); },
+  }, asTree ? "▾ Tree" : "☰ List");
 
-  set(app, 
-    el("div", { class: "page-head" }, el("h1", {}, "Runs"), el("a", { class: "button primary", href: "#/trigger" }, "Trigger a run")),
+  set(app,
+    el("div", { class: "page-head" }, el("h1", {}, "Runs"),
+      el("div", { class: "head-actions" }, viewToggle, el("a", { class: "button primary", href: "#/trigger" }, "Trigger a run"))),
     form, msg,
-    el("div", { class: "table-wrap" }, el("table", { class: "runs" },
+    el("div", { class: "table-wrap" }, el("table", { class: "runs" + (asTree ? " tree" : "") },
       el("thead", {}, el("tr", {}, el("th", {}, "Run"), el("th", {}, "Workflow"), el("th", {}, "Status"),
         el("th", { class: "hide-narrow" }, "Started"), el("th", {}, "Duration"), el("th", { class: "hide-narrow" }, "Metadata"))),
       tbody)),
     pager);
 
+  // row renders one run; in the tree view with its fold button, indented
+  // by its depth.
+  const row = (r, t) => {
+    const twisty = !t ? null : t.kids > 0
+      ? el("button", {
+        class: "twisty link", type: "button", "aria-expanded": t.open ? "true" : "false", "data-run": r.runId,
+        "aria-label": (t.open ? "Fold " : "Unfold ") + t.kids + " child runs",
+        onclick: () => {
+          if (t.open) treeView.expanded.delete(r.runId);
+          else treeView.expanded.add(r.runId);
+          clearTimeout(timer);
+          load();
+        },
+      }, t.open ? "▾" : "▸")
+      : el("span", { class: "twisty" });
+    const first = el("td", { class: "run-cell" }, twisty,
+      el("a", { href: "#/runs/" + r.runId, class: "mono" }, shortId(r.runId)));
+    if (t) first.style.paddingLeft = 14 + t.depth * 20 + "px";
+    return el("tr", { "data-run": r.runId, "data-depth": t ? t.depth : null, "data-nav-key": "run:" + r.runId, class: "run-row" },
+      first,
+      el("td", {}, r.workflow,
+        t && t.kids ? el("span", { class: "muted kids" }, ` · ${t.kids} ${t.kids === 1 ? "child" : "children"}`) : null,
+        t && t.orphan ? el("a", { class: "muted kids", href: "#/runs/" + r.parentRunId, title: "its parent is on another page" }, " · ↰ parent") : null),
+      el("td", { class: "status" }, badge(r.status)),
+      el("td", { class: "hide-narrow" }, fmtTime(r.startedAt || r.createdAt)),
+      el("td", {}, fmtDuration(r.startedAt, r.finishedAt)),
+      el("td", { class: "hide-narrow meta" }, Object.entries(r.additionalMetadata || {}).map(([k, v]) => el("code", {}, k + "=" + v))));
+  };
+
+  // treeRows reads what the unfolded runs need (their children, and each
+  // child's own children) and renders the page's runs as trees.
+  async function treeRows(runs) {
+    const onPage = new Map(runs.map((r) => [r.runId, r]));
+    const kidsOnPage = new Map();
+    for (const r of runs) {
+      if (!r.parentRunId) continue;
+      if (!kidsOnPage.has(r.parentRunId)) kidsOnPage.set(r.parentRunId, []);
+      kidsOnPage.get(r.parentRunId).unshift({ runId: r.runId }); // the page is newest first; spawn order is oldest first
+    }
+    const fresh = (id) => treeView.read.has(id) && TERMINAL.has(treeView.read.get(id).status);
+    const readRuns = (ids) => pool(ids.filter((id) => !fresh(id)).slice(0, 60), 4, async (id) => {
+      treeView.read.set(id, await api("GET", "/runs/" + id));
+    });
+    // Unfolded runs first (their children lists), then those children (for
+    // their status and whether they have children of their own).
+    const open = [...treeView.expanded];
+    await readRuns(open);
+    await readRuns(open.flatMap((id) => (treeView.read.get(id)?.children || []).map((c) => c.runId)));
+    const kidsOf = (id) => treeView.read.get(id)?.children || kidsOnPage.get(id) || [];
+    const out = [];
+    const walk = (r, depth, orphan) => {
+      const kids = kidsOf(r.runId);
+      const isOpen = treeView.expanded.has(r.runId);
+      out.push(row(r, { depth, kids: kids.length, open: isOpen, orphan }));
+      if (!isOpen || depth > 8) return;
+      for (const c of kids) {
+        const child = treeView.read.get(c.runId) || onPage.get(c.runId);
+        if (child) walk(child, depth + 1, false);
+      }
+    };
+    for (const r of runs) {
+      if (r.parentRunId && onPage.has(r.parentRunId)) continue; // shown under its parent
+      walk(r, 0, !!r.parentRunId); // a child whose parent is on another page is a root here
+    }
+    return out;
+  }
+
   let stopped = false;
   let timer;
+  let latest = 0; // the newest load: an older one that ends later shows nothing
   async function load() {
-    const q = new URLSearchParams({ limit: "25" });
+    const seq = ++latest;
+    const q = new URLSearchParams({ limit: asTree ? "50" : "25" });
     for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
     if (before) q.set("before", before);
     try {
       const data = await api("GET", "/runs?" + q.toString());
-      if (stopped) return;
-      set(msg, );
-      set(tbody, ...data.runs.map((r) => el("tr", { "data-run": r.runId, class: "run-row" },
-        el("td", {}, el("a", { href: "#/runs/" + r.runId, class: "mono" }, r.runId.slice(-12))),
-        el("td", {}, r.workflow),
-        el("td", { class: "status" }, badge(r.status)),
-        el("td", { class: "hide-narrow" }, fmtTime(r.startedAt || r.createdAt)),
-        el("td", {}, fmtDuration(r.startedAt, r.finishedAt)),
-        el("td", { class: "hide-narrow meta" }, Object.entries(r.additionalMetadata || {}).map(([k, v]) => el("code", {}, k + "=" + v)))),
-      ));
+      const rows = asTree ? await treeRows(data.runs) : data.runs.map((r) => row(r, null));
+      if (stopped || seq !== latest) return;
+      set(msg);
+      set(tbody, rows);
       if (data.runs.length === 0) {
         set(tbody, el("tr", {}, el("td", { colspan: 6, class: "muted empty" },
           "No runs yet. ", el("a", { href: "#/trigger" }, "Trigger one"), ".")));
@@ -218,9 +248,12 @@ function runsPage(params) {
         data.nextBefore ? el("button", { onclick: () => { before = data.nextBefore; load(); } }, "Older →") : null,
       ].filter(Boolean));
     } catch (err) {
-      if (!stopped) showError(msg, err);
+      if (!stopped && seq === latest) showError(msg, err);
     }
-    if (!stopped) timer = setTimeout(load, 1500);
+    if (!stopped && seq === latest) {
+      clearTimeout(timer);
+      timer = setTimeout(load, 1500);
+    }
   }
   load();
   cleanup = () => { stopped = true; clearTimeout(timer); };
@@ -247,7 +280,8 @@ async function triggerPage(params) {
   const fill = () => {
     input.value = JSON.stringify(DEMO_INPUTS[select.value] || {}, null, 2);
     const wf = workflows.find((w) => w.name === select.value);
-    steps.textContent = "Steps: " + wf.steps.map((s) => s.name + (s.parents ? " ← " + s.parents.join(", ") : "")).join(" · ");
+    steps.textContent = "Steps: " + wf.steps.map((s) => s.name + (s.parents ? " ← " + s.parents.join(", ") : "")).join(" · ") +
+      (DEMO_HINTS[select.value] ? ". " + DEMO_HINTS[select.value] : "");
   };
   select.addEventListener("change", fill);
   fill();
@@ -410,35 +444,91 @@ async function runPage(runId) {
   };
   picker.addEventListener("change", applyPicker);
   const msg = el("div");
-  set(app, 
+  const timelineBox = el("div", { id: "timeline", class: "timeline" }, el("p", { class: "muted" }, "Loading…"));
+  // The output card shows this run's stream, or, for a run with children,
+  // its whole tree's (treeoutput.js): two tabs over one place.
+  const treeBox = el("div", { id: "tree-output", class: "output", "aria-live": "polite", hidden: true });
+  const outputTitle = el("h2", {}, "Live output");
+  const tabRun = el("button", { type: "button", role: "tab", id: "tab-run", "aria-selected": "true", onclick: () => showTab("run", true) }, "This run");
+  const tabTree = el("button", { type: "button", role: "tab", id: "tab-tree", "aria-selected": "false", onclick: () => showTab("tree", true) }, "Whole tree");
+  const tabs = el("div", { class: "tabs", role: "tablist", hidden: true }, tabRun, tabTree);
+  set(app,
     el("p", { class: "crumbs" }, el("a", { href: "#/runs" }, "← Runs")),
     head, msg,
+    el("section", { class: "card" }, el("h2", {}, "Timeline"), timelineBox),
     el("section", { class: "grid" },
       el("div", { class: "card" }, el("h2", {}, "Run"), details),
       el("div", { class: "card" }, el("h2", {}, "Steps"), stepsBox)),
     el("section", { class: "card stream" },
-      el("div", { class: "stream-head" }, el("h2", {}, "Live output"),
+      el("div", { class: "stream-head" }, outputTitle, tabs,
         el("label", { class: "toggle" }, follow, " Follow"), picker,
         state, el("span", { class: "muted" }, "position ", position)),
-      output));
+      output, treeBox));
 
   let stopped = false;
   let sub;
-  let refreshTimer;
   let run;
-  cleanup = () => { stopped = true; if (sub) sub.close(); clearTimeout(refreshTimer); };
+  let tree;
+  let treeOut = null;
+  let tabChosen = false; // the user picked a tab: no more switching for them
+  cleanup = () => {
+    stopped = true;
+    if (sub) sub.close();
+    if (tree) tree.close();
+    if (treeOut) treeOut.close();
+  };
 
+  // showTab shows this run's output or its tree's; the tree's is read only
+  // once it is first shown.
+  function showTab(which, chosen) {
+    tabChosen = tabChosen || chosen;
+    const isTree = which === "tree";
+    output.hidden = isTree;
+    treeBox.hidden = !isTree;
+    picker.hidden = isTree || seenStreams.size < 2;
+    tabRun.setAttribute("aria-selected", String(!isTree));
+    tabTree.setAttribute("aria-selected", String(isTree));
+    if (isTree && !treeOut) treeOut = treeOutput(treeBox, tree);
+  }
+
+  // A click on a step in the timeline: a step of this run shows its card
+  // and its output (the attempt's lines marked); a child's opens its page.
+  const onStep = (r, step, attempt) => {
+    if (r.runId !== runId) {
+      location.hash = "#/runs/" + r.runId;
+      return;
+    }
+    showTab("run", true);
+    const card = stepsBox.querySelector(`[data-step="${CSS.escape(step.step)}"]`);
+    for (const n of app.querySelectorAll(".hl")) n.classList.remove("hl");
+    if (card) {
+      card.classList.add("hl");
+      card.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    }
+    const lines = [...output.querySelectorAll(`[data-step="${CSS.escape(step.step)}"]`)]
+      .filter((n) => !attempt || n.dataset.attempt === String(attempt));
+    for (const n of lines) n.classList.add("hl");
+    if (lines.length) output.scrollTop = lines[0].offsetTop - output.offsetTop - 8;
+  };
+
+  let headStatus = "";
   const renderRun = (r) => {
     run = r;
-    set(head, 
-      el("h1", {}, r.workflow, " ", badge(r.status)),
-      TERMINAL.has(r.status) ? null : el("button", {
-        class: "danger", id: "cancel",
-        onclick: async (e) => {
-          e.target.disabled = true;
-          try { await api("POST", "/runs/" + runId + "/cancel"); } catch (err) { showError(msg, err); }
-        },
-      }, "Cancel run"));
+    // The head (and its Cancel button) is redrawn only when the status
+    // changes: runTree calls this every second while the run goes on, and a
+    // click must not land on a button being replaced.
+    if (r.status !== headStatus) {
+      headStatus = r.status;
+      set(head,
+        el("h1", {}, r.workflow, " ", badge(r.status)),
+        TERMINAL.has(r.status) ? null : el("button", {
+          class: "danger", id: "cancel",
+          onclick: async (e) => {
+            e.target.disabled = true;
+            try { await api("POST", "/runs/" + runId + "/cancel"); } catch (err) { showError(msg, err); }
+          },
+        }, "Cancel run"));
+    }
     const row = (k, v) => [el("dt", {}, k), el("dd", {}, v)];
     set(details, el("dl", {},
       row("Run id", el("span", { class: "mono" }, r.runId)),
@@ -465,17 +555,33 @@ async function runPage(runId) {
         el("li", {}, badge(a.status), " ", fmtDuration(a.startedAt, a.finishedAt), a.error ? " – " + a.error : ""))) : null)));
   };
 
-  const refresh = async () => {
-    try {
-      const r = await api("GET", "/runs/" + runId);
-      if (!stopped) renderRun(r);
-    } catch (err) {
-      if (!stopped) showError(msg, err);
-    }
-  };
-  const refreshSoon = () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(refresh, 100); };
+  // The run, its steps and its descendants are read by runTree: on every
+  // event of this run's stream (poke), and every second while any run of
+  // the tree is unfinished (children have streams of their own).
+  const first = new Promise((resolve) => {
+    tree = runTree(runId, {
+      onUpdate(t) {
+        if (stopped) return;
+        set(msg);
+        renderRun(t.root);
+        renderTimeline(timelineBox, t, { onStep });
+        if (t.runs.size > 1) {
+          tabs.hidden = false;
+          tabTree.textContent = `Whole tree (${t.runs.size} runs)`;
+          if (!tabChosen && treeBox.hidden) showTab("tree", false);
+        }
+        if (treeOut) treeOut.sync();
+        resolve();
+      },
+      onError(err) {
+        if (!stopped) showError(msg, err);
+        resolve();
+      },
+    });
+  });
+  const refreshSoon = () => tree.poke();
 
-  await refresh();
+  await first;
   if (stopped || !run) return;
 
   // The stream uses a short-lived read-only browser token scoped to this run,
@@ -510,6 +616,7 @@ async function runPage(runId) {
       if (!message) {
         message = uiMessage();
         append(message.node, ev.stream);
+        outputTitle.textContent = "Chat"; // an AI SDK message stream reads as a conversation
       }
       message.add(chunk);
       if (follow.checked) output.scrollTop = output.scrollHeight;
@@ -520,7 +627,7 @@ async function runPage(runId) {
       const item = binaryItem(ev.payload, chunkCount);
       append(label ? el("div", {}, label, item) : item, ev.stream);
     }
-    else append(el("span", { class: "chunk", "data-attempt": ev.attempt }, label, ev.payload), ev.stream);
+    else append(el("span", { class: "chunk", "data-attempt": ev.attempt, "data-step": ev.step }, label, ev.payload), ev.stream);
   };
   // Status shown next to the output: text and class.
   const STATES = {
@@ -550,7 +657,10 @@ document.getElementById("logout").addEventListener("click", () => {
   location.hash = "#/runs";
   route();
 });
+document.getElementById("keys-help").addEventListener("click", () => document.dispatchEvent(new KeyboardEvent("keydown", { key: "?" })));
 window.addEventListener("hashchange", route);
+window.addEventListener("runnel:signed-out", route);
+installKeys();
 route();
 
 // ---- standalone durable streams ------------------------------------------
@@ -575,7 +685,7 @@ function streamsPage() {
       const data = await api("GET", "/streams");
       if (stopped) return;
       set(msg);
-      set(tbody, ...data.streams.map((s) => el("tr", { "data-stream": s.name, class: "stream-row" },
+      set(tbody, ...data.streams.map((s) => el("tr", { "data-stream": s.name, class: "stream-row", "data-nav-key": "stream:" + s.name },
         el("td", {}, el("a", { href: "#/streams/" + encodeURIComponent(s.name), class: "mono" }, s.name)),
         el("td", {}, el("code", {}, s.contentType)),
         el("td", {}, badge(s.closed ? "completed" : "running").cloneNode(true), " ", s.closed ? "closed" : "open"),
