@@ -491,8 +491,10 @@ type Store interface {
 	// to its last one, and none can later appear below it.
 	ReadMetadataEvents(ctx context.Context, p ReadMetadataEventsParams) ([]Event, error)
 	// LastPosition returns the log's newest position (0 for an empty log).
-	// Every event at or below it has committed (positions follow commit
-	// order), so reading after it yields exactly the events appended later.
+	// Every event at or below it has committed and is readable, and none
+	// will appear at or below it later (positions follow commit order), so
+	// reading after it yields exactly the events appended later. It may be
+	// a position a rolled-back append took (PostgreSQL).
 	LastPosition(ctx context.Context) (int64, error)
 
 	DurableReader
