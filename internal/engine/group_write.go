@@ -15,8 +15,9 @@ import (
 // write that finds another one in progress waits, and the writer then
 // applies everything that waited in one transaction. Under load a run then
 // costs about one commit (its assignment, already batched per worker)
-// instead of three: on PostgreSQL a commit (its WAL flush) is most of what
-// a run costs. When nothing else is writing a request is written at once,
+// instead of three: on PostgreSQL, where every appending transaction holds
+// the log's counter row until its commit (a WAL flush), that is most of
+// what a run costs. When nothing else is writing a request is written at once,
 // alone, so an idle engine adds no delay.
 //
 // Writes in a batch run in key order (a run ID: the engine locks runs in
@@ -113,11 +114,13 @@ func writeGroup(ctx context.Context, st store.Store, batch []*groupWrite) {
 }
 
 // deferredAppendTx holds a batch's event appends until every write of the
-// batch has taken its row locks, then appends them at once: one statement
-// instead of one per write, and the log stays last in the engine's lock
-// order (runs, step runs, log), which SQLite's counter row and the store
-// contract ask for. The writes batched here only append as their last
-// step, so nothing reads what they appended before it is flushed.
+// batch has taken its row locks, then appends them at once. Appending
+// takes the log's counter lock (PostgreSQL), last in the engine's lock
+// order (runs, step runs, log): appending for the first write before the
+// second locks its run would hold the counter while waiting for a run,
+// which a transaction holding that run and waiting for the counter would
+// deadlock with. The writes batched here only append as their last step,
+// so nothing reads what they appended before it is flushed.
 type deferredAppendTx struct {
 	store.Tx
 	appends [][]store.Event

@@ -55,7 +55,7 @@ func (rs *runState) stepIndex(stepRunID string) int {
 	return slices.IndexFunc(rs.steps, func(s store.StepRun) bool { return s.ID == stepRunID })
 }
 
-// save writes what changed, events last (see store's Positions).
+// save writes what changed, events last (they take the log's counter lock).
 func (rs *runState) save(ctx context.Context, tx store.Tx) error {
 	if rs.runDirty {
 		if err := tx.UpdateRun(ctx, rs.run); err != nil {

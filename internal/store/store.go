@@ -11,17 +11,14 @@
 // # Positions
 //
 // Every event in the log has a position: an int64 that is unique across the
-// whole database and increases in commit order as far as any reader can
-// tell. A reader that has seen position P can never later find a new event
-// with a position below P. SQLite guarantees this with its single writer
-// (positions from one counter row, log_head). PostgreSQL appenders take
-// positions from a sequence and commit side by side, and readers never read
-// past the settled horizon, below which every transaction holding a position
-// has ended (see postgres/horizon.go); a write returns once its events are
-// below it, so a writer reads what it wrote. Positions may have gaps (a
-// rolled-back append's). AppendEvents should be the last statement of a
-// transaction that locks other rows (lock order: runs, step runs, then the
-// log), so SQLite's counter is touched only for the insert and the commit.
+// whole database and increases in commit order. A reader that has seen
+// position P can never later find a new event with a position below P. Both
+// dialects guarantee this by serialising appends on one counter row
+// (log_head): AppendEvents takes the row lock (PostgreSQL) or runs under the
+// single writer (SQLite), so the transaction that takes positions first also
+// commits first. AppendEvents must therefore be the last statement of a
+// transaction that locks other rows, so the counter lock is held only for the
+// insert and the commit, and lock order is always: runs, step runs, log_head.
 package store
 
 import (
@@ -423,9 +420,9 @@ type Tx interface {
 	// runs it in a transaction of its own: it locks a batch of runs.
 	DeleteFinishedRuns(ctx context.Context, finishedBefore time.Time, limit int) (int, error)
 
-	// AppendEvents writes events to the log, assigning increasing positions
+	// AppendEvents writes events to the log, assigning consecutive positions
 	// in slice order (written back into the slice). Call it last in a
-	// transaction (see Positions above).
+	// transaction: it takes the log's counter lock until commit.
 	AppendEvents(ctx context.Context, events []Event) error
 
 	DurableTx
@@ -491,10 +488,8 @@ type Store interface {
 	// to its last one, and none can later appear below it.
 	ReadMetadataEvents(ctx context.Context, p ReadMetadataEventsParams) ([]Event, error)
 	// LastPosition returns the log's newest position (0 for an empty log).
-	// Every event at or below it has committed and is readable, and none
-	// will appear at or below it later (positions follow commit order), so
-	// reading after it yields exactly the events appended later. It may be
-	// a position a rolled-back append took (PostgreSQL).
+	// Every event at or below it has committed (positions follow commit
+	// order), so reading after it yields exactly the events appended later.
 	LastPosition(ctx context.Context) (int64, error)
 
 	DurableReader

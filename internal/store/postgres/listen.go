@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -54,16 +53,9 @@ func (s *Store) listenOnce(ctx context.Context, h store.Notifications) (listenin
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return false, fmt.Errorf("postgres: listen on %s: %w", s.channel, err)
 	}
-	// Anything committed while nobody listened, once readers can see it.
+	// Anything committed while nobody listened.
 	if h.TokenRevoked != nil {
 		h.TokenRevoked("")
-	}
-	last, err := s.horizon.sequenceValue(ctx)
-	if err != nil {
-		return true, err
-	}
-	if err := s.horizon.await(ctx, last); err != nil {
-		return true, err
 	}
 	h.Events()
 	for {
@@ -76,14 +68,6 @@ func (s *Store) listenOnce(ctx context.Context, h store.Notifications) (listenin
 				h.TokenRevoked(id)
 			}
 			continue
-		}
-		// The payload is the transaction's highest position: wake readers
-		// once the horizon has reached it, so they read the events (rather
-		// than wake, find nothing readable yet, and sleep through them).
-		if pos, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
-			if err := s.horizon.await(ctx, pos); err != nil {
-				return true, err
-			}
 		}
 		h.Events()
 	}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/runnel-dev/runnel/internal/store"
 	"github.com/runnel-dev/runnel/internal/store/postgres/internal/dbsqlc"
@@ -19,7 +18,6 @@ func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEven
 		Key:       p.Key,
 		Value:     p.Value,
 		After:     p.After,
-		Horizon:   s.horizon.current(),
 		PageLimit: clampLimit(limit),
 		MaxBytes:  int64(max(p.MaxBytes, 0)),
 	})
@@ -34,17 +32,10 @@ func (s *Store) ReadMetadataEvents(ctx context.Context, p store.ReadMetadataEven
 	return out, nil
 }
 
-// LastPosition is the newest position every reader can read: the
-// sequence's value now, once the horizon has reached it (every appender
-// holding a position at or below it has ended). It asks the database, so
-// a position another node handed out is never beyond it.
 func (s *Store) LastPosition(ctx context.Context) (int64, error) {
-	last, err := s.horizon.sequenceValue(ctx)
+	pos, err := s.q.LastPosition(ctx)
 	if err != nil {
-		return 0, err
+		return 0, mapErr(err, "read the log's last position")
 	}
-	if err := s.horizon.await(ctx, last); err != nil {
-		return 0, fmt.Errorf("read the log's last position: %w", err)
-	}
-	return last, nil
+	return pos, nil
 }

@@ -6,9 +6,9 @@
 // internal/dbsqlc; only ListRuns, whose filters are optional, builds its SQL
 // in Go.
 //
-// Positions come from a sequence and appending transactions commit side by
-// side; readers never read past the settled horizon, below which positions
-// follow commit order as far as any reader can tell (horizon.go).
+// Positions follow commit order because AppendEvents increments the single
+// log_head row: its row lock is held until commit, so appending transactions
+// commit one after another in the order they took their positions.
 package postgres
 
 //go:generate go tool sqlc generate
@@ -41,8 +41,6 @@ type Store struct {
 	pool *pgxpool.Pool
 	q    *dbsqlc.Queries
 	hook store.CommitHook
-	// horizon settles positions: reads stop at it (horizon.go).
-	horizon *horizon
 	// channel is this schema's notification channel (see NotifyChannel).
 	channel string
 }
@@ -85,15 +83,9 @@ func Open(ctx context.Context, url string, opts store.Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: cannot reach %s: %w", redact.Secrets(url), err)
 	}
 	s := &Store{pool: pool, q: dbsqlc.New(pool), hook: opts.CommitHook}
-	schema, err := s.migrate(ctx)
-	if err != nil {
+	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: migrate %s: %w", redact.Secrets(url), err)
-	}
-	s.horizon = newHorizon(pool, schema)
-	if err := s.horizon.start(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres: open %s: %w", redact.Secrets(url), err)
 	}
 	return s, nil
 }
@@ -106,31 +98,31 @@ func Open(ctx context.Context, url string, opts store.Options) (*Store, error) {
 // session locker would not do, as goose checks for (and creates) its version
 // table before taking it, so nodes racing on a fresh schema collide there
 // and goose backs off for a second.
-func (s *Store) migrate(ctx context.Context) (string, error) {
+func (s *Store) migrate(ctx context.Context) error {
 	lockConn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
-		return "", fmt.Errorf("connect for migration lock: %w", err)
+		return fmt.Errorf("connect for migration lock: %w", err)
 	}
 	// Ending the session releases the lock, whatever happened.
 	defer lockConn.Close(context.WithoutCancel(ctx))
 	lq := dbsqlc.New(lockConn)
 	schema, err := lq.CurrentSchema(ctx)
 	if err != nil {
-		return "", fmt.Errorf("read current schema: %w", err)
+		return fmt.Errorf("read current schema: %w", err)
 	}
 	if schema == "" {
-		return "", errors.New("search_path names no existing schema to create tables in")
+		return errors.New("search_path names no existing schema to create tables in")
 	}
 	// Channels are database-wide: naming the schema keeps the stores of
 	// other schemas (other deployments, parallel tests) from waking ours.
 	s.channel = NotifyChannel + ":" + schema
 	if err := lq.LockMigrations(ctx); err != nil {
-		return "", fmt.Errorf("take migration lock on schema %s: %w", schema, err)
+		return fmt.Errorf("take migration lock on schema %s: %w", schema, err)
 	}
 
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
-		return "", fmt.Errorf("embedded migrations: %w", err)
+		return fmt.Errorf("embedded migrations: %w", err)
 	}
 	// goose needs database/sql; this *sql.DB borrows connections from the
 	// pool (closing it leaves the pool open).
@@ -141,22 +133,20 @@ func (s *Store) migrate(ctx context.Context) (string, error) {
 		// might have registered with goose globally.
 		goose.WithDisableGlobalRegistry(true))
 	if err != nil {
-		return "", fmt.Errorf("load migrations: %w", err)
+		return fmt.Errorf("load migrations: %w", err)
 	}
 	if _, err := provider.Up(ctx); err != nil {
-		return "", fmt.Errorf("apply migrations to schema %s: %w", schema, err)
+		return fmt.Errorf("apply migrations to schema %s: %w", schema, err)
 	}
 	// Idempotent: only the very first open of a schema picks the log ID.
 	if err := s.q.InitLogHead(ctx, uuid.NewString()); err != nil {
-		return "", fmt.Errorf("create log head: %w", err)
+		return fmt.Errorf("create log head: %w", err)
 	}
-	return schema, nil
+	return nil
 }
 
-// Close stops the horizon and closes the pool, waiting for connections in
-// use to be returned.
+// Close closes the pool, waiting for connections in use to be returned.
 func (s *Store) Close() error {
-	s.horizon.close()
 	s.pool.Close()
 	return nil
 }

@@ -198,7 +198,6 @@ func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]sto
 		TenantID:  p.TenantID,
 		RunID:     p.RunID,
 		After:     p.After,
-		Horizon:   s.horizon.current(),
 		PageLimit: clampLimit(limit),
 		MaxBytes:  int64(max(p.MaxBytes, 0)),
 	})
@@ -212,15 +211,8 @@ func (s *Store) ReadEvents(ctx context.Context, p store.ReadEventsParams) ([]sto
 	return out, nil
 }
 
-// LastRunPosition and LastStreamPosition first let the horizon reach what
-// has committed so far (see LastPosition), so that a caller that saw the
-// run's state committed (a run ended, say) also sees the events committed
-// with it.
 func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (int64, error) {
-	if _, err := s.LastPosition(ctx); err != nil {
-		return 0, err
-	}
-	pos, err := s.q.LastRunPosition(ctx, dbsqlc.LastRunPositionParams{TenantID: tenantID, RunID: runID, Horizon: s.horizon.current()})
+	pos, err := s.q.LastRunPosition(ctx, tenantID, runID)
 	if err != nil {
 		return 0, mapErr(err, "last position of run %s", runID)
 	}
@@ -228,11 +220,8 @@ func (s *Store) LastRunPosition(ctx context.Context, tenantID, runID string) (in
 }
 
 func (s *Store) LastStreamPosition(ctx context.Context, tenantID, runID string, streams []string) (int64, error) {
-	if _, err := s.LastPosition(ctx); err != nil {
-		return 0, err
-	}
 	pos, err := s.q.LastStreamPosition(ctx, dbsqlc.LastStreamPositionParams{
-		TenantID: tenantID, RunID: runID, AnyStream: streams == nil, Streams: streams, Horizon: s.horizon.current(),
+		TenantID: tenantID, RunID: runID, AnyStream: streams == nil, Streams: streams,
 	})
 	if err != nil {
 		return 0, mapErr(err, "last stream position of run %s", runID)

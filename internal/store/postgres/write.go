@@ -44,17 +44,7 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		appended, err := s.writeOnce(ctx, fn)
 		if err == nil {
-			if len(appended) == 0 {
-				return nil
-			}
-			// Committed. Readers see the events once every transaction
-			// with lower positions has ended too (horizon.go); waiting for
-			// that here lets the caller read what it wrote, and wakes
-			// subscribers only when they can read it.
-			if err := s.horizon.await(ctx, appended[len(appended)-1].Position); err != nil {
-				return fmt.Errorf("write: committed, waiting for earlier appends to settle: %w", err)
-			}
-			if s.hook != nil {
+			if len(appended) > 0 && s.hook != nil {
 				s.hook(appended)
 			}
 			return nil
@@ -101,7 +91,7 @@ func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store
 			_ = pgtx.Rollback(rctx)
 		}
 	}()
-	t := &tx{q: dbsqlc.New(pgtx), db: pgtx, channel: s.channel, horizon: s.horizon}
+	t := &tx{q: dbsqlc.New(pgtx), channel: s.channel}
 	if err := fn(t); err != nil {
 		return nil, err
 	}
@@ -124,8 +114,6 @@ func (s *Store) writeOnce(ctx context.Context, fn func(store.Tx) error) ([]store
 // tx implements store.Tx on one PostgreSQL transaction.
 type tx struct {
 	q       *dbsqlc.Queries
-	db      pgx.Tx
-	horizon *horizon
 	channel string
 	// appended collects the events of every AppendEvents call, in position
 	// order, for the notification and the commit hook.
@@ -139,23 +127,24 @@ var _ store.Tx = (*tx)(nil)
 // few rows.
 const copyThreshold = 8
 
-// AppendEvents takes len(events) positions from the sequence and inserts
-// the events. Concurrent appenders do not wait for each other; readers see
-// the events once they are below the settled horizon (horizon.go).
+// AppendEvents takes len(events) positions from log_head and inserts the
+// events. The UPDATE of log_head locks its row until this transaction ends,
+// so a concurrent appender waits here and gets the positions after ours,
+// and commits after us: positions follow commit order.
 func (t *tx) AppendEvents(ctx context.Context, events []store.Event) error {
 	n := len(events)
 	if n == 0 {
 		return nil
 	}
-	positions, err := t.horizon.takePositions(ctx, t.db, n)
+	last, err := t.q.BumpLogHead(ctx, int64(n))
 	if err != nil {
 		return mapErr(err, "append %d events: take positions", n)
 	}
-	first := positions[0]
+	first := last - int64(n) + 1
 	// At the precision stored, so the caller's copy equals what is read back.
 	stamp := now()
 	for i := range events {
-		events[i].Position = positions[i]
+		events[i].Position = first + int64(i)
 		if events[i].CreatedAt.IsZero() {
 			events[i].CreatedAt = stamp
 		}

@@ -403,8 +403,7 @@ func testLogID(t *testing.T, open Opener) {
 // Because positions follow commit order as readers see them, the reader can
 // never miss an event: what it collects must be exactly the run's final
 // log. Some transactions append twice, with other work between, so that
-// they hold positions for a while before committing (on PostgreSQL, where
-// appenders commit side by side, later positions then commit first).
+// they hold positions for a while before committing.
 func testConcurrentAppendAndRead(t *testing.T, open Opener) {
 	s := open(t, nil)
 	ctx := t.Context()

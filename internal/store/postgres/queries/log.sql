@@ -1,5 +1,4 @@
--- The event log: its head row (log_head, holding the log ID) and the events
--- table. Reads take the settled horizon (horizon.go) and never read past it.
+-- The event log: its counter row (log_head) and the events table.
 
 -- name: InitLogHead :exec
 -- Creates the counter row on first open; later opens (or other nodes racing
@@ -10,6 +9,14 @@ ON CONFLICT (id) DO NOTHING;
 
 -- name: GetLogID :one
 SELECT log_id FROM log_head WHERE id = 1;
+
+-- name: BumpLogHead :one
+-- Takes n positions. The row lock it leaves behind serialises appenders until
+-- their commit, which is what makes positions follow commit order.
+UPDATE log_head
+SET last_position = last_position + sqlc.arg(n)::bigint
+WHERE id = 1
+RETURNING last_position;
 
 -- name: AppendEvent :batchexec
 -- Small appends: the rows go out in one pipelined batch (one round trip).
@@ -57,7 +64,6 @@ FROM (
         WHERE e.tenant_id = sqlc.arg(tenant_id)
           AND e.run_id = sqlc.arg(run_id)
           AND e.position > sqlc.arg(after)
-          AND e.position <= sqlc.arg(horizon)
         ORDER BY e.position
         LIMIT sqlc.arg(page_limit)
     ) p
@@ -68,8 +74,7 @@ ORDER BY position;
 -- name: LastRunPosition :one
 SELECT coalesce(max(position), 0)::bigint
 FROM events
-WHERE tenant_id = sqlc.arg(tenant_id) AND run_id = sqlc.arg(run_id)
-  AND position <= sqlc.arg(horizon);
+WHERE tenant_id = sqlc.arg(tenant_id) AND run_id = sqlc.arg(run_id);
 
 -- name: LastStreamPosition :one
 -- The newest step.stream event of a run on one of the streams (all streams
@@ -77,7 +82,7 @@ WHERE tenant_id = sqlc.arg(tenant_id) AND run_id = sqlc.arg(run_id)
 SELECT coalesce((
     SELECT x.position FROM events x
     WHERE x.tenant_id = sqlc.arg(tenant_id) AND x.run_id = sqlc.arg(run_id)
-      AND x.type = 'step.stream' AND x.position <= sqlc.arg(horizon)
+      AND x.type = 'step.stream'
       AND (sqlc.arg(any_stream)::boolean OR x.stream = ANY(sqlc.arg(streams)::text[]))
     ORDER BY x.position DESC
     LIMIT 1

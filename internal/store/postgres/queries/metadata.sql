@@ -30,7 +30,6 @@ FROM (
             SELECT y.position
             FROM events y
             WHERE y.run_id = m.run_id AND y.position > sqlc.arg(after)::bigint
-              AND y.position <= sqlc.arg(horizon)::bigint
             ORDER BY y.position
             LIMIT sqlc.arg(page_limit)::int
         ) x
@@ -46,3 +45,9 @@ FROM (
 ) sized
 WHERE sqlc.arg(max_bytes)::bigint = 0 OR bytes_before < sqlc.arg(max_bytes)::bigint
 ORDER BY position;
+
+-- name: LastPosition :one
+-- The counter's committed value: the transaction that set it committed, and
+-- every transaction with lower positions committed before it (see
+-- BumpLogHead).
+SELECT last_position FROM log_head WHERE id = 1;

@@ -9,6 +9,22 @@ import (
 	"context"
 )
 
+const bumpLogHead = `-- name: BumpLogHead :one
+UPDATE log_head
+SET last_position = last_position + $1::bigint
+WHERE id = 1
+RETURNING last_position
+`
+
+// Takes n positions. The row lock it leaves behind serialises appenders until
+// their commit, which is what makes positions follow commit order.
+func (q *Queries) BumpLogHead(ctx context.Context, n int64) (int64, error) {
+	row := q.db.QueryRow(ctx, bumpLogHead, n)
+	var last_position int64
+	err := row.Scan(&last_position)
+	return last_position, err
+}
+
 type CopyEventsParams struct {
 	Position  int64
 	TenantID  string
@@ -42,8 +58,7 @@ VALUES (1, $1, 0)
 ON CONFLICT (id) DO NOTHING
 `
 
-// The event log: its head row (log_head, holding the log ID) and the events
-// table. Reads take the settled horizon (horizon.go) and never read past it.
+// The event log: its counter row (log_head) and the events table.
 // Creates the counter row on first open; later opens (or other nodes racing
 // the first one) leave it alone, so the log ID never changes.
 func (q *Queries) InitLogHead(ctx context.Context, logID string) error {
@@ -55,17 +70,10 @@ const lastRunPosition = `-- name: LastRunPosition :one
 SELECT coalesce(max(position), 0)::bigint
 FROM events
 WHERE tenant_id = $1 AND run_id = $2
-  AND position <= $3
 `
 
-type LastRunPositionParams struct {
-	TenantID string
-	RunID    string
-	Horizon  int64
-}
-
-func (q *Queries) LastRunPosition(ctx context.Context, arg LastRunPositionParams) (int64, error) {
-	row := q.db.QueryRow(ctx, lastRunPosition, arg.TenantID, arg.RunID, arg.Horizon)
+func (q *Queries) LastRunPosition(ctx context.Context, tenantID string, runID string) (int64, error) {
+	row := q.db.QueryRow(ctx, lastRunPosition, tenantID, runID)
 	var column_1 int64
 	err := row.Scan(&column_1)
 	return column_1, err
@@ -75,8 +83,8 @@ const lastStreamPosition = `-- name: LastStreamPosition :one
 SELECT coalesce((
     SELECT x.position FROM events x
     WHERE x.tenant_id = $1 AND x.run_id = $2
-      AND x.type = 'step.stream' AND x.position <= $3
-      AND ($4::boolean OR x.stream = ANY($5::text[]))
+      AND x.type = 'step.stream'
+      AND ($3::boolean OR x.stream = ANY($4::text[]))
     ORDER BY x.position DESC
     LIMIT 1
 ), 0)::bigint AS position
@@ -85,7 +93,6 @@ SELECT coalesce((
 type LastStreamPositionParams struct {
 	TenantID  string
 	RunID     string
-	Horizon   int64
 	AnyStream bool
 	Streams   []string
 }
@@ -96,7 +103,6 @@ func (q *Queries) LastStreamPosition(ctx context.Context, arg LastStreamPosition
 	row := q.db.QueryRow(ctx, lastStreamPosition,
 		arg.TenantID,
 		arg.RunID,
-		arg.Horizon,
 		arg.AnyStream,
 		arg.Streams,
 	)
@@ -132,12 +138,11 @@ FROM (
         WHERE e.tenant_id = $1
           AND e.run_id = $2
           AND e.position > $3
-          AND e.position <= $4
         ORDER BY e.position
-        LIMIT $5
+        LIMIT $4
     ) p
 ) page
-WHERE $6::bigint = 0 OR bytes_before < $6::bigint
+WHERE $5::bigint = 0 OR bytes_before < $5::bigint
 ORDER BY position
 `
 
@@ -145,7 +150,6 @@ type ReadEventsParams struct {
 	TenantID  string
 	RunID     string
 	After     int64
-	Horizon   int64
 	PageLimit int32
 	MaxBytes  int64
 }
@@ -162,7 +166,6 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]Event
 		arg.TenantID,
 		arg.RunID,
 		arg.After,
-		arg.Horizon,
 		arg.PageLimit,
 		arg.MaxBytes,
 	)

@@ -9,6 +9,20 @@ import (
 	"context"
 )
 
+const lastPosition = `-- name: LastPosition :one
+SELECT last_position FROM log_head WHERE id = 1
+`
+
+// The counter's committed value: the transaction that set it committed, and
+// every transaction with lower positions committed before it (see
+// BumpLogHead).
+func (q *Queries) LastPosition(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, lastPosition)
+	var last_position int64
+	err := row.Scan(&last_position)
+	return last_position, err
+}
+
 const readMetadataEvents = `-- name: ReadMetadataEvents :many
 
 SELECT position, tenant_id, run_id, workflow, type, step_run_id, step, attempt,
@@ -26,27 +40,25 @@ FROM (
             SELECT y.position
             FROM events y
             WHERE y.run_id = m.run_id AND y.position > $1::bigint
-              AND y.position <= $2::bigint
             ORDER BY y.position
-            LIMIT $3::int
+            LIMIT $2::int
         ) x
-        WHERE m.tenant_id = $4
-          AND m.key = $5
-          AND m.value = $6
+        WHERE m.tenant_id = $3
+          AND m.key = $4
+          AND m.value = $5
         ORDER BY x.position
-        LIMIT $3::int
+        LIMIT $2::int
     ) page
     JOIN events e ON e.position = page.position
-    WHERE e.tenant_id = $4
+    WHERE e.tenant_id = $3
     ORDER BY e.position
 ) sized
-WHERE $7::bigint = 0 OR bytes_before < $7::bigint
+WHERE $6::bigint = 0 OR bytes_before < $6::bigint
 ORDER BY position
 `
 
 type ReadMetadataEventsParams struct {
 	After     int64
-	Horizon   int64
 	PageLimit int32
 	TenantID  string
 	Key       string
@@ -72,7 +84,6 @@ type ReadMetadataEventsParams struct {
 func (q *Queries) ReadMetadataEvents(ctx context.Context, arg ReadMetadataEventsParams) ([]Event, error) {
 	rows, err := q.db.Query(ctx, readMetadataEvents,
 		arg.After,
-		arg.Horizon,
 		arg.PageLimit,
 		arg.TenantID,
 		arg.Key,
