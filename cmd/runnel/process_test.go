@@ -147,12 +147,13 @@ func TestEngineKilledMidRunRecovers(t *testing.T) {
 			killAt   int // stream events seen before the kill
 			want     string
 		}{
-			// Killed after two ticks of six: the step still runs when the
-			// worker registers again, however slow the restart (it took
-			// over a second on a loaded CI machine, longer than the one
-			// tick a three-second step had left).
+			// Killed after two ticks of six, or ten chunks of 120 (5.5 s
+			// left): the step still runs when the worker registers again,
+			// however slow the restart (restart and the worker's
+			// registration backoff took over 2 s on a loaded CI machine,
+			// longer than a 2 s demo-text had left).
 			{"demo-slow", map[string]int{"seconds": 6}, 2, "tick 0tick 1tick 2tick 3tick 4tick 5"},
-			{"demo-text", map[string]int{"chunks": 40, "intervalMs": 50}, 10, demo.TextOutput(40)},
+			{"demo-text", map[string]int{"chunks": 120, "intervalMs": 50}, 10, demo.TextOutput(120)},
 		} {
 			t.Run(kind+"/"+tc.workflow, func(t *testing.T) {
 				t.Parallel()

@@ -58,9 +58,25 @@ func (p *runProgress) step(name string) *stepProgress {
 	return s
 }
 
-// seed takes the steps and states of the run as fetched from the engine:
-// at the start, for the list of steps (events only name a step once it
-// starts), and at the end, for the steps that never ran.
+// listSteps takes the names of the run's steps as fetched from the engine
+// before following it (events only name a step once it starts), and
+// nothing else: the events, replayed from the run's start, tell each
+// step's story. Taking states here too would hide the lines of whatever
+// happened before the fetch, such as a first attempt that already failed.
+func (p *runProgress) listSteps(r *runnel.Run) {
+	if r == nil {
+		return
+	}
+	if p.workflow == "" {
+		p.workflow = r.Workflow
+	}
+	for _, rs := range r.Steps {
+		p.step(rs.Step)
+	}
+}
+
+// seed takes the steps and states of the run as fetched from the engine
+// once its events have ended, for the steps that never ran.
 func (p *runProgress) seed(r *runnel.Run) {
 	if r == nil {
 		return

@@ -128,6 +128,24 @@ func TestRunProgressApply(t *testing.T) {
 	}, block)
 }
 
+// The run as fetched before following it only names the steps: when the
+// fetch comes late (a loaded machine), the first attempt's failure, already
+// over by then, is still told by its replayed events.
+func TestRunProgressLateFetchTellsEveryAttempt(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(200, 0)
+	p := newRunProgress("r1", "", now)
+	p.listSteps(&runnel.Run{Workflow: "wf", Status: runnel.RunRunning, Steps: []runnel.StepRun{
+		{Step: "s", Status: runnel.StepRunning, Attempt: 2},
+	}})
+	require.Equal(t, "wf", p.workflow)
+	require.Equal(t, runnel.RunQueued, p.status, "the events say when it started")
+	require.Equal(t, "step s: running (attempt 1)", p.apply(step(runnel.EventStepStarted, 1, "", ""), now))
+	require.Equal(t, "step s: attempt 1 failed, retrying: boom",
+		p.apply(step(runnel.EventStepFailed, 1, `{"error": "boom", "retrying": true}`, ""), now))
+	require.Equal(t, "step s: running (attempt 2)", p.apply(step(runnel.EventStepStarted, 2, "", ""), now))
+}
+
 // On a terminal the block is redrawn in place: each redraw moves the
 // cursor up over the previous one and clears it, and no line is wider
 // than the terminal.

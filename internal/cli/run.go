@@ -102,7 +102,7 @@ shows them, and shell completion offers their names.`,
 func followRun(ctx context.Context, c *runnel.Client, runID, workflow string, o runOptions, out, errOut io.Writer) error {
 	p := newRunProgress(runID, workflow, time.Now())
 	if run, err := c.Admin().GetRun(ctx, runID); err == nil {
-		p.seed(run) // the steps, before any has started; without it they appear as they start
+		p.listSteps(run) // the steps, before any has started; without it they appear as they start
 	}
 	view := newProgressView(p, out, errOut, o.stream)
 	finished := false

@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -221,12 +223,53 @@ func (p *Process) Stop(grace time.Duration) error {
 }
 
 // FreeAddr returns a loopback address with a port free at the time of the
-// call.
+// call, for an engine that must come back on the same address after a
+// restart. The port is taken below the kernel's ephemeral range: a port
+// from there (what listening on port 0 gives) is handed out again to any
+// other listener on port 0 and to outgoing connections, so while the
+// engine is down another test's engine could start on it and answer in its
+// place. Below the range only another FreeAddr caller can pick the same
+// port, and this process never hands one out twice.
 func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
+	low, high := 10000, ephemeralPortsStart()
+	if high-low < 1000 {
+		low = 1024 // an unusual range; still stay out of it
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	for range 100 {
+		port := low + rand.IntN(high-low)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // in use: try another
+		}
+		addr := ln.Addr().String()
+		if err := ln.Close(); err != nil {
+			return "", fmt.Errorf("find a free port: %w", err)
+		}
+		return addr, nil
+	}
+	return "", fmt.Errorf("find a free port: none of 100 tried in %d-%d was free", low, high-1)
+}
+
+// handedOut are the ports FreeAddr returned in this process.
+var handedOut sync.Map
+
+// ephemeralPortsStart is the first port of the kernel's ephemeral range
+// (Linux's default when it cannot be read).
+func ephemeralPortsStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(fields[0])
+	if err != nil || n <= 1024 {
+		return 32768
+	}
+	return n
 }

@@ -284,8 +284,11 @@ func TestMetrics(t *testing.T) {
 		run, events = waitRun(t, n, gatedID)
 		require.Equal(t, runnel.RunCompleted, run.Status)
 		totalEvents += len(events)
-		stopMeta()
+		// The metadata subscriber ends by itself on the run's terminal
+		// event; cancelling it now could cut it off before the second
+		// slice reached it (its feed may trail the run's own).
 		wg.Wait()
+		stopMeta()
 		require.Equal(t, []int{len(events), len(events)}, gatedEvents)
 		require.Equal(t, []int{len(events) + 1, len(events) + 1}, sseFrames, "each SSE client got every event and the end")
 
