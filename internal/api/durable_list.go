@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
 )
 
@@ -26,20 +25,9 @@ const maxListedStreams = 1000
 // streams by name (not part of the Durable Streams protocol, which has no
 // listing). ?prefix= keeps names starting with it.
 func (h *HTTP) listStreams(w http.ResponseWriter, r *http.Request, p engine.Principal) {
-	if err := requireWriter(p); err != nil {
-		h.writeError(w, r, err)
+	q, ok := h.listingQuery(w, r, p, "prefix")
+	if !ok {
 		return
-	}
-	q, err := parseQuery(r.URL.RawQuery)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	for key := range q {
-		if key != "prefix" {
-			h.writeError(w, r, apierr.New(apierr.InvalidArgument, "unknown query parameter %q (want prefix)", key))
-			return
-		}
 	}
 	prefix := q.Get("prefix")
 	if err := engine.CheckText("prefix", prefix); err != nil {

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
 )
 
@@ -38,20 +37,8 @@ type runningJSON struct {
 // this engine node, for the dashboard's workers page. Read-only; an API
 // token (not a browser token) may call it.
 func (h *HTTP) listWorkers(w http.ResponseWriter, r *http.Request, p engine.Principal) {
-	if err := requireWriter(p); err != nil {
-		h.writeError(w, r, err)
+	if _, ok := h.listingQuery(w, r, p); !ok {
 		return
-	}
-	q, err := parseQuery(r.URL.RawQuery)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	for key := range q {
-		if key != "token" {
-			h.writeError(w, r, apierr.New(apierr.InvalidArgument, "unknown query parameter %q (none are taken)", key))
-			return
-		}
 	}
 	workers, err := h.engine.ConnectedWorkers(r.Context(), p.TenantID)
 	if err != nil {

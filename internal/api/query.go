@@ -1,11 +1,43 @@
 package api
 
 import (
+	"fmt"
+	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
+	"github.com/runnel-dev/runnel/internal/engine"
 )
+
+// listingQuery is the start of a read-only listing (workers, streams): an
+// API or admin token, not a browser token, and a query that has only the
+// given parameters (and token=, which authenticates). On a failure it has
+// written the error and returns false.
+func (h *HTTP) listingQuery(w http.ResponseWriter, r *http.Request, p engine.Principal, params ...string) (url.Values, bool) {
+	if err := requireWriter(p); err != nil {
+		h.writeError(w, r, err)
+		return nil, false
+	}
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.writeError(w, r, err)
+		return nil, false
+	}
+	for key := range q {
+		if key == "token" || slices.Contains(params, key) {
+			continue
+		}
+		want := "none are taken"
+		if len(params) > 0 {
+			want = fmt.Sprintf("want %s", strings.Join(params, ", "))
+		}
+		h.writeError(w, r, apierr.New(apierr.InvalidArgument, "unknown query parameter %q (%s)", key, want))
+		return nil, false
+	}
+	return q, true
+}
 
 // parseQuery reads a request's query string strictly. Go's url.ParseQuery
 // skips a pair it cannot read (one holding ';', or a bad %-escape) and

@@ -156,9 +156,7 @@ func dsAppend(ctx context.Context, o Options) ([]Measurement, error) {
 	if err != nil {
 		return nil, err
 	}
-	if raw != nil {
-		defer raw.close()
-	}
+	defer raw.close()
 	var out []Measurement
 	for _, tc := range []struct {
 		name     string

@@ -54,9 +54,7 @@ func ingest(ctx context.Context, o Options) ([]Measurement, error) {
 	if err != nil {
 		return nil, err
 	}
-	if raw != nil {
-		defer raw.close()
-	}
+	defer raw.close()
 	var out []Measurement
 	for _, tc := range []struct{ steps, size int }{{1, 100}, {16, 100}, {1, 4096}, {16, 4096}} {
 		o.progress("ingest: %d step(s) putting %d B payloads for %v", tc.steps, tc.size, o.Duration)

@@ -109,7 +109,12 @@ func (c *cluster) openRawStore(ctx context.Context) (*rawStore, error) {
 	return r, nil
 }
 
+// close closes what openRawStore opened; a nil store (no limits against a
+// remote engine) has nothing to close.
 func (r *rawStore) close() {
+	if r == nil {
+		return
+	}
 	if r.sqlite != nil {
 		_ = r.sqlite.Close()
 	}

@@ -83,9 +83,7 @@ func runs(ctx context.Context, o Options) ([]Measurement, error) {
 	if err != nil {
 		return nil, err
 	}
-	if raw != nil {
-		defer raw.close()
-	}
+	defer raw.close()
 	var out []Measurement
 	warm := min(time.Second, o.Duration/2)
 	o.progress("runs: warming up for %v", warm)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/browsertest"
 	"github.com/runnel-dev/runnel/internal/demo"
 	"github.com/runnel-dev/runnel/internal/testengine"
@@ -21,36 +20,6 @@ import (
 
 // stores are the dialects the pages that read stored runs are checked on.
 var stores = []string{"sqlite", "postgres"}
-
-// startDemo runs an engine on a store of the given kind and an in-process
-// worker named "demo" with the demo workflows, as testengine's
-// StartWithDemoWorker does on SQLite.
-func startDemo(t *testing.T, kind string, slots int) *testengine.Engine {
-	t.Helper()
-	e := testengine.StartOn(t, kind)
-	w, err := e.Client.NewWorker("demo", runnel.WithSlots(slots))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Register(demo.Workflows()...); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("demo worker: %v", err)
-		}
-	})
-	select {
-	case <-w.Ready():
-	case err := <-done:
-		t.Fatalf("demo worker stopped before registering: %v", err)
-	}
-	return e
-}
 
 // signIn opens the dashboard with the engine's token at the given page.
 func signIn(t *testing.T, tab *browsertest.Tab, e *testengine.Engine, page string) {
@@ -75,7 +44,7 @@ func TestDashboardTimeline(t *testing.T) {
 	for _, kind := range stores {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			e := startDemo(t, kind, 8)
+			e := testengine.StartOnWithDemoWorker(t, kind, 8)
 			ctx := context.Background()
 			flaky, err := e.Client.Admin().RunWorkflow(ctx, demo.Flaky, map[string]int{"failAttempts": 2})
 			if err != nil {
@@ -144,7 +113,7 @@ func TestDashboardTree(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			// A waiting parent or child holds its slot: 1 + 2 + 4 runs at once.
-			e := startDemo(t, kind, 8)
+			e := testengine.StartOnWithDemoWorker(t, kind, 8)
 			ctx := context.Background()
 			parent, err := e.Client.Admin().RunWorkflow(ctx, demo.Parent, map[string]int{"n": 2, "spawn": 2, "intervalMs": 150},
 				withMeta("family", "tree-test"))
@@ -269,7 +238,7 @@ func buildRunnel(t *testing.T) string {
 func TestDashboardWorkers(t *testing.T) {
 	t.Parallel()
 	bin := buildRunnel(t)
-	e := startDemo(t, "sqlite", 4)
+	e := testengine.StartOnWithDemoWorker(t, "sqlite", 4)
 	tab := newTab(t)
 	signIn(t, tab, e, "/workers")
 	run(t, tab.Ctx, waitJS(`document.querySelectorAll('tr.worker-row').length === 1`))
@@ -319,7 +288,7 @@ func TestDashboardWorkers(t *testing.T) {
 // latency, all above zero.
 func TestDashboardMetrics(t *testing.T) {
 	t.Parallel()
-	e := startDemo(t, "sqlite", 4)
+	e := testengine.StartOnWithDemoWorker(t, "sqlite", 4)
 	tab := newTab(t)
 	signIn(t, tab, e, "/metrics")
 	// Two samples make the first point.
@@ -364,7 +333,7 @@ func TestDashboardMetrics(t *testing.T) {
 // run and Enter opens it; ? shows the shortcuts.
 func TestDashboardKeyboard(t *testing.T) {
 	t.Parallel()
-	e := startDemo(t, "sqlite", 4)
+	e := testengine.StartOnWithDemoWorker(t, "sqlite", 4)
 	runID, err := e.Client.Admin().RunWorkflow(context.Background(), demo.Text, map[string]int{"chunks": 3, "intervalMs": 1})
 	if err != nil {
 		t.Fatal(err)

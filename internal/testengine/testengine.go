@@ -138,12 +138,21 @@ func Logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// StartWithDemoWorker runs an engine and a worker with the demo workflows,
-// as `runnel dev` does, and returns once the worker is registered.
+// StartWithDemoWorker runs an engine on SQLite and a worker with the demo
+// workflows and 8 slots, as `runnel dev` does, and returns once the worker
+// is registered.
 func StartWithDemoWorker(t testing.TB, opts ...Option) *Engine {
 	t.Helper()
-	e := Start(t, opts...)
-	w, err := e.Client.NewWorker("demo", runnel.WithSlots(8))
+	return StartOnWithDemoWorker(t, "sqlite", 8, opts...)
+}
+
+// StartOnWithDemoWorker runs an engine on a fresh database of the kind (as
+// StartOn) and a demo worker with the given slots, and returns once the
+// worker is registered.
+func StartOnWithDemoWorker(t testing.TB, kind string, slots int, opts ...Option) *Engine {
+	t.Helper()
+	e := StartOn(t, kind, opts...)
+	w, err := e.Client.NewWorker("demo", runnel.WithSlots(slots))
 	if err != nil {
 		t.Fatal(err)
 	}
