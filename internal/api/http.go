@@ -44,6 +44,9 @@ type HTTP struct {
 	log    *slog.Logger
 	cfg    HTTPConfig
 	frames *frameCache // SSE frames of recent events, shared by all streams
+	// streams are the SSE streams served past their handlers
+	// (sse_detach.go).
+	streams detachedStreams
 }
 
 // NewHTTP returns the HTTP API over e.

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
 	"github.com/runnel-dev/runnel/internal/apierr"
 	"github.com/runnel-dev/runnel/internal/engine"
+	"github.com/runnel-dev/runnel/internal/eventlog"
 )
 
 // eventRequest is the body of POST /api/v1/events.
@@ -57,17 +59,14 @@ func (h *HTTP) streamMetadata(w http.ResponseWriter, r *http.Request, p engine.P
 		h.writeError(w, r, err)
 		return
 	}
-	sw := newSSEWriter(w, h.engine.Codec(), h.frames, h.cfg.WriteTimeout)
-	err = h.engine.SubscribeMetadata(r.Context(), engine.SubscribeMetadataParams{
+	params := engine.SubscribeMetadataParams{
 		TenantID: p.TenantID, Key: key, Value: value, From: from, Types: types, Principal: p,
-	}, sw.deliver)
-	switch {
-	case err == nil:
-	case !sw.started():
-		h.writeError(w, r, err)
-	default:
-		sw.fail(err)
 	}
+	h.serveSSE(w, r, newSSEWriter(w, h.engine.Codec(), h.frames, h.cfg.WriteTimeout),
+		func(ctx context.Context, deliver eventlog.Deliver) error {
+			return h.engine.SubscribeMetadata(ctx, params, deliver)
+		},
+		nil) // a metadata subscription has no end of its own
 }
 
 // childRef is a child run as listed on its parent.

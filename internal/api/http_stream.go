@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -57,18 +58,14 @@ func (h *HTTP) streamRun(w http.ResponseWriter, r *http.Request, p engine.Princi
 		h.writeError(w, r, err)
 		return
 	}
-	sw := newSSEWriter(w, h.engine.Codec(), h.frames, h.cfg.WriteTimeout)
-	err = h.engine.Subscribe(r.Context(), engine.SubscribeParams{
+	params := engine.SubscribeParams{
 		TenantID: p.TenantID, RunID: runID, From: from, Types: types, Streams: splitList(q.Get("streams")), Principal: p,
-	}, sw.deliver)
-	switch {
-	case err == nil:
-		sw.end(runID)
-	case !sw.started():
-		h.writeError(w, r, err)
-	default:
-		sw.fail(err)
 	}
+	h.serveSSE(w, r, newSSEWriter(w, h.engine.Codec(), h.frames, h.cfg.WriteTimeout),
+		func(ctx context.Context, deliver eventlog.Deliver) error {
+			return h.engine.Subscribe(ctx, params, deliver)
+		},
+		func(sw *sseWriter) { sw.end(runID) })
 }
 
 // sseWriter writes subscription batches as SSE frames through the one SSE
@@ -81,6 +78,9 @@ type sseWriter struct {
 	codec  eventlog.Codec
 	frames *frameCache
 	batch  [][]byte // the frames of the batch being written, reused
+	// beforeStart, when set, runs once before the headers are sent (see
+	// serveSSE).
+	beforeStart func()
 }
 
 func newSSEWriter(w http.ResponseWriter, codec eventlog.Codec, frames *frameCache, writeTimeout time.Duration) *sseWriter {
@@ -91,6 +91,10 @@ func (s *sseWriter) started() bool { return s.out.Started() }
 
 func (s *sseWriter) deliver(events []store.Event, pos int64) error {
 	if !s.out.Started() {
+		if s.beforeStart != nil {
+			s.beforeStart()
+			s.beforeStart = nil
+		}
 		// The subscription is open: send the headers now, so the client
 		// knows it is connected before the first event.
 		if err := s.out.Start(0); err != nil {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Middleware counts the requests next serves by route pattern and status,
@@ -27,23 +28,30 @@ func (m *Metrics) Middleware(next http.Handler, rpcPrefixes ...string) http.Hand
 			}
 		}
 		r = r.WithContext(WithTransport(r.Context(), transport))
-		rw := &responseWriter{ResponseWriter: w, m: m}
+		rw := &responseWriter{ResponseWriter: w, m: m, req: r}
 		defer func() {
+			if rw.detached {
+				return // counted when the stream ends
+			}
 			if rw.sse {
 				m.sseConnections.Dec()
 			}
-			route := r.Pattern
-			if route == "" {
-				route = "unmatched"
-			}
-			code := rw.code
-			if code == 0 {
-				code = http.StatusOK
-			}
-			m.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+			m.countRequest(r.Pattern, rw.code)
 		}()
 		next.ServeHTTP(rw, r)
 	})
+}
+
+// countRequest counts a request that ended with code (0: 200), by the
+// route pattern the ServeMux matched.
+func (m *Metrics) countRequest(route string, code int) {
+	if route == "" {
+		route = "unmatched"
+	}
+	if code == 0 {
+		code = http.StatusOK
+	}
+	m.httpRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 }
 
 // responseWriter records the status of a response and whether it is an
@@ -51,9 +59,11 @@ func (m *Metrics) Middleware(next http.Handler, rpcPrefixes ...string) http.Hand
 // streaming handlers (SSE, Connect) need.
 type responseWriter struct {
 	http.ResponseWriter
-	m    *Metrics
-	code int
-	sse  bool
+	m        *Metrics
+	req      *http.Request
+	code     int
+	sse      bool
+	detached bool
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -82,3 +92,22 @@ func (w *responseWriter) Flush() {
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Detach is called by a handler that takes its connection over from
+// net/http to stream Server-Sent Events after it returns: the stream
+// counts as an open SSE connection, and the request is counted (as a
+// 200), when the returned function is called at the stream's end, not
+// when the handler returns.
+func (w *responseWriter) Detach() (ended func()) {
+	w.detached = true
+	if !w.sse {
+		w.m.sseConnections.Inc()
+	}
+	// Only what counting needs: holding w would hold net/http's
+	// connection and its buffers for as long as the stream lasts.
+	m, route := w.m, w.req.Pattern
+	return sync.OnceFunc(func() {
+		m.sseConnections.Dec()
+		m.countRequest(route, http.StatusOK)
+	})
+}

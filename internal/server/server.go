@@ -85,6 +85,7 @@ type Server struct {
 	store    store.Store
 	engine   *engine.Engine
 	metrics  *metrics.Metrics
+	api      *api.HTTP
 	http     *http.Server
 	listener net.Listener
 	// AdminToken is the admin secret when this start created it, or when it
@@ -146,7 +147,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	mux := http.NewServeMux()
 	api.NewRPC(s.engine, cfg.Logger).Mount(mux)
-	api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins, WriteTimeout: cfg.Timeouts.Write}).Mount(mux)
+	s.api = api.NewHTTP(s.engine, cfg.Logger, api.HTTPConfig{CORSOrigins: cfg.CORSOrigins, WriteTimeout: cfg.Timeouts.Write})
+	s.api.Mount(mux)
 	dashboard.Mount(mux)
 	browsersdk.Mount(mux)
 	// /healthz: the process serves HTTP. /readyz: it can also reach its
@@ -239,6 +241,11 @@ func (s *Server) Stop(ctx context.Context) error {
 		if serr := <-shutdown; serr != nil {
 			log.Warn("drain timed out; closing the connections still open", "err", serr)
 			_ = s.http.Close()
+		}
+		// SSE streams taken over from net/http end with their
+		// subscriptions, which the drain ended.
+		if serr := s.api.CloseStreams(ctx); serr != nil {
+			log.Warn("drain timed out", "err", serr)
 		}
 		s.baseCancel()
 		s.engine.Stop()

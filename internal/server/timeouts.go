@@ -66,7 +66,7 @@ func withDeadlines(next http.Handler, t Timeouts) http.Handler {
 			r.Body = b
 		}
 		next.ServeHTTP(dw, r)
-		if r.ProtoMajor == 1 {
+		if r.ProtoMajor == 1 && !dw.detached {
 			// What net/http still writes after the handler (buffered
 			// bytes, the end of a chunked body) gets a deadline too; the
 			// server lifts it before the next request. (An HTTP/2 write
@@ -84,6 +84,15 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	rc       *http.ResponseController
 	watchdog *writedeadline.Watchdog
+	detached bool // the handler took the connection over
+}
+
+// Detach is called by a handler that takes its connection over from
+// net/http (a detached SSE stream): the connection's deadlines are then
+// the handler's, and none is left behind on it.
+func (w *deadlineWriter) Detach() func() {
+	w.detached = true
+	return func() {}
 }
 
 func (w *deadlineWriter) WriteHeader(code int) {

@@ -30,6 +30,7 @@ type Writer struct {
 	w        http.ResponseWriter
 	rc       *http.ResponseController
 	watchdog *writedeadline.Watchdog
+	timeout  time.Duration
 	buf      *bytes.Buffer // frames not yet written; nil when empty
 	started  bool
 }
@@ -43,7 +44,14 @@ const BatchSize = 64 << 10
 // ResponseWriter does; middleware must let http.ResponseController reach
 // it (an Unwrap method).
 func NewWriter(w http.ResponseWriter, writeTimeout time.Duration) *Writer {
-	return &Writer{w: w, rc: http.NewResponseController(w), watchdog: writedeadline.New(w, writeTimeout)}
+	return &Writer{w: w, rc: http.NewResponseController(w), watchdog: writedeadline.New(w, writeTimeout), timeout: writeTimeout}
+}
+
+// MoveTo carries on the response on w: the same response, on a connection
+// a handler took over from net/http before anything was written (see
+// package api's detached streams). Nothing may be queued.
+func (s *Writer) MoveTo(w http.ResponseWriter) {
+	s.w, s.rc, s.watchdog = w, http.NewResponseController(w), writedeadline.New(w, s.timeout)
 }
 
 // Started reports whether the headers were sent: errors can then no
