@@ -320,14 +320,23 @@ func (k eventFilter) keeps(ev store.Event) bool {
 	return true
 }
 
-// apply returns the kept events in a new slice: events may be shared with
-// other subscribers.
+// apply returns the kept events: events itself when it keeps them all
+// (the common case: a filter on step.stream during a stream), else a new
+// slice, since events may be shared with other subscribers. Either is
+// only read by the subscriber.
 func (k eventFilter) apply(events []store.Event) []store.Event {
-	out := events[:0:0]
-	for _, ev := range events {
+	for i, ev := range events {
 		if k.keeps(ev) {
-			out = append(out, ev)
+			continue
 		}
+		out := make([]store.Event, i, len(events)-1)
+		copy(out, events[:i])
+		for _, ev := range events[i+1:] {
+			if k.keeps(ev) {
+				out = append(out, ev)
+			}
+		}
+		return out
 	}
-	return out
+	return events
 }
