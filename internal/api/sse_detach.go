@@ -120,10 +120,11 @@ type detachedStream struct {
 }
 
 // detach takes the response's connection over, or returns nil when it
-// cannot: not HTTP/1.1, a writer that cannot be hijacked, or the node
-// stopping. cancel ends the subscription when the client leaves.
+// cannot: not an HTTP/1.1 GET (a HEAD response has no body, which net/http
+// sees to), a writer that cannot be hijacked, or the node stopping.
+// cancel ends the subscription when the client leaves.
 func (h *HTTP) detach(w http.ResponseWriter, r *http.Request, cancel context.CancelFunc) *detachedStream {
-	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.Method != http.MethodGet {
 		return nil
 	}
 	if !h.streams.enter() {

@@ -3,7 +3,10 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-dev/runnel"
+	"github.com/runnel-dev/runnel/internal/demo"
 )
 
 // gatedWorkflow streams "first", waits for release, streams "second".
@@ -117,4 +121,33 @@ func TestSSEDetachedStreamEndsOnStop(t *testing.T) {
 	}
 	require.NoError(t, sc.Err())
 	require.NotContains(t, strings.Join(rest, "\n"), "event: end", "no end: the run goes on")
+}
+
+// A HEAD request on a stream is not detached: net/http keeps its response
+// bodiless, so the connection stays usable for the next request.
+func TestSSEHeadIsNotDetached(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "sqlite")
+	startWorker(t, n, "demo", 1, demo.Workflows()...)
+	runID, err := n.client.Admin().RunWorkflow(context.Background(), demo.Text, map[string]int{"chunks": 3, "intervalMs": 0})
+	require.NoError(t, err)
+	waitRun(t, n, runID)
+
+	u, err := url.Parse(n.url)
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(time.Minute)))
+	_, err = fmt.Fprintf(conn, "HEAD /api/v1/runs/%s/stream HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n"+
+		"GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", runID, u.Host, n.srv.AdminToken, u.Host)
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	head, err := http.ReadResponse(br, &http.Request{Method: http.MethodHead})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, head.StatusCode)
+	require.False(t, head.Close, "kept alive: net/http served it")
+	health, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+	require.NoError(t, err, "the next response follows a bodiless HEAD response")
+	require.Equal(t, http.StatusOK, health.StatusCode)
 }
