@@ -13,27 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/runnel-dev/runnel"
 	"github.com/runnel-dev/runnel/internal/demo"
 )
-
-// gatedWorkflow streams "first", waits for release, streams "second".
-func gatedWorkflow(name string, release <-chan struct{}) *runnel.Workflow {
-	return runnel.NewWorkflow(name).Step("s", func(sc runnel.Context) (any, error) {
-		if err := sc.PutStream([]byte("first")); err != nil {
-			return nil, err
-		}
-		if err := sc.Flush(); err != nil {
-			return nil, err
-		}
-		select {
-		case <-release:
-		case <-sc.Done():
-			return nil, sc.Err()
-		}
-		return nil, sc.PutStream([]byte("second"))
-	})
-}
 
 // readUntil reads SSE lines until one equals want.
 func readUntil(t *testing.T, sc *bufio.Scanner, want string) {
@@ -57,8 +38,8 @@ func TestSSEDetachedStream(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, n *node) {
 		release := make(chan struct{})
-		startWorker(t, n, "w", 2, gatedWorkflow("gated", release))
-		runID, err := n.client.Admin().RunWorkflow(context.Background(), "gated", nil)
+		startWorker(t, n, "w", 2, heldWorkflow(release))
+		runID, err := n.client.Admin().RunWorkflow(context.Background(), "held", nil)
 		require.NoError(t, err)
 		url := n.url + "/api/v1/runs/" + runID + "/stream"
 		// Open streams, and streams counted as requests when they end.
@@ -105,8 +86,8 @@ func TestSSEDetachedStreamEndsOnStop(t *testing.T) {
 	n := startNode(t, "sqlite")
 	release := make(chan struct{})
 	defer close(release)
-	startWorker(t, n, "w", 1, gatedWorkflow("gated", release))
-	runID, err := n.client.Admin().RunWorkflow(context.Background(), "gated", nil)
+	startWorker(t, n, "w", 1, heldWorkflow(release))
+	runID, err := n.client.Admin().RunWorkflow(context.Background(), "held", nil)
 	require.NoError(t, err)
 	resp := openSSE(t, n.url+"/api/v1/runs/"+runID+"/stream", n.srv.AdminToken)
 	sc := bufio.NewScanner(resp.Body)
