@@ -151,6 +151,45 @@ func TestDashboard(t *testing.T) {
 	tab.CheckNoProblems(t)
 }
 
+// The Cancel button stays the same element while a run goes from queued to
+// running, so a click aimed at it while the page refreshes is never lost.
+func TestDashboardCancelButtonOutlivesStart(t *testing.T) {
+	t.Parallel()
+	e := testengine.StartOnWithDemoWorker(t, "sqlite", 1)
+	tab := newTab(t)
+	ctx := context.Background()
+	status := `document.querySelector('h1 .badge').textContent`
+
+	// The one slot is taken, so the second run waits in the queue.
+	first, err := e.Client.Admin().RunWorkflow(ctx, demo.Slow, map[string]int{"seconds": 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, tab, e, "/runs/"+first)
+	run(t, tab.Ctx, waitJS(status+` === 'running'`))
+	second, err := e.Client.Admin().RunWorkflow(ctx, demo.Slow, map[string]int{"seconds": 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, tab.Ctx,
+		chromedp.Navigate(e.URL+"/#/runs/"+second),
+		waitJS(`document.querySelector('h1 .badge') !== null && `+status+` === 'queued' && document.getElementById('cancel') !== null`),
+		chromedp.Evaluate[chromedp.Void](`window.cancelWhileQueued = document.getElementById('cancel')`),
+	)
+	if err := e.Client.Admin().CancelRun(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	run(t, tab.Ctx, waitJS(status+` === 'running'`))
+	if !eval[bool](t, tab.Ctx, `document.getElementById('cancel') === window.cancelWhileQueued`) {
+		t.Fatal("the Cancel button was replaced when the run started")
+	}
+	run(t, tab.Ctx,
+		chromedp.Click(`#cancel`),
+		waitJS(status+` === 'cancelled' && document.getElementById('cancel') === null`),
+	)
+	tab.CheckNoProblems(t)
+}
+
 // The streams page lists the tenant's durable streams; a stream's page shows
 // its messages and follows appends live until the stream is closed.
 func TestDashboardStreams(t *testing.T) {

@@ -511,23 +511,27 @@ async function runPage(runId) {
     if (lines.length) output.scrollTop = lines[0].offsetTop - output.offsetTop - 8;
   };
 
+  // The Cancel button is one node for the run's whole life: runTree
+  // redraws the run every second and on every event, and a click must not
+  // land on a button being replaced (between queued and running, say). Only
+  // the heading follows the status; the button goes once the run has ended.
+  const title = el("h1");
+  const cancel = el("button", {
+    class: "danger", id: "cancel",
+    onclick: async (e) => {
+      e.target.disabled = true;
+      try { await api("POST", "/runs/" + runId + "/cancel"); } catch (err) { showError(msg, err); }
+    },
+  }, "Cancel run");
+  set(head, title);
   let headStatus = "";
   const renderRun = (r) => {
     run = r;
-    // The head (and its Cancel button) is redrawn only when the status
-    // changes: runTree calls this every second while the run goes on, and a
-    // click must not land on a button being replaced.
     if (r.status !== headStatus) {
       headStatus = r.status;
-      set(head,
-        el("h1", {}, r.workflow, " ", badge(r.status)),
-        TERMINAL.has(r.status) ? null : el("button", {
-          class: "danger", id: "cancel",
-          onclick: async (e) => {
-            e.target.disabled = true;
-            try { await api("POST", "/runs/" + runId + "/cancel"); } catch (err) { showError(msg, err); }
-          },
-        }, "Cancel run"));
+      set(title, r.workflow, " ", badge(r.status));
+      if (TERMINAL.has(r.status)) cancel.remove();
+      else if (!cancel.isConnected) head.append(cancel);
     }
     const row = (k, v) => [el("dt", {}, k), el("dd", {}, v)];
     set(details, el("dl", {},
