@@ -83,9 +83,12 @@ func emit(ctx runnel.Context) (any, error) {
 	}
 	payload := bytes.Repeat([]byte{'x'}, in.Size)
 	var n int64
-	put := func(now time.Time) error {
+	// Each payload is stamped when PutStream is called, not with the
+	// ticker's time: a tick's value is when it was due, and counting the
+	// step's own wake-up delay would charge the engine for it.
+	put := func() error {
 		n++
-		encodeHeader(payload, now.UnixNano(), n)
+		encodeHeader(payload, time.Now().UnixNano(), n)
 		return ctx.PutStream(payload)
 	}
 	done := func(now time.Time) bool {
@@ -93,7 +96,7 @@ func emit(ctx runnel.Context) (any, error) {
 	}
 	if in.Rate <= 0 {
 		for now := start; !done(now); now = time.Now() {
-			if err := put(now); err != nil {
+			if err := put(); err != nil {
 				return nil, err
 			}
 		}
@@ -107,7 +110,7 @@ func emit(ctx runnel.Context) (any, error) {
 		for now := start; !done(now); {
 			due := int64(now.Sub(start)/interval) + 1
 			for n < due && !done(now) {
-				if err := put(now); err != nil {
+				if err := put(); err != nil {
 					return nil, err
 				}
 			}
