@@ -158,7 +158,8 @@ func TestDashboardCancelButtonOutlivesStart(t *testing.T) {
 	e := testengine.StartOnWithDemoWorker(t, "sqlite", 1)
 	tab := newTab(t)
 	ctx := context.Background()
-	status := `document.querySelector('h1 .badge').textContent`
+	// Null-safe: the heading is empty until the run's first read is drawn.
+	status := `document.querySelector('h1 .badge')?.textContent`
 
 	// The one slot is taken, so the second run waits in the queue.
 	first, err := e.Client.Admin().RunWorkflow(ctx, demo.Slow, map[string]int{"seconds": 60})
@@ -173,7 +174,7 @@ func TestDashboardCancelButtonOutlivesStart(t *testing.T) {
 	}
 	run(t, tab.Ctx,
 		chromedp.Navigate(e.URL+"/#/runs/"+second),
-		waitJS(`document.querySelector('h1 .badge') !== null && `+status+` === 'queued' && document.getElementById('cancel') !== null`),
+		waitJS(status+` === 'queued' && document.getElementById('cancel') !== null`),
 		chromedp.Evaluate[chromedp.Void](`window.cancelWhileQueued = document.getElementById('cancel')`),
 	)
 	if err := e.Client.Admin().CancelRun(ctx, first); err != nil {
@@ -209,6 +210,16 @@ func TestDashboardStreams(t *testing.T) {
 		waitJS(`document.querySelector('tr[data-stream="chat/1"] a') !== null`),
 	)
 	screenshot(t, tab.Ctx, "streams.png")
+	// The list is read again every 2 s; an unchanged one is not redrawn,
+	// so a click never lands on a row being replaced. Two more reads: the
+	// second starts only after the first was drawn (or not).
+	run(t, tab.Ctx, chromedp.Evaluate[chromedp.Void](`window.rowBefore = document.querySelector('tr[data-stream="chat/1"]')`))
+	listReads := `performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname === '/api/v1/streams').length`
+	reads := eval[int](t, tab.Ctx, listReads)
+	run(t, tab.Ctx, waitJS(fmt.Sprintf("%s >= %d", listReads, reads+2)))
+	if !eval[bool](t, tab.Ctx, `document.querySelector('tr[data-stream="chat/1"]') === window.rowBefore`) {
+		t.Fatal("the unchanged streams list was redrawn")
+	}
 	run(t, tab.Ctx,
 		chromedp.Click(`tr[data-stream="chat/1"] a`),
 		waitJS(`document.querySelectorAll('#stream-output .message').length === 1`),

@@ -684,19 +684,24 @@ function streamsPage() {
       tbody)));
   let stopped = false;
   let timer;
+  let shown = null; // the listing drawn last: an unchanged one is not redrawn
   async function load() {
     try {
       const data = await api("GET", "/streams");
       if (stopped) return;
       set(msg);
-      set(tbody, ...data.streams.map((s) => el("tr", { "data-stream": s.name, class: "stream-row", "data-nav-key": "stream:" + s.name },
-        el("td", {}, el("a", { href: "#/streams/" + encodeURIComponent(s.name), class: "mono" }, s.name)),
-        el("td", {}, el("code", {}, s.contentType)),
-        el("td", {}, badge(s.closed ? "completed" : "running").cloneNode(true), " ", s.closed ? "closed" : "open"),
-        el("td", { class: "hide-narrow" }, fmtTime(s.createdAt)))));
-      if (data.streams.length === 0) {
-        set(tbody, el("tr", {}, el("td", { colspan: 4, class: "muted empty" },
-          "No streams yet. Create one with ", el("code", {}, "runnel streams create NAME"), ".")));
+      const listing = JSON.stringify(data.streams);
+      if (listing !== shown) {
+        shown = listing;
+        set(tbody, ...data.streams.map((s) => el("tr", { "data-stream": s.name, class: "stream-row", "data-nav-key": "stream:" + s.name },
+          el("td", {}, el("a", { href: "#/streams/" + encodeURIComponent(s.name), class: "mono" }, s.name)),
+          el("td", {}, el("code", {}, s.contentType)),
+          el("td", {}, badge(s.closed ? "completed" : "running").cloneNode(true), " ", s.closed ? "closed" : "open"),
+          el("td", { class: "hide-narrow" }, fmtTime(s.createdAt)))));
+        if (data.streams.length === 0) {
+          set(tbody, el("tr", {}, el("td", { colspan: 4, class: "muted empty" },
+            "No streams yet. Create one with ", el("code", {}, "runnel streams create NAME"), ".")));
+        }
       }
     } catch (err) {
       if (!stopped) showError(msg, err);
